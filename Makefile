@@ -1,0 +1,46 @@
+# taskfleet: `make demo` and `make test` work on a fresh machine; see README.md.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench system-deps postgres clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests use: iproute2 for the network-namespace test.
+system-deps:
+	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }
+
+# Start the local PostgreSQL 15 if it is installed and down; tests skip it visibly otherwise.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
+	  pg_ctlcluster --skip-systemctl-redirect 15 main start 2>/dev/null || \
+	  echo "PostgreSQL is not reachable: its tests will be skipped"
+
+demo: $(STAMP)
+	$(BIN)/taskfleet demo
+
+test: $(STAMP) system-deps postgres
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python bench/poll.py
+	$(BIN)/python bench/agent_idle.py
+
+clean:
+	rm -rf $(VENV) demo-data test-artifacts .pytest_cache .mypy_cache .ruff_cache

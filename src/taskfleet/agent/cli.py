@@ -1,0 +1,72 @@
+"""``taskfleet agent run``: the agent's own entry point.
+
+Parsed with the standard library's argparse so that the agent process never
+imports the admin CLI's libraries (Typer, Rich): it runs on every computer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from taskfleet.agent.service import Agent, AgentOptions
+from taskfleet.errors import TaskfleetError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="taskfleet agent run",
+        description="Run the taskfleet agent: enrol, get a task server, run tasks, report status.",
+    )
+    p.add_argument("--ns", required=True, help="URL of the notification server")
+    p.add_argument("--state-dir", required=True, type=Path, help="where the agent keeps its identity and spool")
+    p.add_argument("--token", default=os.environ.get("TASKFLEET_TOKEN", ""),
+                   help="enrolment token (needed on first start only)")
+    p.add_argument("--name", default=None, help="computer name to report (default: host name)")
+    p.add_argument("--address", action="append", default=[], metavar="IP/PREFIX",
+                   help="report this address instead of the detected ones (repeatable)")
+    p.add_argument("--startup-window", type=float, default=60.0, metavar="SECONDS",
+                   help="spread the first contact over this many seconds (R11); default 60")
+    p.add_argument("--channel-wait", type=float, default=50.0, metavar="SECONDS",
+                   help="how long one notification-channel long poll is held open")
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    agent = Agent(
+        AgentOptions(
+            ns_url=args.ns,
+            state_dir=args.state_dir,
+            token=args.token,
+            name=args.name,
+            addresses=args.address,
+            startup_window_s=args.startup_window,
+            channel_wait_s=args.channel_wait,
+        )
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, agent.stop)
+        await agent.run()
+
+    try:
+        asyncio.run(run())
+    except TaskfleetError as exc:
+        print(f"taskfleet agent: {exc.message}", file=sys.stderr)
+        return 2
+    if agent.restart_requested:
+        # R10: start afresh; the new process asks the NS for its task server again.
+        args_now = sys.argv[1:] if argv is None else argv
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "taskfleet.agent", *args_now])
+    return 0

@@ -1,0 +1,81 @@
+"""Run one script: its own process group, a timeout, and capped output."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from taskfleet.protocol.messages import MAX_OUTPUT_BYTES, TRUNCATION_MARKER
+
+_SUFFIX = {"sh": ".sh", "bash": ".sh", "python": ".py", "pwsh": ".ps1"}
+
+
+@dataclass
+class Outcome:
+    return_code: int | None
+    output: str
+    timed_out: bool = False
+    error: str = ""
+
+
+def command_for(interpreter: str, path: str) -> list[str]:
+    if interpreter == "python":
+        return [sys.executable, path]
+    if interpreter == "pwsh":
+        return ["pwsh", "-NoProfile", "-NonInteractive", "-File", path]
+    return [interpreter, path]
+
+
+async def run_script(
+    interpreter: str, script: str, timeout_s: float, env: dict[str, str] | None = None
+) -> Outcome:
+    exe = sys.executable if interpreter == "python" else shutil.which(interpreter)
+    if exe is None:
+        return Outcome(None, "", error=f"interpreter {interpreter!r} is not installed on this computer")
+    fd, path = tempfile.mkstemp(prefix="taskfleet-", suffix=_SUFFIX.get(interpreter, ""))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(script)
+        proc = await asyncio.create_subprocess_exec(
+            *command_for(interpreter, path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a timeout kills all of it
+            env={**os.environ, **(env or {})},
+        )
+        collected = bytearray()
+        dropped = 0
+
+        async def read() -> None:
+            nonlocal dropped
+            assert proc.stdout is not None
+            while chunk := await proc.stdout.read(65536):
+                room = MAX_OUTPUT_BYTES - len(collected)
+                collected.extend(chunk[:room])
+                dropped += max(0, len(chunk) - room)
+
+        reader = asyncio.create_task(read())
+        timed_out = False
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except TimeoutError:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader, 5)
+        text = collected.decode("utf-8", errors="replace")
+        if dropped:
+            text += TRUNCATION_MARKER.format(dropped=dropped)
+        return Outcome(proc.returncode, text, timed_out=timed_out)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -1,0 +1,360 @@
+"""The agent's life: enrol, get a task server, poll, listen, run, report (R4, R5, R6, R8, R11).
+
+Three loops share one connection to the task server:
+- the notification channel: a long poll that returns when the agent is tickled;
+- the poll: every Task Request Interval (with jitter), or at once after a tickle;
+- the status sender: every Send Status Interval, or at once for live runs.
+Three failed attempts in a row against the task server make the agent ask
+the NS for another (failover). Refusals (not approved, not assigned) make it
+ask again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from taskfleet.agent import facts as local_facts
+from taskfleet.agent.ledger import Ledger
+from taskfleet.agent.runner import run_script
+from taskfleet.errors import InvalidInput, NotApproved, NotAssigned, TaskfleetError, Unauthenticated, Unavailable
+from taskfleet.protocol import transport
+from taskfleet.protocol.calls import call
+from taskfleet.protocol.messages import (
+    AgentSettings,
+    Assignment,
+    AssignmentRequest,
+    Enrolled,
+    Enrolment,
+    InstanceState,
+    PollReply,
+    StatusAck,
+    StatusEvent,
+    TaskType,
+    WorkItem,
+    from_json,
+    to_json,
+)
+from taskfleet.protocol.spool import Spool
+
+log = logging.getLogger("taskfleet.agent")
+FAILOVER_AFTER = 3  # R4
+JITTER = 0.1  # R5: +-10% on every interval
+
+
+@dataclass
+class AgentOptions:
+    ns_url: str
+    state_dir: Path
+    token: str = ""
+    name: str | None = None
+    addresses: list[str] = field(default_factory=list)
+    startup_window_s: float = 60.0  # R11
+    channel_wait_s: float = 50.0
+
+
+def jittered(seconds: float) -> float:
+    return seconds * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+class Agent:
+    def __init__(self, options: AgentOptions) -> None:
+        self.options = options
+        state = options.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        self.identity_path = state / "identity.json"
+        self.hardware_id = local_facts.hardware_id(state)
+        self.spool = Spool(state / "spool")
+        self.ledger = Ledger(state / "instances")
+        self.credential: transport.Credential | None = None
+        self.assignment: Assignment | None = None
+        self.settings = AgentSettings()
+        self.ns = transport.client(options.ns_url)
+        self.ts: httpx.AsyncClient | None = None
+        self.failures = 0
+        self.generation = 0
+        self._assign_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._flush = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self.restart_requested = False
+        self._load_identity()
+
+    # --- identity and assignment ---------------------------------------------------
+
+    def _load_identity(self) -> None:
+        try:
+            data = json.loads(self.identity_path.read_text())
+            self.credential = transport.parse_credential(data["credential"])
+        except (FileNotFoundError, KeyError, ValueError):
+            self.credential = None
+
+    def facts(self) -> Any:
+        return local_facts.gather(self.options.name, self.hardware_id, self.options.addresses or None)
+
+    async def enrol(self) -> None:
+        if not self.options.token:
+            raise InvalidInput(
+                "this agent is not enrolled: start it with --token TOKEN "
+                "(create one with 'taskfleet token create --kind agent')"
+            )
+        body = Enrolment(token=self.options.token, facts=self.facts())
+        reply = from_json(Enrolled, await call(self.ns, "POST", "/api/agent/enrol", json=to_json(body)))
+        self.credential = transport.parse_credential(reply.credential)
+        tmp = self.identity_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"computer_id": reply.computer_id, "credential": reply.credential}, fh)
+        os.replace(tmp, self.identity_path)
+        log.info("enrolled as computer %s", reply.computer_id)
+
+    async def assign(self, failed: int | None = None, reason: str = "") -> None:
+        """Ask the NS which task server to use, until it answers."""
+        backoff = 1.0
+        while True:
+            try:
+                if self.credential is None:
+                    await self.enrol()
+                assert self.credential is not None
+                body = AssignmentRequest(facts=self.facts(), failed_task_server=failed, reason=reason)
+                data = await call(
+                    self.ns,
+                    "POST",
+                    "/api/agent/assignment",
+                    json=to_json(body),
+                    headers=self.credential.header,
+                )
+                break
+            except Unauthenticated as exc:
+                if "enrolment token" in exc.message or not self.options.token:
+                    raise
+                log.warning("the NS does not know this agent's credential; enrolling again")
+                self.credential = None
+            except (Unavailable, TaskfleetError) as exc:
+                if isinstance(exc, InvalidInput):
+                    raise
+                log.warning("asking the NS for a task server failed: %s", exc)
+            await asyncio.sleep(jittered(backoff))
+            backoff = min(backoff * 2, 60.0)
+        assert self.credential is not None
+        self.assignment = from_json(Assignment, data)
+        self.settings = self.assignment.settings
+        if self.ts is not None:
+            await self.ts.aclose()
+        self.ts = transport.client(self.assignment.url, self.credential, timeout=30.0)
+        self.failures = 0
+        self.generation += 1
+        self._wake.set()
+        self._flush.set()
+        print(
+            f"taskfleet agent {self.options.name or ''}: task server "
+            f"{self.assignment.task_server_name} ({self.assignment.url}) "
+            f"by {self.assignment.step}: {self.assignment.reason}",
+            flush=True,
+        )
+
+    async def ts_call(self, method: str, path: str, **kwargs: Any) -> Any:
+        assert self.ts is not None and self.assignment is not None
+        generation = self.generation
+        try:
+            result = await call(self.ts, method, path, **kwargs)
+        except Unavailable as exc:
+            self.failures += 1
+            if self.failures >= FAILOVER_AFTER:
+                await self._reassign(generation, self.assignment.task_server_id, str(exc)[:200])
+            raise
+        except (NotApproved, NotAssigned, Unauthenticated) as exc:
+            log.info("task server refused: %s; asking the NS again", exc.message)
+            await self._reassign(generation, None, exc.message)
+            raise
+        self.failures = 0
+        return result
+
+    async def _reassign(self, generation: int, failed: int | None, reason: str) -> None:
+        async with self._assign_lock:
+            if generation != self.generation:
+                return  # another loop already did it
+            if failed is not None:
+                log.warning("task server did not answer %d times; failing over", FAILOVER_AFTER)
+            await self.assign(failed=failed, reason=reason)
+
+    # --- loops -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until ``stop()`` or a restart-agent task; see ``restart_requested``."""
+        window = self.options.startup_window_s
+        if window > 0:
+            # R11: agents that start together spread their first contact.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), random.uniform(0, window))
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            if self._stop.is_set():
+                return
+            self._recover()
+            assigner = asyncio.create_task(self.assign())
+            stopper = asyncio.create_task(self._stop.wait())
+            tasks = [assigner, stopper]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self._stop.is_set():
+                return
+            assigner.result()
+            loops = [
+                asyncio.create_task(self._channel_loop()),
+                asyncio.create_task(self._poll_loop()),
+                asyncio.create_task(self._status_loop()),
+            ]
+            tasks += loops
+            done, _ = await asyncio.wait([*loops, stopper], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in [*tasks, *self._running]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._running, return_exceptions=True)
+            await self.ns.aclose()
+            if self.ts is not None:
+                await self.ts.aclose()
+
+    def _recover(self) -> None:
+        """Instances cut off by a restart: not started yet may run; started ones are failed."""
+        for instance_id, state in self.ledger.unfinished().items():
+            if state == InstanceState.RUNNING:
+                self.ledger.record(instance_id, InstanceState.FAILED)
+                self._emit_raw(instance_id, InstanceState.FAILED, None,
+                               "taskfleet: the agent restarted while this task ran; it was not run again",
+                               live=False)
+            else:
+                # Never started: forget it so the NS's redelivery runs it once.
+                (self.ledger.directory / str(instance_id)).unlink(missing_ok=True)
+        self.ledger.prune()
+
+    async def _channel_loop(self) -> None:
+        while True:
+            try:
+                data = await self.ts_call(
+                    "GET", "/agent/channel",
+                    params={"wait": self.options.channel_wait_s},
+                    timeout=self.options.channel_wait_s + 15,
+                )
+                if data and data.get("tickle"):
+                    self._wake.set()
+            except TaskfleetError:
+                await asyncio.sleep(jittered(2.0))
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                data = await self.ts_call("GET", "/agent/poll")
+                reply = from_json(PollReply, data)
+                self.settings = reply.settings
+                for item in reply.work:
+                    self._accept(item)
+            except TaskfleetError as exc:
+                log.debug("poll failed: %s", exc)
+                await asyncio.sleep(jittered(2.0))
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), jittered(self.settings.task_request_interval_s))
+
+    async def _status_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush.wait(), jittered(self.settings.send_status_interval_s))
+            self._flush.clear()
+            try:
+                await self.send_status()
+            except TaskfleetError as exc:
+                log.debug("sending status failed, kept in the spool: %s", exc)
+                await asyncio.sleep(jittered(2.0))
+                if len(self.spool):
+                    self._flush.set()
+
+    async def send_status(self) -> None:
+        while events := self.spool.pending(200):
+            data = await self.ts_call("POST", "/agent/status", json={"events": [to_json(e) for e in events]})
+            ack = from_json(StatusAck, data)
+            self.spool.ack(ack.accepted + ack.rejected)
+            if len(events) < 200:
+                return
+
+    # --- work ------------------------------------------------------------------------
+
+    def _emit_raw(self, instance_id: int, state: str, rc: int | None, output: str | None, live: bool) -> None:
+        assert self.credential is not None
+        event = StatusEvent(
+            id=uuid.uuid4().hex,
+            instance_id=instance_id,
+            computer_id=self.credential.principal,
+            state=state,
+            at=time.time(),
+            return_code=rc,
+            output=output,
+            live=live,
+        )
+        self.spool.put([event])
+        if live:
+            self._flush.set()
+
+    def _emit(self, item: WorkItem, state: str, rc: int | None = None, output: str | None = None) -> None:
+        self.ledger.record(item.instance_id, state)
+        self._emit_raw(item.instance_id, state, rc, output, item.live)
+
+    def _accept(self, item: WorkItem) -> None:
+        if self.ledger.state(item.instance_id) is not None:
+            return  # already accepted once: never run twice (R8)
+        self._emit(item, InstanceState.RECEIVED)
+        task = asyncio.create_task(self._execute(item))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _execute(self, item: WorkItem) -> None:
+        self._emit(item, InstanceState.RUNNING)
+        if item.task_type == TaskType.RESTART_AGENT:
+            self._emit(item, InstanceState.SUCCEEDED, 0, "taskfleet: agent restarting")
+            with contextlib.suppress(TaskfleetError, TimeoutError):
+                await asyncio.wait_for(self.send_status(), 10)
+            # R10: the process restarts itself (see agent.cli) and so forgets its task server.
+            self.restart_requested = True
+            self._stop.set()
+            return
+        if item.task_type != TaskType.RUN_SCRIPT:
+            self._emit(item, InstanceState.FAILED, None, f"taskfleet: unknown task type {item.task_type!r}")
+            return
+        params = item.params
+        outcome = await run_script(
+            str(params.get("interpreter", "sh")),
+            str(params.get("script", "")),
+            item.timeout_s,
+            env={
+                "TASKFLEET_TASK_SERVER": self.assignment.task_server_name if self.assignment else "",
+                "TASKFLEET_COMPUTER": self.options.name or "",
+                "TASKFLEET_RUN": str(item.run_id),
+            },
+        )
+        if outcome.error:
+            self._emit(item, InstanceState.FAILED, None, f"taskfleet: {outcome.error}")
+        elif outcome.timed_out:
+            self._emit(item, InstanceState.TIMED_OUT, outcome.return_code,
+                       outcome.output + f"\n[taskfleet: killed after the {item.timeout_s:g}s timeout]")
+        elif outcome.return_code == 0:
+            self._emit(item, InstanceState.SUCCEEDED, 0, outcome.output)
+        else:
+            self._emit(item, InstanceState.FAILED, outcome.return_code, outcome.output)

@@ -1,0 +1,1 @@
+"""The ``taskfleet`` command line (SPEC section 4)."""

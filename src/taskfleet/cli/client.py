@@ -1,0 +1,77 @@
+"""The admin CLI's connection to the NS API: where it is, who we are, and failing clearly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import typer
+
+from taskfleet.protocol.transport import Credential, parse_credential
+
+
+class Context:
+    """Options given before the command: ``--ns``, ``--credential``, ``--json``."""
+
+    def __init__(self, ns: str | None, credential: str | None, as_json: bool) -> None:
+        self.ns = (ns or os.environ.get("TASKFLEET_NS") or "").rstrip("/")
+        self.credential_source = credential or os.environ.get("TASKFLEET_CREDENTIAL") or ""
+        self.as_json = as_json
+
+    def credential(self) -> Credential:
+        source = self.credential_source
+        if not source:
+            fail(
+                "no admin credential: pass --credential FILE or set TASKFLEET_CREDENTIAL; the "
+                "NS wrote admin.credential into its --data-dir on first start"
+            )
+        text = source
+        path = Path(source).expanduser()
+        if not source.startswith("tf1.") and path.exists():
+            try:
+                text = path.read_text().strip()
+            except OSError as exc:
+                fail(f"cannot read the credential file {path}: {exc.strerror}")
+        credential = parse_credential(text)
+        if credential is None:
+            fail(f"{source} does not hold a taskfleet credential")
+        return credential
+
+    def api(self) -> Api:
+        if not self.ns:
+            fail("where is the NS? pass --ns URL or set TASKFLEET_NS (e.g. http://127.0.0.1:8400)")
+        return Api(self.ns, self.credential())
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"taskfleet: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class Api:
+    def __init__(self, base_url: str, credential: Credential) -> None:
+        self.client = httpx.Client(base_url=base_url, headers=credential.header, timeout=30.0)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the NS at {self.client.base_url}: {exc}")
+        if response.status_code >= 400:
+            try:
+                message = response.json()["message"]
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
+            fail(message)
+        return response.json() if response.content else None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body)
+
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.request("PUT", path, json=body)

@@ -1,0 +1,232 @@
+"""Commands for the fleet: task servers, tokens, computers, collections, sites."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from taskfleet.cli.client import Context, fail
+from taskfleet.cli.output import ago, emit_json, fields, table
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+taskserver = typer.Typer(help="Task servers: list, approve, revoke (R1); 'serve' runs one.")
+token = typer.Typer(help="Enrolment tokens for agents and task servers.")
+computer = typer.Typer(help="Computers: list and show (with why it has its task server).")
+collection = typer.Typer(help="Collections: named sets of computers.")
+site = typer.Typer(help="Sites: places made of subnets, served by task servers.")
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    obj: Context = ctx.obj
+    return obj
+
+
+@taskserver.command("list")
+def taskserver_list(ctx: typer.Context, json: JsonOpt = False) -> None:
+    """Task servers with approval, availability (R2), load and last heartbeat."""
+    rows = _ctx(ctx).api().get("/api/taskservers")
+    if json:
+        return emit_json(rows)
+    table(
+        "Task servers",
+        ["name", "approval", "available", "agents", "limit", "heartbeat", "url"],
+        [
+            [r["name"], r["approval"], "yes" if r["available"] else f"no: {r['why_unavailable']}",
+             r["agents"], r["client_limit"], ago(r["last_heartbeat"]), r["url"]]
+            for r in rows
+        ],
+    )
+
+
+def _approval(ctx: typer.Context, name: str, verb: str, json: bool) -> None:
+    result = _ctx(ctx).api().post(f"/api/taskservers/{name}/{verb}")
+    if json:
+        return emit_json(result)
+    typer.echo(f"task server {result['name']} is now {result['approval']}")
+
+
+@taskserver.command("approve")
+def taskserver_approve(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
+    """Approve a task server so it may serve agents (R1)."""
+    _approval(ctx, name, "approve", json)
+
+
+@taskserver.command("revoke")
+def taskserver_revoke(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
+    """Revoke a task server: every call it makes is refused from now on (R1)."""
+    _approval(ctx, name, "revoke", json)
+
+
+@token.command("create")
+def token_create(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Option(help="agent or taskserver")] = "agent",
+    label: Annotated[str, typer.Option(help="what it is for")] = "",
+    uses: Annotated[int | None, typer.Option(help="how many enrolments it allows")] = None,
+    ttl: Annotated[float | None, typer.Option(help="seconds until it expires")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create an enrolment token; it is shown once."""
+    result = _ctx(ctx).api().post("/api/tokens", {"kind": kind, "label": label, "uses": uses, "ttl_s": ttl})
+    if json:
+        return emit_json(result)
+    typer.echo(result["token"])
+
+
+@computer.command("list")
+def computer_list(
+    ctx: typer.Context,
+    search: Annotated[str, typer.Option(help="part of a name or OS")] = "",
+    limit: int = 100,
+    offset: int = 0,
+    json: JsonOpt = False,
+) -> None:
+    """Computers with their task server and last contact."""
+    result = _ctx(ctx).api().get("/api/computers", params={"search": search, "limit": limit, "offset": offset})
+    if json:
+        return emit_json(result)
+    table(
+        f"Computers ({result['total']})",
+        ["id", "name", "addresses", "os", "task server", "by", "last contact"],
+        [
+            [c["id"], c["name"], " ".join(c["addresses"]), c["os"], c["task_server"], c["assign_step"],
+             ago(c["last_contact"])]
+            for c in result["computers"]
+        ],
+    )
+
+
+@computer.command("show")
+def computer_show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="name or id")], json: JsonOpt = False) -> None:
+    """One computer: facts, collections, its task server and why (R3), recent runs."""
+    c = _ctx(ctx).api().get(f"/api/computers/{key}")
+    if json:
+        return emit_json(c)
+    fields(
+        f"Computer {c['name']}",
+        [
+            ("id", c["id"]),
+            ("hardware id", c["hardware_id"]),
+            ("addresses", " ".join(c["addresses"])),
+            ("os", c["os"]),
+            ("agent", c["agent_version"]),
+            ("interpreters", ", ".join(c["interpreters"])),
+            ("last contact", ago(c["last_contact"])),
+            ("collections", ", ".join(c["collections"])),
+            ("task server", c["task_server"]),
+            ("chosen by", c["assign_step"]),
+            ("why", c["assign_reason"]),
+        ],
+    )
+    if c["runs"]:
+        table("Recent runs", ["run", "task", "state", "rc"],
+              [[r["run"], r["task"], r["state"], r["return_code"]] for r in c["runs"]])
+
+
+@collection.command("create")
+def collection_create(
+    ctx: typer.Context,
+    name: str,
+    description: str = "",
+    name_pattern: Annotated[str | None, typer.Option(help="e.g. 'web-*'")] = None,
+    cidr: Annotated[list[str] | None, typer.Option(help="subnet; repeatable")] = None,
+    os: Annotated[str | None, typer.Option(help="OS pattern, e.g. 'Linux*'")] = None,
+    fact: Annotated[list[str] | None, typer.Option(help="NAME=VALUE; repeatable")] = None,
+    include: Annotated[list[str] | None, typer.Option(help="another collection; repeatable")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="another collection; repeatable")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create a collection: static members (add them after), dynamic rules, or both."""
+    rules: dict[str, Any] = {}
+    if name_pattern:
+        rules["name_pattern"] = name_pattern
+    if os:
+        rules["os"] = os
+    for key, value in (("cidr", cidr), ("include", include), ("exclude", exclude)):
+        if value:
+            rules[key] = value
+    if fact:
+        pairs = [f.split("=", 1) for f in fact]
+        if any(len(p) != 2 for p in pairs):
+            fail("--fact takes NAME=VALUE")
+        rules["fact"] = dict(pairs)
+    result = _ctx(ctx).api().post("/api/collections", {"name": name, "description": description, "rules": rules})
+    if json:
+        return emit_json(result)
+    typer.echo(f"collection {result['name']} created")
+
+
+def _members(ctx: typer.Context, name: str, computers: list[str], verb: str, json: bool) -> None:
+    path = f"/api/collections/{name}/members" + ("/remove" if verb == "remove" else "")
+    result = _ctx(ctx).api().post(path, {"computers": computers})
+    if json:
+        return emit_json(result)
+    typer.echo(f"{'added to' if verb == 'add' else 'removed from'} {name}: {', '.join(result['changed'])}")
+
+
+@collection.command("add")
+def collection_add(ctx: typer.Context, name: str, computers: list[str], json: JsonOpt = False) -> None:
+    """Add computers (names or ids) as static members."""
+    _members(ctx, name, computers, "add", json)
+
+
+@collection.command("remove")
+def collection_remove(ctx: typer.Context, name: str, computers: list[str], json: JsonOpt = False) -> None:
+    """Remove static members."""
+    _members(ctx, name, computers, "remove", json)
+
+
+@collection.command("list")
+def collection_list(ctx: typer.Context, json: JsonOpt = False) -> None:
+    rows = _ctx(ctx).api().get("/api/collections")
+    if json:
+        return emit_json(rows)
+    table("Collections", ["name", "members", "built in", "rules"],
+          [[r["name"], r["members"], "yes" if r["builtin"] else "", r["rules"] or ""] for r in rows])
+
+
+@collection.command("show")
+def collection_show(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
+    c = _ctx(ctx).api().get(f"/api/collections/{name}")
+    if json:
+        return emit_json(c)
+    table(f"Collection {c['name']} ({len(c['members'])} members)", ["id", "name"],
+          [[m["id"], m["name"]] for m in c["members"]])
+
+
+@site.command("create")
+def site_create(ctx: typer.Context, name: str, subnets: Annotated[list[str] | None, typer.Argument()] = None,
+                json: JsonOpt = False) -> None:
+    """Create a site from subnets (CIDR)."""
+    result = _ctx(ctx).api().post("/api/sites", {"name": name, "subnets": subnets or []})
+    if json:
+        return emit_json(result)
+    typer.echo(f"site {result['name']}: {', '.join(result['subnets']) or 'no subnets yet'}")
+
+
+@site.command("add-subnet")
+def site_add_subnet(ctx: typer.Context, name: str, subnet: str, json: JsonOpt = False) -> None:
+    result = _ctx(ctx).api().post(f"/api/sites/{name}/subnets", {"subnet": subnet})
+    if json:
+        return emit_json(result)
+    typer.echo(f"site {result['name']}: {', '.join(result['subnets'])}")
+
+
+@site.command("add-taskserver")
+def site_add_taskserver(ctx: typer.Context, name: str, task_server: str, json: JsonOpt = False) -> None:
+    """Make a task server serve a site (besides the sites its own address is in)."""
+    result = _ctx(ctx).api().post(f"/api/sites/{name}/taskservers", {"task_server": task_server})
+    if json:
+        return emit_json(result)
+    typer.echo(f"task server {result['task_server']} serves site {result['name']}")
+
+
+@site.command("list")
+def site_list(ctx: typer.Context, json: JsonOpt = False) -> None:
+    rows = _ctx(ctx).api().get("/api/sites")
+    if json:
+        return emit_json(rows)
+    table("Sites", ["name", "subnets", "task servers (explicit)"],
+          [[r["name"], ", ".join(r["subnets"]), ", ".join(r["task_servers"])] for r in rows])

@@ -1,0 +1,55 @@
+"""The ``taskfleet`` command tree (SPEC section 4). ``taskfleet --help`` shows all of it."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from taskfleet.cli import demo, fleet, services, work
+from taskfleet.cli.client import Context
+
+app = typer.Typer(
+    help="taskfleet: deliver tasks to every computer through relay task servers, and bring every "
+    "result back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    ns: Annotated[str | None, typer.Option(help="NS URL (or TASKFLEET_NS)")] = None,
+    credential: Annotated[
+        str | None, typer.Option(help="admin credential file (or TASKFLEET_CREDENTIAL)")
+    ] = None,
+) -> None:
+    ctx.obj = Context(ns, credential, as_json=False)
+
+
+fleet.taskserver.command("serve")(services.taskserver_serve)
+app.add_typer(services.ns, name="ns")
+app.add_typer(fleet.taskserver, name="taskserver")
+app.add_typer(services.agent, name="agent")
+app.add_typer(fleet.token, name="token")
+app.add_typer(fleet.computer, name="computer")
+app.add_typer(fleet.collection, name="collection")
+app.add_typer(fleet.site, name="site")
+app.add_typer(work.policy, name="policy")
+app.add_typer(work.agent_config, name="agent-config")
+app.add_typer(work.task, name="task")
+app.command("run")(work.run_command)
+app.command("run-status")(work.run_status)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    # The agent runs on every computer: start it without loading Typer and Rich.
+    if argv[:2] == ["agent", "run"]:
+        from taskfleet.agent.cli import main as agent_main
+
+        sys.exit(agent_main(argv[2:]))
+    app()

@@ -1,0 +1,236 @@
+"""Commands for the work: policy and agent configuration (R9), tasks, runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from taskfleet.cli.client import Api, Context, fail
+from taskfleet.cli.output import console, emit_json, table
+from taskfleet.protocol.messages import InstanceState
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+policy = typer.Typer(help="The Task Servers policy: per collection, an ordered list of task servers (R3, R9).")
+agent_config = typer.Typer(help="Agent configuration per collection: intervals and priority (R5, R9).")
+task = typer.Typer(help="Tasks: run-script tasks and the built-in ones.")
+
+
+def _api(ctx: typer.Context) -> Api:
+    obj: Context = ctx.obj
+    return obj.api()
+
+
+def _show(ctx: typer.Context, kind: str, json: bool) -> None:
+    doc = _api(ctx).get(f"/api/documents/{kind}")
+    if json:
+        return emit_json(doc)
+    applied = doc["applied"]
+    version = f"version {applied['version']} applied by {applied['applied_by']}" if applied else "never applied"
+    entries = doc["draft"]["entries"]
+    if kind == "policy":
+        rows = [[i + 1, e["collection"], " -> ".join(e["task_servers"])] for i, e in enumerate(entries)]
+        columns = ["#", "collection", "task servers, in order"]
+    else:
+        rows = [[i + 1, e["collection"], f"{e['task_request_interval_min']:g} min",
+                 f"{e['send_status_interval_s']:g} s"] for i, e in enumerate(entries)]
+        columns = ["priority", "collection", "task request interval", "send status interval"]
+    table(f"{kind} ({version})", columns, rows)
+    if doc["unapplied"]:
+        console.print(f"[bold yellow]Unapplied changes:[/] run 'taskfleet {kind} apply' to make them take effect.")
+
+
+def _apply(ctx: typer.Context, kind: str, json: bool) -> None:
+    result = _api(ctx).post(f"/api/documents/{kind}/apply")
+    if json:
+        return emit_json(result)
+    typer.echo(f"{kind} version {result['version']} applied")
+
+
+@policy.command("show")
+def policy_show(ctx: typer.Context, json: JsonOpt = False) -> None:
+    """The draft (what 'apply' would make effective) and the applied version."""
+    _show(ctx, "policy", json)
+
+
+@policy.command("set")
+def policy_set(
+    ctx: typer.Context,
+    collection: str,
+    task_servers: Annotated[list[str] | None, typer.Argument(help="in order; none removes the entry")] = None,
+    position: Annotated[int | None, typer.Option(help="place of this collection in the policy, from 1")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Set a collection's ordered list of task servers in the draft."""
+    api = _api(ctx)
+    if task_servers:
+        result = api.post("/api/documents/policy/draft/entries",
+                          {"entry": {"collection": collection, "task_servers": task_servers}, "position": position})
+    else:
+        result = api.post("/api/documents/policy/draft/entries/remove", {"collection": collection})
+    if json:
+        return emit_json(result)
+    typer.echo("draft saved; run 'taskfleet policy apply' to make it take effect")
+
+
+@policy.command("apply")
+def policy_apply(ctx: typer.Context, json: JsonOpt = False) -> None:
+    """Make the draft effective as a new numbered version."""
+    _apply(ctx, "policy", json)
+
+
+@agent_config.command("show")
+def agent_config_show(ctx: typer.Context, json: JsonOpt = False) -> None:
+    _show(ctx, "agent-config", json)
+
+
+@agent_config.command("set")
+def agent_config_set(
+    ctx: typer.Context,
+    collection: str,
+    task_request_interval: Annotated[float, typer.Option(help="minutes between polls")] = 5.0,
+    send_status_interval: Annotated[float, typer.Option(help="seconds between status sends")] = 60.0,
+    priority: Annotated[int | None, typer.Option(help="1 is the highest")] = None,
+    remove: Annotated[bool, typer.Option(help="remove this collection's entry")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Set a collection's agent intervals in the draft."""
+    api = _api(ctx)
+    if remove:
+        result = api.post("/api/documents/agent-config/draft/entries/remove", {"collection": collection})
+    else:
+        entry = {"collection": collection, "task_request_interval_min": task_request_interval,
+                 "send_status_interval_s": send_status_interval}
+        result = api.post("/api/documents/agent-config/draft/entries", {"entry": entry, "position": priority})
+    if json:
+        return emit_json(result)
+    typer.echo("draft saved; run 'taskfleet agent-config apply' to make it take effect")
+
+
+@agent_config.command("apply")
+def agent_config_apply(ctx: typer.Context, json: JsonOpt = False) -> None:
+    _apply(ctx, "agent-config", json)
+
+
+@task.command("create")
+def task_create(
+    ctx: typer.Context,
+    name: str,
+    script: Annotated[str | None, typer.Option(help="the script text")] = None,
+    script_file: Annotated[Path | None, typer.Option(help="read the script from this file")] = None,
+    interpreter: Annotated[str, typer.Option(help="sh, bash, python or pwsh")] = "sh",
+    timeout: Annotated[float, typer.Option(help="seconds before the script is killed")] = 600.0,
+    json: JsonOpt = False,
+) -> None:
+    """Create a run-script task."""
+    if (script is None) == (script_file is None):
+        fail("give the script with exactly one of --script or --script-file")
+    if script_file is not None:
+        try:
+            script = script_file.read_text()
+        except OSError as exc:
+            fail(f"cannot read {script_file}: {exc.strerror}")
+    result = _api(ctx).post("/api/tasks", {"name": name, "script": script, "interpreter": interpreter,
+                                           "timeout_s": timeout})
+    if json:
+        return emit_json(result)
+    typer.echo(f"task {result['name']} created (id {result['id']})")
+
+
+@task.command("list")
+def task_list(ctx: typer.Context, json: JsonOpt = False) -> None:
+    rows = _api(ctx).get("/api/tasks")
+    if json:
+        return emit_json(rows)
+    table("Tasks", ["id", "name", "type", "interpreter", "timeout"],
+          [[t["id"], t["name"], t["type"], t["params"].get("interpreter", ""), f"{t['timeout_s']:g}s"] for t in rows])
+
+
+@task.command("show")
+def task_show(ctx: typer.Context, key: str, json: JsonOpt = False) -> None:
+    t = _api(ctx).get(f"/api/tasks/{key}")
+    if json:
+        return emit_json(t)
+    console.print(f"[bold]{t['name']}[/] ({t['type']}, timeout {t['timeout_s']:g}s)")
+    if "script" in t["params"]:
+        console.print(f"interpreter: {t['params']['interpreter']}")
+        console.print(t["params"]["script"], markup=False, highlight=False)
+
+
+STATE_ORDER = [s.value for s in InstanceState]
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return "  ".join(f"{s} {counts[s]}" for s in STATE_ORDER if counts.get(s))
+
+
+def print_run(run: dict[str, Any]) -> None:
+    table(
+        f"Run {run['id']}: {run['task']} on {', '.join(run['targets'])} - {counts_text(run['counts'])}",
+        ["computer", "state", "rc", "output"],
+        [[i["computer"], i["state"], i["return_code"], (i["output"] or "").strip()[-300:]]
+         for i in run["instances"]],
+    )
+
+
+def wait_for(api: Api, run_id: int, timeout: float, quiet: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("run {task.fields[run]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} done"),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("run", total=None, run=run_id, counts="")
+        while True:
+            run: dict[str, Any] = api.get(f"/api/runs/{run_id}", params={"instances": "false"})
+            done = sum(n for s, n in run["counts"].items() if InstanceState(s).terminal)
+            progress.update(bar, total=run["total"], completed=done, counts=counts_text(run["counts"]))
+            if run["done"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    full: dict[str, Any] = api.get(f"/api/runs/{run_id}")
+    return full
+
+
+def run_command(
+    ctx: typer.Context,
+    task_name: Annotated[str, typer.Argument(metavar="TASK", help="task name or id")],
+    target: Annotated[list[str], typer.Option(help="collection or computer; repeatable")],
+    wait: Annotated[bool, typer.Option(help="show live progress until every computer is done")] = False,
+    timeout: Annotated[float, typer.Option(help="with --wait: give up after this many seconds")] = 3600.0,
+    json: JsonOpt = False,
+) -> None:
+    """Run a task on collections and/or computers."""
+    api = _api(ctx)
+    run = api.post("/api/runs", {"task": task_name, "targets": target, "live": wait})
+    if not wait:
+        if json:
+            return emit_json(run)
+        typer.echo(f"run {run['id']} started on {run['total']} computers; 'taskfleet run-status {run['id']}'")
+        return
+    result = wait_for(api, run["id"], timeout, quiet=json)
+    if json:
+        emit_json(result)
+    else:
+        print_run(result)
+    if not result["done"]:
+        fail(f"run {run['id']} not finished after {timeout:g}s")
+    if result["counts"].get("Succeeded", 0) != result["total"]:
+        raise typer.Exit(1)
+
+
+def run_status(ctx: typer.Context, run_id: int, json: JsonOpt = False) -> None:
+    """A run's per-state counts and every computer's result."""
+    run = _api(ctx).get(f"/api/runs/{run_id}")
+    if json:
+        return emit_json(run)
+    print_run(run)

@@ -1,0 +1,110 @@
+"""The one error tree of taskfleet.
+
+Services raise these; one handler per HTTP server (``taskfleet.server.errors``)
+maps them to a JSON response ``{"error": code, "message": text}`` whose
+message tells a person what to do next. Clients (CLI, task server, agent)
+turn such responses back into the same classes where they need to branch.
+
+    TaskfleetError
+    ├── InvalidInput        400  malformed, wrong type, out of range
+    ├── Unauthenticated     401  no or wrong credential
+    ├── Forbidden           403  authenticated, not allowed
+    │   └── NotApproved     403  a task server that is pending or revoked (R1)
+    ├── NotFound            404  unknown id or name
+    ├── Conflict            409  would clash with what is stored
+    ├── NotAssigned         409  agent asked a task server it is not assigned to;
+    │                            it must ask the NS again (R3, R4)
+    ├── PayloadTooLarge     413
+    └── Unavailable         503  a dependency is down; try again
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "NotApproved",
+    "NotAssigned",
+    "NotFound",
+    "PayloadTooLarge",
+    "TaskfleetError",
+    "Unauthenticated",
+    "Unavailable",
+    "error_for_code",
+]
+
+
+class TaskfleetError(Exception):
+    """Base of every error taskfleet raises on purpose."""
+
+    status_code = 500
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(TaskfleetError):
+    status_code = 400
+    code = "invalid_input"
+
+
+class Unauthenticated(TaskfleetError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(TaskfleetError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotApproved(Forbidden):
+    code = "not_approved"
+
+
+class NotFound(TaskfleetError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(TaskfleetError):
+    status_code = 409
+    code = "conflict"
+
+
+class NotAssigned(Conflict):
+    code = "not_assigned"
+
+
+class PayloadTooLarge(TaskfleetError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unavailable(TaskfleetError):
+    status_code = 503
+    code = "unavailable"
+
+
+_BY_CODE: dict[str, type[TaskfleetError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidInput,
+        Unauthenticated,
+        Forbidden,
+        NotApproved,
+        NotFound,
+        Conflict,
+        NotAssigned,
+        PayloadTooLarge,
+        Unavailable,
+    )
+}
+
+
+def error_for_code(code: str, message: str) -> TaskfleetError:
+    """Rebuild the error a server sent as ``{"error": code, "message": ...}``."""
+    return _BY_CODE.get(code, TaskfleetError)(message)

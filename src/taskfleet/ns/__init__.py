@@ -1,0 +1,1 @@
+"""The notification server: the one authority (SPEC section 1)."""

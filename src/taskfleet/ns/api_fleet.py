@@ -1,0 +1,309 @@
+"""Admin API for the fleet: task servers, tokens, computers, collections, sites, audit."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import func, or_, select
+
+from taskfleet.ns import audit, computers, registry, sites, tokens
+from taskfleet.ns import collections as collections_
+from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.state import ns_state
+from taskfleet.storage.models import AuditEntry, Collection, Computer, Instance, Run, Site, Task, TaskServer
+
+router = APIRouter(prefix="/api", tags=["fleet"])
+
+
+# --- task servers -----------------------------------------------------------------
+
+
+@router.get("/taskservers")
+async def list_task_servers(request: Request, _: Viewer) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        return [asdict(v) for v in await registry.list_all(session)]
+
+
+async def _set_approval(
+    request: Request, key: str, approval: str, action: str, actor: str
+) -> dict[str, Any]:
+    state = ns_state(request)
+    async with state.session() as session:
+        ts = await registry.find(session, key)
+        ts.approval = approval
+        audit.record(session, actor, action, ts.name)
+        state.agents_changed()
+        return {"name": ts.name, "approval": ts.approval}
+
+
+@router.post("/taskservers/{key}/approve")
+async def approve(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+    return await _set_approval(request, key, "approved", "taskserver.approve", admin.name)
+
+
+@router.post("/taskservers/{key}/revoke")
+async def revoke(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+    return await _set_approval(request, key, "revoked", "taskserver.revoke", admin.name)
+
+
+# --- enrolment tokens -------------------------------------------------------------
+
+
+@dataclass
+class TokenRequest:
+    kind: str
+    label: str = ""
+    uses: int | None = None
+    ttl_s: float | None = None
+
+
+@router.post("/tokens")
+async def create_token(request: Request, body: TokenRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        token, secret = await tokens.create(
+            session, body.kind, body.label, body.uses, body.ttl_s, admin.name
+        )
+        audit.record(session, admin.name, "token.create", body.kind, label=body.label, uses=body.uses)
+        return {"id": token.id, "kind": token.kind, "token": secret, "uses": token.uses_left,
+                "expires_at": token.expires_at}
+
+
+# --- computers --------------------------------------------------------------------
+
+
+def computer_view(c: Computer, ts_names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "hardware_id": c.hardware_id,
+        "addresses": c.addresses,
+        "os": c.os,
+        "agent_version": c.agent_version,
+        "interpreters": c.interpreters,
+        "facts": c.facts,
+        "last_contact": c.last_contact,
+        "task_server": ts_names.get(c.task_server_id) if c.task_server_id else (
+            "notification server" if c.assign_step == "ns-fallback" else None
+        ),
+        "assign_step": c.assign_step,
+        "assign_reason": c.assign_reason,
+        "assigned_at": c.assigned_at,
+    }
+
+
+async def _ts_names(session: Any) -> dict[int, str]:
+    return dict((await session.execute(select(TaskServer.id, TaskServer.name))).tuples().all())
+
+
+@router.get("/computers")
+async def list_computers(
+    request: Request,
+    _: Viewer,
+    search: str = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        query = select(Computer)
+        if search:
+            like = f"%{search}%"
+            query = query.where(or_(Computer.name.ilike(like), Computer.os.ilike(like)))
+        total = await session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = (await session.scalars(query.order_by(Computer.name).limit(limit).offset(offset))).all()
+        names = await _ts_names(session)
+        return {"total": total, "computers": [computer_view(c, names) for c in rows]}
+
+
+@router.get("/computers/{key}")
+async def show_computer(request: Request, key: str, _: Viewer) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        computer = await computers.find(session, key)
+        membership = await collections_.load_membership(session, [computer.id])
+        view = computer_view(computer, await _ts_names(session))
+        view["collections"] = membership.collections_of(computer)
+        history = await session.execute(
+            select(Instance, Task.name)
+            .join(Run, Run.id == Instance.run_id)
+            .join(Task, Task.id == Run.task_id)
+            .where(Instance.computer_id == computer.id)
+            .order_by(Instance.id.desc())
+            .limit(20)
+        )
+        view["runs"] = [
+            {"run": i.run_id, "task": name, "state": i.state, "return_code": i.return_code}
+            for i, name in history.tuples().all()
+        ]
+        return view
+
+
+# --- collections ------------------------------------------------------------------
+
+
+@dataclass
+class CollectionRequest:
+    name: str
+    description: str = ""
+    rules: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MembersRequest:
+    computers: list[str]
+
+
+@router.get("/collections")
+async def list_collections(request: Request, _: Viewer) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        membership = await collections_.load_membership(session)
+        everyone = (await session.scalars(select(Computer))).all()
+        rows = (await session.scalars(select(Collection).order_by(Collection.name))).all()
+        return [
+            {
+                "name": c.name,
+                "builtin": c.builtin,
+                "description": c.description,
+                "rules": c.rules,
+                "members": sum(1 for m in everyone if membership.contains(c.name, m)),
+            }
+            for c in rows
+        ]
+
+
+@router.post("/collections", status_code=201)
+async def create_collection(request: Request, body: CollectionRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        collection = await collections_.create(session, body.name, body.description, body.rules)
+        audit.record(session, admin.name, "collection.create", collection.name, rules=collection.rules)
+        return {"name": collection.name, "rules": collection.rules}
+
+
+@router.get("/collections/{name}")
+async def show_collection(request: Request, name: str, _: Viewer) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        collection = await collections_.get(session, name)
+        members = await collections_.members(session, collection)
+        return {
+            "name": collection.name,
+            "builtin": collection.builtin,
+            "description": collection.description,
+            "rules": collection.rules,
+            "members": [{"id": m.id, "name": m.name} for m in members],
+        }
+
+
+async def _members(request: Request, name: str, body: MembersRequest, actor: str, add: bool) -> dict[str, Any]:
+    state = ns_state(request)
+    async with state.session() as session:
+        collection = await collections_.get(session, name)
+        found = [await computers.find(session, key) for key in body.computers]
+        await collections_.set_static(session, collection, found, add)
+        audit.record(session, actor, "collection.add" if add else "collection.remove", name,
+                     computers=[c.name for c in found])
+        state.agents_changed()  # settings may follow membership
+        return {"name": name, "changed": [c.name for c in found]}
+
+
+@router.post("/collections/{name}/members")
+async def add_members(request: Request, name: str, body: MembersRequest, admin: Administrator) -> dict[str, Any]:
+    return await _members(request, name, body, admin.name, add=True)
+
+
+@router.post("/collections/{name}/members/remove")
+async def remove_members(request: Request, name: str, body: MembersRequest, admin: Administrator) -> dict[str, Any]:
+    return await _members(request, name, body, admin.name, add=False)
+
+
+# --- sites ------------------------------------------------------------------------
+
+
+@dataclass
+class SiteRequest:
+    name: str
+    subnets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SubnetRequest:
+    subnet: str
+
+
+@dataclass
+class SiteServerRequest:
+    task_server: str
+
+
+@router.get("/sites")
+async def list_sites(request: Request, _: Viewer) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        served = await sites.served_by(session)
+        names = await _ts_names(session)
+        rows = (await session.scalars(select(Site).order_by(Site.name))).all()
+        return [
+            {
+                "name": s.name,
+                "subnets": s.subnets,
+                "task_servers": sorted(names[t] for t, ids in served.items() if s.id in ids and t in names),
+            }
+            for s in rows
+        ]
+
+
+@router.post("/sites", status_code=201)
+async def create_site(request: Request, body: SiteRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        site = await sites.create(session, body.name, body.subnets)
+        audit.record(session, admin.name, "site.create", site.name, subnets=site.subnets)
+        return {"name": site.name, "subnets": site.subnets}
+
+
+@router.post("/sites/{name}/subnets")
+async def add_subnet(request: Request, name: str, body: SubnetRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        site = await sites.get(session, name)
+        await sites.add_subnet(session, site, body.subnet)
+        audit.record(session, admin.name, "site.add-subnet", name, subnet=body.subnet)
+        return {"name": site.name, "subnets": site.subnets}
+
+
+@router.post("/sites/{name}/subnets/remove")
+async def remove_subnet(request: Request, name: str, body: SubnetRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        site = await sites.get(session, name)
+        await sites.remove_subnet(session, site, body.subnet)
+        audit.record(session, admin.name, "site.remove-subnet", name, subnet=body.subnet)
+        return {"name": site.name, "subnets": site.subnets}
+
+
+@router.post("/sites/{name}/taskservers")
+async def add_site_server(request: Request, name: str, body: SiteServerRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        site = await sites.get(session, name)
+        ts = await registry.find(session, body.task_server)
+        await sites.serve(session, site, ts, True)
+        audit.record(session, admin.name, "site.add-taskserver", name, task_server=ts.name)
+        return {"name": site.name, "task_server": ts.name}
+
+
+# --- audit ------------------------------------------------------------------------
+
+
+@router.get("/audit")
+async def audit_log(
+    request: Request,
+    _: Viewer,
+    action: str = "",
+    actor: str = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if action:
+            query = query.where(AuditEntry.action.startswith(action))
+        if actor:
+            query = query.where(AuditEntry.actor == actor)
+        return [
+            {"at": e.at, "actor": e.actor, "action": e.action, "target": e.target, "detail": e.detail}
+            for e in (await session.scalars(query)).all()
+        ]

@@ -1,0 +1,143 @@
+"""The API task servers call on the NS (``/api/ts``). R1 is enforced by ``auth``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import select, update
+
+from taskfleet.errors import InvalidInput, NotAssigned
+from taskfleet.ns import audit, registry, runs, status
+from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
+from taskfleet.ns.collections import load_membership
+from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
+from taskfleet.ns.state import ns_state
+from taskfleet.protocol.messages import (
+    AgentEntry,
+    AgentMap,
+    Events,
+    Heartbeat,
+    HeartbeatReply,
+    Registered,
+    Registration,
+    StatusAck,
+    StatusBatch,
+    WorkReply,
+    WorkRequest,
+)
+from taskfleet.storage.models import Computer, TaskServer
+
+router = APIRouter(prefix="/api/ts", tags=["task server"])
+MAX_SEEN = 100_000
+
+
+@router.post("/register", response_model=Registered)
+async def register(request: Request, body: Registration) -> Registered:
+    state = ns_state(request)
+    async with state.session() as session:
+        ts, credential = await registry.register(
+            session, body.token, body.facts, body.url, body.client_limit, body.heartbeat_period_s
+        )
+        audit.record(session, f"taskserver:{ts.name}", "taskserver.register", ts.name, url=ts.url)
+        return Registered(ts.id, ts.name, str(credential), ts.approval)
+
+
+@router.post("/heartbeat", response_model=HeartbeatReply)
+async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> HeartbeatReply:
+    state = ns_state(request)
+    if len(body.seen) > MAX_SEEN:
+        raise InvalidInput(f"at most {MAX_SEEN} entries in 'seen'")
+    async with state.session() as session:
+        ts = await session.get(TaskServer, ts_id)
+        assert ts is not None
+        ts.last_heartbeat = time.time()
+        if body.seen and ts.approval == "approved":
+            try:
+                seen = {int(k): float(v) for k, v in body.seen.items()}
+            except ValueError:
+                raise InvalidInput("'seen' maps computer ids to times") from None
+            mine = set(
+                (
+                    await session.scalars(
+                        select(Computer.id).where(
+                            Computer.task_server_id == ts_id, Computer.id.in_(list(seen))
+                        )
+                    )
+                ).all()
+            )
+            if mine:
+                await session.execute(
+                    update(Computer), [{"id": cid, "last_contact": seen[cid]} for cid in mine]
+                )
+        return HeartbeatReply(ts.approval, ts.enabled, state.agents_epoch)
+
+
+@router.get("/events", response_model=Events)
+async def events(
+    request: Request,
+    ts_id: TaskServerApproved,
+    since: Annotated[int, Query()] = -1,
+    wait: Annotated[float, Query(ge=0, le=120)] = 25.0,
+) -> Events:
+    """Long poll: returns when work arrives for this task server's computers, or after ``wait``."""
+    state = ns_state(request)
+    version = state.hub.version(ts_id)
+    if since == version and wait > 0:
+        version = await state.hub.wait(ts_id, since, wait)
+    async with state.session() as session:
+        pending = await runs.computers_with_work(session, ts_id, state.settings.redeliver_after_s)
+    return Events(version=version, agents_epoch=state.agents_epoch, pending=pending)
+
+
+async def _entries(request: Request, ts_id: int, computer_id: int | None) -> AgentMap:
+    state = ns_state(request)
+    async with state.session() as session:
+        query = select(Computer).where(Computer.task_server_id == ts_id)
+        if computer_id is not None:
+            query = query.where(Computer.id == computer_id)
+        computers = (await session.scalars(query)).all()
+        membership = await load_membership(
+            session, [c.id for c in computers] if computer_id is not None else None
+        )
+        document = await applied_document(session, AGENT_CONFIG)
+        agents = [
+            AgentEntry(c.id, c.credential_hash or "", settings_for(document, membership, c))
+            for c in computers
+            if c.credential_hash
+        ]
+    return AgentMap(agents_epoch=state.agents_epoch, agents=agents)
+
+
+@router.get("/agents", response_model=AgentMap)
+async def agents(request: Request, ts_id: TaskServerApproved) -> AgentMap:
+    """Every agent assigned to this task server, with what it needs to check their credentials."""
+    return await _entries(request, ts_id, None)
+
+
+@router.get("/agents/{computer_id}", response_model=AgentMap)
+async def agent(request: Request, ts_id: TaskServerApproved, computer_id: int) -> AgentMap:
+    found = await _entries(request, ts_id, computer_id)
+    if not found.agents:
+        raise NotAssigned(f"computer {computer_id} is not assigned to this task server")
+    return found
+
+
+@router.post("/work", response_model=WorkReply)
+async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -> WorkReply:
+    state = ns_state(request)
+    async with state.session() as session:
+        computer = await session.get(Computer, body.computer_id)
+        if computer is None or computer.task_server_id != ts_id:
+            raise NotAssigned(f"computer {body.computer_id} is not assigned to this task server")
+        items = await runs.deliver(session, computer.id, state.settings.redeliver_after_s)
+    return WorkReply(work=items)
+
+
+@router.post("/status", response_model=StatusAck)
+async def relay_status(request: Request, ts_id: TaskServerApproved, batch: StatusBatch) -> StatusAck:
+    if len(batch.events) > 5000:
+        raise InvalidInput("at most 5000 status events per batch")
+    async with ns_state(request).session() as session:
+        return await status.ingest(session, batch.events, via_task_server=ts_id)

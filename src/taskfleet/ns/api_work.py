@@ -1,0 +1,183 @@
+"""Admin API for the work: policy and agent-configuration documents (R9), tasks and runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy import select
+
+from taskfleet.errors import InvalidInput
+from taskfleet.ns import documents, runs
+from taskfleet.ns.auth import Administrator, Operator, Viewer
+from taskfleet.ns.state import ns_state
+from taskfleet.protocol.messages import TaskType
+from taskfleet.storage.models import AppliedVersion, Draft, Run, Task
+
+router = APIRouter(prefix="/api", tags=["work"])
+Kind = Annotated[str, Path(pattern="^(policy|agent-config)$", description="policy or agent-config")]
+
+
+@dataclass
+class Document:
+    entries: list[dict[str, Any]]
+
+
+@dataclass
+class EntryRequest:
+    entry: dict[str, Any]
+    position: int | None = None
+
+
+@router.get("/documents/{kind}")
+async def show_document(request: Request, kind: Kind, _: Viewer) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        latest = await documents.latest(session, kind)
+        draft = await session.get(Draft, kind)
+        return {
+            "kind": kind,
+            "applied": None
+            if latest is None
+            else {
+                "version": latest.version,
+                "document": latest.document,
+                "applied_at": latest.applied_at,
+                "applied_by": latest.applied_by,
+            },
+            "draft": await documents.draft_document(session, kind),
+            "unapplied": await documents.unapplied(session, kind),
+            "draft_updated_by": draft.updated_by if draft else None,
+        }
+
+
+@router.put("/documents/{kind}/draft")
+async def put_draft(request: Request, kind: Kind, body: Document, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        return await documents.save_draft(session, kind, asdict(body), admin.name)
+
+
+@router.post("/documents/{kind}/draft/entries")
+async def set_entry(request: Request, kind: Kind, body: EntryRequest, admin: Administrator) -> dict[str, Any]:
+    if body.position is not None and body.position < 1:
+        raise InvalidInput("position counts from 1")
+    async with ns_state(request).session() as session:
+        return await documents.set_entry(session, kind, body.entry, body.position, admin.name)
+
+
+@router.post("/documents/{kind}/draft/entries/remove")
+async def remove_entry(
+    request: Request, kind: Kind, body: dict[str, str], admin: Administrator
+) -> dict[str, Any]:
+    collection = body.get("collection")
+    if not isinstance(collection, str):
+        raise InvalidInput("give the 'collection' whose entry to remove")
+    async with ns_state(request).session() as session:
+        await documents.remove_entry(session, kind, collection, admin.name)
+        return await documents.draft_document(session, kind)
+
+
+@router.post("/documents/{kind}/apply")
+async def apply(request: Request, kind: Kind, admin: Administrator) -> dict[str, Any]:
+    state = ns_state(request)
+    async with state.session() as session:
+        version = await documents.apply(session, kind, admin.name)
+        state.agents_changed()
+        return {"kind": kind, "version": version.version, "document": version.document}
+
+
+@router.get("/documents/{kind}/versions")
+async def versions(request: Request, kind: Kind, _: Viewer) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        rows = await session.scalars(
+            select(AppliedVersion).where(AppliedVersion.kind == kind).order_by(AppliedVersion.version)
+        )
+        return [
+            {"version": v.version, "applied_at": v.applied_at, "applied_by": v.applied_by, "document": v.document}
+            for v in rows.all()
+        ]
+
+
+# --- tasks ------------------------------------------------------------------------
+
+
+@dataclass
+class TaskRequest:
+    name: str
+    script: str
+    interpreter: str = "sh"
+    timeout_s: float = 600.0
+    type: str = TaskType.RUN_SCRIPT
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "name": task.name,
+        "type": task.type,
+        "params": task.params,
+        "timeout_s": task.timeout_s,
+        "builtin": task.builtin,
+        "created_at": task.created_at,
+        "created_by": task.created_by,
+    }
+
+
+@router.post("/tasks", status_code=201)
+async def create_task(request: Request, body: TaskRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        task = await runs.create_task(
+            session,
+            body.name,
+            body.type,
+            {"script": body.script, "interpreter": body.interpreter},
+            body.timeout_s,
+            admin.name,
+        )
+        return task_view(task)
+
+
+@router.get("/tasks")
+async def list_tasks(request: Request, _: Viewer) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        return [task_view(t) for t in (await session.scalars(select(Task).order_by(Task.name))).all()]
+
+
+@router.get("/tasks/{key}")
+async def show_task(request: Request, key: str, _: Viewer) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        return task_view(await runs.find_task(session, key))
+
+
+# --- runs -------------------------------------------------------------------------
+
+
+@dataclass
+class RunRequest:
+    task: str
+    targets: list[str] = field(default_factory=list)
+    live: bool = False
+
+
+@router.post("/runs", status_code=201)
+async def start_run(request: Request, body: RunRequest, operator: Operator) -> dict[str, Any]:
+    state = ns_state(request)
+    async with state.session() as session:
+        run = await runs.start_run(state, session, body.task, body.targets, body.live, operator.name)
+    async with state.session() as session:
+        return asdict(await runs.summary(session, run.id, with_instances=False))
+
+
+@router.get("/runs")
+async def list_runs(
+    request: Request, _: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        ids = (await session.scalars(select(Run.id).order_by(Run.id.desc()).limit(limit))).all()
+        return [asdict(await runs.summary(session, i, with_instances=False)) for i in ids]
+
+
+@router.get("/runs/{run_id}")
+async def run_status(request: Request, run_id: int, _: Viewer, instances: bool = True) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        return asdict(await runs.summary(session, run_id, with_instances=instances))

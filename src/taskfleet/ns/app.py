@@ -1,0 +1,64 @@
+"""The notification server's ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from taskfleet import __version__
+from taskfleet.ns import api_agent, api_fleet, api_taskserver, api_work, bootstrap
+from taskfleet.ns.local_role import LocalRole
+from taskfleet.ns.settings import NSSettings
+from taskfleet.ns.state import NSState
+from taskfleet.server import errors
+from taskfleet.server.limits import BodyLimit
+from taskfleet.storage import database, migrate
+from taskfleet.taskserver import agent_api
+
+log = logging.getLogger("taskfleet.ns")
+
+
+def create_app(settings: NSSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = database.create_engine(settings.db_url)
+        await migrate.upgrade(engine)
+        state = NSState(settings, engine, database.sessionmaker(engine))
+        async with state.session() as session:
+            await bootstrap.ensure_builtins(session)
+            created = await bootstrap.ensure_admin(session, settings.data_dir)
+        if created is not None:
+            print(f"taskfleet: first start; admin credential written to {created}", flush=True)
+            print(f"taskfleet: export TASKFLEET_CREDENTIAL={created}", flush=True)
+        role = LocalRole(state)
+        app.state.ns = state
+        app.state.work_source = role
+        refresher = asyncio.create_task(role.refresh_forever())
+        print(f"taskfleet: notification server {__version__} listening on {settings.public_url}", flush=True)
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await engine.dispose()
+
+    app = FastAPI(
+        title="taskfleet notification server",
+        version=__version__,
+        lifespan=lifespan,
+        description="REST API of the taskfleet notification server. Errors are "
+        '`{"error": code, "message": text}`.',
+    )
+    errors.install(app)
+    app.include_router(api_agent.router)
+    app.include_router(api_taskserver.router)
+    app.include_router(api_fleet.router)
+    app.include_router(api_work.router)
+    app.include_router(agent_api.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,185 @@
+"""R3: which task server serves a computer, and why. Pure: no I/O, table-tested.
+
+The caller gathers the facts (``Candidate`` per task server, the applied
+Task Servers policy, sites) and records the ``Decision``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+STEP_POLICY = "policy"
+STEP_SUBNET = "subnet"
+STEP_SITE = "site"
+STEP_NS = "ns-fallback"
+STEPS = (STEP_POLICY, STEP_SUBNET, STEP_SITE, STEP_NS)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A task server as the assignment sees it."""
+
+    id: int
+    name: str
+    available: bool  # R2: approved, enabled, heartbeat fresh
+    why_unavailable: str = ""
+    addresses: tuple[str, ...] = ()
+    site_ids: frozenset[int] = frozenset()  # sites it serves explicitly
+    load: int = 0  # computers assigned to it, not counting the one being assigned
+    client_limit: int = 5000
+
+    @property
+    def at_limit(self) -> bool:
+        return self.load >= self.client_limit
+
+    def unusable(self) -> str:
+        """Empty when usable for a new agent, else the reason it is not."""
+        if not self.available:
+            return self.why_unavailable or "not available"
+        if self.at_limit:
+            return f"at its client limit ({self.load}/{self.client_limit})"
+        return ""
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    id: int
+    name: str
+    subnets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    collection: str
+    task_server_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    task_server_id: int | None  # None: the NS serves the computer
+    task_server_name: str
+    step: str
+    reason: str
+
+
+@dataclass
+class _Notes:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.lines.append(text)
+
+    def text(self, conclusion: str) -> str:
+        return "; ".join([*self.lines, conclusion])
+
+
+def interfaces(addresses: Iterable[str]) -> list[Interface]:
+    out: list[Interface] = []
+    for text in addresses:
+        try:
+            out.append(ipaddress.ip_interface(text))
+        except ValueError:
+            continue
+    return out
+
+
+def choose(
+    *,
+    addresses: Sequence[str],
+    member_of: frozenset[str],
+    policy: Sequence[PolicyEntry],
+    servers: dict[int, Candidate],
+    sites: Sequence[SiteInfo],
+    exclude: frozenset[int] = frozenset(),
+    ns_name: str = "notification server",
+) -> Decision:
+    notes = _Notes()
+
+    def usable(ts_id: int) -> str:
+        if ts_id in exclude:
+            return "the agent could not reach it (3 failed attempts)"
+        ts = servers.get(ts_id)
+        if ts is None:
+            return "no longer registered"
+        return ts.unusable()
+
+    # Step 1: the Task Servers policy, collections in policy order, each list in order.
+    applicable = [entry for entry in policy if entry.collection in member_of]
+    for entry in applicable:
+        for ts_id in entry.task_server_ids:
+            why_not = usable(ts_id)
+            name = servers[ts_id].name if ts_id in servers else f"#{ts_id}"
+            if not why_not:
+                return Decision(
+                    ts_id,
+                    name,
+                    STEP_POLICY,
+                    notes.text(f"first available on the policy list for {entry.collection!r}"),
+                )
+            notes.add(f"policy {entry.collection!r}: {name} skipped, {why_not}")
+    if not applicable:
+        notes.add("no Task Servers policy list applies to its collections")
+
+    mine = interfaces(addresses)
+    pool = [ts for ts in servers.values() if not usable(ts.id)]
+
+    # Step 2a: a task server on the exact same subnet.
+    same_subnet = [ts for ts in pool if _shares_subnet(mine, interfaces(ts.addresses))]
+    if same_subnet:
+        ts = _least_loaded(same_subnet)
+        nets = ", ".join(sorted({str(i.network) for i in mine}))
+        many = f", least loaded of {len(same_subnet)}" if len(same_subnet) > 1 else ""
+        return Decision(ts.id, ts.name, STEP_SUBNET, notes.text(f"on the same subnet ({nets}){many}"))
+
+    # Step 2b: a task server serving one of the computer's sites.
+    my_sites = [s for s in sites if _in_site(mine, s)]
+    if my_sites:
+        site_ids = {s.id for s in my_sites}
+        serving = [ts for ts in pool if site_ids & _served_sites(ts, sites)]
+        if serving:
+            ts = _least_loaded(serving)
+            names = ", ".join(repr(s.name) for s in my_sites)
+            many = f", least loaded of {len(serving)}" if len(serving) > 1 else ""
+            return Decision(ts.id, ts.name, STEP_SITE, notes.text(f"serves its site {names}{many}"))
+        notes.add("no available task server serves its site")
+    elif not sites:
+        notes.add("no sites defined (each subnet is its own site) and none on its subnet")
+    else:
+        notes.add("none on its subnet and it is in no site")
+
+    # Step 3: the NS itself.
+    return Decision(None, ns_name, STEP_NS, notes.text("the notification server serves it"))
+
+
+def _shares_subnet(mine: list[Interface], theirs: list[Interface]) -> bool:
+    return any(a.network == b.network for a in mine for b in theirs)
+
+
+def _in_site(mine: list[Interface], site: SiteInfo) -> bool:
+    nets = _networks(site.subnets)
+    return any(i.ip in net for i in mine for net in nets if i.version == net.version)
+
+
+def _served_sites(ts: Candidate, sites: Sequence[SiteInfo]) -> set[int]:
+    theirs = interfaces(ts.addresses)
+    return set(ts.site_ids) | {s.id for s in sites if _in_site(theirs, s)}
+
+
+def _networks(subnets: Iterable[str]) -> list[Network]:
+    out: list[Network] = []
+    for text in subnets:
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def _least_loaded(candidates: list[Candidate]) -> Candidate:
+    # Ties go to the lowest id so the choice is stable.
+    return min(candidates, key=lambda ts: (ts.load / max(ts.client_limit, 1), ts.load, ts.id))

@@ -1,0 +1,128 @@
+"""Who is calling the NS: an admin, a task server or an agent (identity in one place).
+
+The credential format lives in ``taskfleet.protocol.transport``; here it is
+checked against the stored hashes. R1 is enforced here: a task server that
+is not approved is refused every call for work, agents or data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
+from taskfleet.ns.state import NSState, ns_state
+from taskfleet.protocol.transport import Credential, parse_credential, secret_matches
+from taskfleet.storage.models import ApiUser, Computer, TaskServer
+
+ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class Admin:
+    name: str
+    role: str
+
+    def require(self, role: str) -> None:
+        if ROLES.index(self.role) < ROLES.index(role):
+            raise Forbidden(f"{self.name} has role {self.role}; this needs role {role}")
+
+
+def _credential(request: Request, kind: str) -> Credential:
+    header = request.headers.get("authorization", "")
+    credential = parse_credential(header) if header else None
+    if credential is None:
+        raise Unauthenticated(
+            "missing or malformed credential; send 'Authorization: Bearer <credential>'"
+        )
+    if credential.kind != kind:
+        raise Forbidden(f"a {credential.kind} credential cannot call this {kind} endpoint")
+    return credential
+
+
+async def _admin(request: Request) -> Admin:
+    credential = _credential(request, "admin")
+    async with ns_state(request).session() as session:
+        user = await session.get(ApiUser, credential.principal)
+    if user is None or user.disabled or not secret_matches(credential.secret, user.credential_hash):
+        raise Unauthenticated("admin credential not recognised; check the credential file")
+    return Admin(user.name, user.role)
+
+
+async def _viewer(request: Request) -> Admin:
+    return await _admin(request)
+
+
+async def _operator(request: Request) -> Admin:
+    admin = await _admin(request)
+    admin.require("operator")
+    return admin
+
+
+async def _administrator(request: Request) -> Admin:
+    admin = await _admin(request)
+    admin.require("admin")
+    return admin
+
+
+Viewer = Annotated[Admin, Depends(_viewer)]
+Operator = Annotated[Admin, Depends(_operator)]
+Administrator = Annotated[Admin, Depends(_administrator)]
+
+
+async def load_task_server(session: AsyncSession, credential: Credential) -> TaskServer:
+    ts = await session.get(TaskServer, credential.principal)
+    if ts is None or not secret_matches(credential.secret, ts.credential_hash):
+        raise Unauthenticated("task server credential not recognised; register again")
+    return ts
+
+
+async def _task_server_any(request: Request) -> int:
+    credential = _credential(request, "taskserver")
+    async with ns_state(request).session() as session:
+        ts = await load_task_server(session, credential)
+    return ts.id
+
+
+async def _task_server_approved(request: Request) -> int:
+    credential = _credential(request, "taskserver")
+    async with ns_state(request).session() as session:
+        ts = await load_task_server(session, credential)
+        if ts.approval != "approved":
+            raise NotApproved(
+                f"task server {ts.name!r} is {ts.approval}, not approved: it may not serve "
+                "agents or read data until an admin runs 'taskfleet taskserver approve "
+                f"{ts.name}'"
+            )
+        if not ts.enabled:
+            raise NotApproved(f"task server {ts.name!r} is disabled by an admin")
+    return ts.id
+
+
+# Any registered task server (heartbeat), and an approved one (everything else, R1).
+TaskServerAny = Annotated[int, Depends(_task_server_any)]
+TaskServerApproved = Annotated[int, Depends(_task_server_approved)]
+
+
+async def authenticate_agent(session: AsyncSession, computer_id: int, secret: str) -> Computer:
+    computer = await session.get(Computer, computer_id)
+    if (
+        computer is None
+        or computer.credential_hash is None
+        or not secret_matches(secret, computer.credential_hash)
+    ):
+        raise Unauthenticated("agent credential not recognised; enrol the agent again")
+    return computer
+
+
+async def _agent(request: Request) -> int:
+    credential = _credential(request, "agent")
+    async with ns_state(request).session() as session:
+        computer = await authenticate_agent(session, credential.principal, credential.secret)
+    return computer.id
+
+
+AgentComputer = Annotated[int, Depends(_agent)]

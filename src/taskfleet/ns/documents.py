@@ -1,0 +1,191 @@
+"""Drafts and applied versions of the Task Servers policy and the agent configuration (R9).
+
+Edits change only the draft. ``apply`` copies the draft into a new numbered
+version, which is what assignment and agents use from then on.
+
+    policy:        {"entries": [{"collection": "Lab", "task_servers": ["ts-1", "ts-2"]}]}
+    agent-config:  {"entries": [{"collection": "Lab", "task_request_interval_min": 5,
+                                 "send_status_interval_s": 60}]}   (list order = priority)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.errors import InvalidInput, NotFound
+from taskfleet.ns import audit
+from taskfleet.ns import collections as collections_
+from taskfleet.ns.collections import Membership
+from taskfleet.protocol.messages import AgentSettings
+from taskfleet.storage.models import AppliedVersion, Computer, Draft, TaskServer
+
+POLICY = "policy"
+AGENT_CONFIG = "agent-config"
+KINDS = (POLICY, AGENT_CONFIG)
+DEFAULT_TRI_MIN = 5.0
+DEFAULT_SSI_S = 60.0
+MAX_ENTRIES = 1000
+
+
+def _empty() -> dict[str, Any]:
+    return {"entries": []}
+
+
+async def latest(session: AsyncSession, kind: str) -> AppliedVersion | None:
+    return await session.scalar(
+        select(AppliedVersion)
+        .where(AppliedVersion.kind == kind)
+        .order_by(AppliedVersion.version.desc())
+        .limit(1)
+    )
+
+
+async def applied_document(session: AsyncSession, kind: str) -> dict[str, Any]:
+    version = await latest(session, kind)
+    return version.document if version is not None else _empty()
+
+
+async def draft_document(session: AsyncSession, kind: str) -> dict[str, Any]:
+    draft = await session.get(Draft, kind)
+    if draft is not None:
+        return draft.document
+    return await applied_document(session, kind)
+
+
+async def validate(session: AsyncSession, kind: str, document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict) or not isinstance(document.get("entries"), list):
+        raise InvalidInput('a document is {"entries": [...]}')
+    entries = document["entries"]
+    if len(entries) > MAX_ENTRIES:
+        raise InvalidInput(f"at most {MAX_ENTRIES} entries")
+    seen: set[str] = set()
+    out = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("collection"), str):
+            raise InvalidInput(f"entry {i + 1}: needs a 'collection' name")
+        name = entry["collection"]
+        if name in seen:
+            raise InvalidInput(f"collection {name!r} appears twice; merge the entries")
+        seen.add(name)
+        await collections_.get(session, name)
+        if kind == POLICY:
+            out.append(await _policy_entry(session, name, entry))
+        else:
+            out.append(_config_entry(name, entry))
+    return {"entries": out}
+
+
+async def _policy_entry(session: AsyncSession, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    servers = entry.get("task_servers")
+    if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
+        raise InvalidInput(f"{name!r}: task_servers must be a list of task server names")
+    if len(set(servers)) != len(servers):
+        raise InvalidInput(f"{name!r}: a task server is listed twice")
+    known = set((await session.scalars(select(TaskServer.name))).all())
+    for ts in servers:
+        if ts not in known:
+            raise NotFound(f"{name!r}: no task server named {ts!r}")
+    return {"collection": name, "task_servers": servers}
+
+
+def _number(entry: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{entry['collection']!r}: {key} must be a number")
+    if not low <= value <= high:
+        raise InvalidInput(f"{entry['collection']!r}: {key} must be between {low} and {high}")
+    return float(value)
+
+
+def _config_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "collection": name,
+        "task_request_interval_min": _number(
+            entry, "task_request_interval_min", DEFAULT_TRI_MIN, 0.01, 1440
+        ),
+        "send_status_interval_s": _number(entry, "send_status_interval_s", DEFAULT_SSI_S, 0.2, 86400),
+    }
+
+
+async def save_draft(session: AsyncSession, kind: str, document: Any, actor: str) -> dict[str, Any]:
+    document = await validate(session, kind, document)
+    draft = await session.get(Draft, kind)
+    if draft is None:
+        draft = Draft(kind=kind, document=document, updated_at=time.time(), updated_by=actor)
+        session.add(draft)
+    draft.document = document
+    draft.updated_at = time.time()
+    draft.updated_by = actor
+    audit.record(session, actor, f"{kind}.draft", kind, document=document)
+    return document
+
+
+async def set_entry(
+    session: AsyncSession,
+    kind: str,
+    entry: dict[str, Any],
+    position: int | None,
+    actor: str,
+) -> dict[str, Any]:
+    """Replace (or add) the draft entry for one collection; position is 1-based."""
+    entries = [e for e in (await draft_document(session, kind))["entries"]]
+    index = next((i for i, e in enumerate(entries) if e["collection"] == entry["collection"]), None)
+    if index is not None:
+        entries.pop(index)
+    if position is None:
+        position = index + 1 if index is not None else len(entries) + 1
+    entries.insert(max(0, min(position - 1, len(entries))), entry)
+    return await save_draft(session, kind, {"entries": entries}, actor)
+
+
+async def remove_entry(session: AsyncSession, kind: str, collection: str, actor: str) -> None:
+    entries = (await draft_document(session, kind))["entries"]
+    kept = [e for e in entries if e["collection"] != collection]
+    if len(kept) == len(entries):
+        raise NotFound(f"the {kind} draft has no entry for {collection!r}")
+    await save_draft(session, kind, {"entries": kept}, actor)
+
+
+async def apply(session: AsyncSession, kind: str, actor: str) -> AppliedVersion:
+    document = await validate(session, kind, await draft_document(session, kind))
+    number = (
+        await session.scalar(
+            select(func.max(AppliedVersion.version)).where(AppliedVersion.kind == kind)
+        )
+        or 0
+    ) + 1
+    version = AppliedVersion(
+        kind=kind, version=number, document=document, applied_at=time.time(), applied_by=actor
+    )
+    session.add(version)
+    draft = await session.get(Draft, kind)
+    if draft is not None:
+        await session.delete(draft)
+    audit.record(session, actor, f"{kind}.apply", kind, version=number, document=document)
+    await session.flush()
+    return version
+
+
+async def unapplied(session: AsyncSession, kind: str) -> bool:
+    draft = await session.get(Draft, kind)
+    return draft is not None and draft.document != await applied_document(session, kind)
+
+
+def settings_for(
+    document: dict[str, Any], membership: Membership, computer: Computer
+) -> AgentSettings:
+    """R5: the first configuration, in priority order, of a collection the computer is in."""
+    for entry in document["entries"]:
+        if membership.contains(entry["collection"], computer):
+            return AgentSettings(
+                task_request_interval_s=entry["task_request_interval_min"] * 60.0,
+                send_status_interval_s=entry["send_status_interval_s"],
+            )
+    return AgentSettings(DEFAULT_TRI_MIN * 60.0, DEFAULT_SSI_S)
+
+

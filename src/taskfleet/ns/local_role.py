@@ -1,0 +1,69 @@
+"""The NS serving agents itself: the last fallback of R3, behind the same agent endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from taskfleet.errors import NotAssigned
+from taskfleet.ns import runs, status
+from taskfleet.ns.assigner import agent_settings
+from taskfleet.ns.assignment import STEP_NS
+from taskfleet.ns.auth import authenticate_agent
+from taskfleet.ns.state import NSState
+from taskfleet.protocol.messages import AgentSettings, StatusAck, StatusEvent, WorkItem
+from taskfleet.taskserver.source import Tickler
+
+log = logging.getLogger("taskfleet.ns.local_role")
+CONTACT_WRITE_EVERY_S = 30.0
+
+
+class LocalRole:
+    def __init__(self, state: NSState) -> None:
+        self.state = state
+
+    @property
+    def tickler(self) -> Tickler:
+        return self.state.hub.local
+
+    async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
+        async with self.state.session() as session:
+            computer = await authenticate_agent(session, computer_id, secret)
+            if computer.task_server_id is not None or computer.assign_step != STEP_NS:
+                raise NotAssigned(
+                    "the notification server does not serve this computer; ask it again "
+                    "which task server to use"
+                )
+            now = time.time()
+            if computer.last_contact is None or now - computer.last_contact > CONTACT_WRITE_EVERY_S:
+                computer.last_contact = now
+            return await agent_settings(session, computer)
+
+    def has_work(self, computer_id: int) -> bool:
+        return computer_id in self.state.hub.local_pending
+
+    async def fetch_work(self, computer_id: int) -> list[WorkItem]:
+        self.state.hub.local_pending.discard(computer_id)
+        async with self.state.session() as session:
+            return await runs.deliver(session, computer_id, self.state.settings.redeliver_after_s)
+
+    async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
+        async with self.state.session() as session:
+            return await status.ingest(session, events, via_task_server=None)
+
+    async def refresh_forever(self, every_s: float = 10.0) -> None:
+        """Re-read which of its own computers have work, so redeliveries happen."""
+        while True:
+            try:
+                async with self.state.session() as session:
+                    pending = await runs.computers_with_work(
+                        session, None, self.state.settings.redeliver_after_s
+                    )
+                for computer_id in pending:
+                    if computer_id not in self.state.hub.local_pending:
+                        self.state.hub.local_pending.add(computer_id)
+                        self.tickler.tickle(computer_id)
+            except Exception:
+                log.exception("could not refresh the NS's own pending work")
+            await asyncio.sleep(every_s)

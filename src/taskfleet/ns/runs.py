@@ -1,0 +1,243 @@
+"""Tasks, runs and instances: create, fan out, deliver, and summarise (SPEC section 2)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.errors import Conflict, InvalidInput, NotFound
+from taskfleet.ns import audit, computers
+from taskfleet.ns import collections as collections_
+from taskfleet.ns.state import NSState, after_commit
+from taskfleet.protocol.messages import INTERPRETERS, InstanceState, TaskType, WorkItem
+from taskfleet.storage.models import Collection, Computer, Instance, Run, Task
+
+MAX_SCRIPT_BYTES = 256 * 1024
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+RESTART_AGENT = "Restart agent"
+
+
+def check_task(type_: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    if type_ == TaskType.RUN_SCRIPT:
+        script = params.get("script")
+        interpreter = params.get("interpreter", "sh")
+        if not isinstance(script, str) or not script.strip():
+            raise InvalidInput("a run-script task needs a non-empty 'script'")
+        if len(script.encode()) > MAX_SCRIPT_BYTES:
+            raise InvalidInput(f"the script is larger than {MAX_SCRIPT_BYTES} bytes")
+        if interpreter not in INTERPRETERS:
+            raise InvalidInput(
+                f"interpreter {interpreter!r} is not supported; use one of {', '.join(INTERPRETERS)}"
+            )
+        params = {"script": script, "interpreter": interpreter}
+    elif type_ == TaskType.RESTART_AGENT:
+        params = {}
+    else:
+        raise InvalidInput(f"task type {type_!r} is not known; use {TaskType.RUN_SCRIPT}")
+    if not 1 <= timeout_s <= MAX_TIMEOUT_S:
+        raise InvalidInput(f"timeout must be between 1 and {MAX_TIMEOUT_S:.0f} seconds")
+    return params
+
+
+async def ensure_builtin_tasks(session: AsyncSession) -> None:
+    if await session.scalar(select(Task.id).where(Task.name == RESTART_AGENT)) is None:
+        session.add(
+            Task(
+                name=RESTART_AGENT,
+                type=TaskType.RESTART_AGENT,
+                params={},
+                timeout_s=60,
+                builtin=True,
+                created_at=time.time(),
+                created_by="taskfleet",
+            )
+        )
+
+
+async def create_task(
+    session: AsyncSession, name: str, type_: str, params: dict[str, Any], timeout_s: float, actor: str
+) -> Task:
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise InvalidInput("a task name must be 1 to 255 characters")
+    if await session.scalar(select(Task.id).where(Task.name == name)):
+        raise Conflict(f"a task named {name!r} already exists")
+    params = check_task(type_, params, timeout_s)
+    task = Task(
+        name=name, type=type_, params=params, timeout_s=timeout_s, created_at=time.time(), created_by=actor
+    )
+    session.add(task)
+    await session.flush()
+    audit.record(session, actor, "task.create", name, type=type_)
+    return task
+
+
+async def find_task(session: AsyncSession, key: str) -> Task:
+    query = select(Task).where(Task.name == key)
+    if key.isdigit():
+        query = select(Task).where(or_(Task.id == int(key), Task.name == key))
+    task = await session.scalar(query)
+    if task is None:
+        raise NotFound(f"no task {key!r}; 'taskfleet task list' shows them")
+    return task
+
+
+async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[Computer]:
+    """Collections and computers, by name (or ``collection:NAME`` / ``computer:ID``)."""
+    if not targets:
+        raise InvalidInput("give at least one --target (a collection or a computer)")
+    chosen: dict[int, Computer] = {}
+    for target in targets:
+        if not isinstance(target, str) or not target.strip():
+            raise InvalidInput("a target must be a non-empty collection or computer name")
+        if target.startswith("computer:"):
+            computer = await computers.find(session, target)
+            chosen[computer.id] = computer
+            continue
+        name = target.removeprefix("collection:")
+        collection = await session.scalar(select(Collection).where(Collection.name == name))
+        if collection is not None:
+            for computer in await collections_.members(session, collection):
+                chosen[computer.id] = computer
+            continue
+        if target.startswith("collection:"):
+            await collections_.get(session, name)
+        try:
+            computer = await computers.find(session, target)
+        except NotFound:
+            raise NotFound(
+                f"no collection or computer named {target!r}; "
+                "'taskfleet collection list' and 'taskfleet computer list' show them"
+            ) from None
+        chosen[computer.id] = computer
+    if not chosen:
+        raise InvalidInput(f"the target {', '.join(targets)} holds no computers")
+    return list(chosen.values())
+
+
+async def start_run(
+    state: NSState, session: AsyncSession, task_key: str, targets: list[str], live: bool, actor: str
+) -> Run:
+    task = await find_task(session, task_key)
+    chosen = await resolve_targets(session, targets)
+    run = Run(task_id=task.id, targets=list(targets), live=live, created_at=time.time(), created_by=actor)
+    session.add(run)
+    await session.flush()
+    for computer in chosen:
+        session.add(Instance(run_id=run.id, computer_id=computer.id, state=InstanceState.PENDING))
+    audit.record(session, actor, "run.start", task.name, run=run.id, targets=targets, computers=len(chosen))
+    assigned = [(c.id, c.task_server_id) for c in chosen]
+    after_commit(session, lambda: state.hub.notify(assigned))
+    return run
+
+
+def _deliverable(redeliver_after_s: float) -> Any:
+    cutoff = time.time() - redeliver_after_s
+    return and_(
+        Instance.state == InstanceState.PENDING,
+        or_(Instance.delivered_at.is_(None), Instance.delivered_at < cutoff),
+    )
+
+
+async def computers_with_work(
+    session: AsyncSession, task_server_id: int | None, redeliver_after_s: float
+) -> list[int]:
+    query = (
+        select(Instance.computer_id)
+        .join(Computer, Computer.id == Instance.computer_id)
+        .where(_deliverable(redeliver_after_s))
+        .distinct()
+    )
+    if task_server_id is None:
+        query = query.where(Computer.task_server_id.is_(None))
+    else:
+        query = query.where(Computer.task_server_id == task_server_id)
+    return list((await session.scalars(query)).all())
+
+
+async def deliver(session: AsyncSession, computer_id: int, redeliver_after_s: float) -> list[WorkItem]:
+    rows = await session.execute(
+        select(Instance, Task, Run.live)
+        .join(Run, Run.id == Instance.run_id)
+        .join(Task, Task.id == Run.task_id)
+        .where(Instance.computer_id == computer_id, _deliverable(redeliver_after_s))
+        .order_by(Instance.id)
+        .limit(100)
+    )
+    now = time.time()
+    work = []
+    for instance, task, live in rows.tuples().all():
+        instance.delivered_at = now
+        work.append(
+            WorkItem(
+                instance_id=instance.id,
+                run_id=instance.run_id,
+                task_type=task.type,
+                params=dict(task.params),
+                timeout_s=task.timeout_s,
+                live=live,
+            )
+        )
+    return work
+
+
+@dataclass
+class RunSummary:
+    id: int
+    task: str
+    targets: list[str]
+    live: bool
+    created_at: float
+    created_by: str
+    total: int
+    counts: dict[str, int]
+    done: bool
+    instances: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def summary(session: AsyncSession, run_id: int, with_instances: bool = True) -> RunSummary:
+    row = (
+        await session.execute(select(Run, Task.name).join(Task, Task.id == Run.task_id).where(Run.id == run_id))
+    ).first()
+    if row is None:
+        raise NotFound(f"no run {run_id}; 'taskfleet run-status' takes the number 'taskfleet run' printed")
+    run, task_name = row.tuple()
+    counts = dict(
+        (
+            await session.execute(
+                select(Instance.state, func.count()).where(Instance.run_id == run_id).group_by(Instance.state)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    total = sum(counts.values())
+    done = all(InstanceState(s).terminal for s in counts)
+    result = RunSummary(run.id, task_name, run.targets, run.live, run.created_at, run.created_by, total, counts, done)
+    if with_instances:
+        rows = await session.execute(
+            select(Instance, Computer.name)
+            .join(Computer, Computer.id == Instance.computer_id)
+            .where(Instance.run_id == run_id)
+            .order_by(Computer.name)
+        )
+        for instance, name in rows.tuples().all():
+            result.instances.append(
+                {
+                    "instance_id": instance.id,
+                    "computer_id": instance.computer_id,
+                    "computer": name,
+                    "state": instance.state,
+                    "return_code": instance.return_code,
+                    "output": instance.output,
+                    "received_at": instance.received_at,
+                    "started_at": instance.started_at,
+                    "finished_at": instance.finished_at,
+                    "status_count": instance.status_count,
+                }
+            )
+    return result

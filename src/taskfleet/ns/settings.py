@@ -1,0 +1,27 @@
+"""Settings of one notification server process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class NSSettings:
+    db_url: str
+    bind: str
+    data_dir: Path
+    # The URL agents and task servers use to reach this NS (its own agent role included).
+    public_url: str = ""
+    max_body_bytes: int = 1024 * 1024
+    # An instance handed out but not confirmed by the agent is offered again after this.
+    redeliver_after_s: float = 120.0
+    # How long a task server's events long-poll may be held open.
+    events_wait_s: float = 25.0
+
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            host, _, port = self.bind.rpartition(":")
+            if host in ("0.0.0.0", "::", "[::]", ""):
+                host = "127.0.0.1"
+            self.public_url = f"http://{host}:{port}"

@@ -1,0 +1,53 @@
+"""What one NS process holds: settings, database sessions, the notification hub."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from taskfleet.ns.hub import Hub
+from taskfleet.ns.settings import NSSettings
+
+
+@dataclass
+class NSState:
+    settings: NSSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    hub: Hub = field(default_factory=Hub)
+    # Changes whenever an assignment or the agent configuration changes, so task
+    # servers know to refresh their agent map. Starts at the boot time so that a
+    # restarted NS never repeats an earlier value.
+    agents_epoch: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    def agents_changed(self) -> None:
+        self.agents_epoch += 1
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction; ``after_commit`` callbacks run once it committed."""
+        callbacks: list[Callable[[], Awaitable[None]]] = []
+        async with self.sessions() as session:
+            session.info["after_commit"] = callbacks
+            async with session.begin():
+                yield session
+        for callback in callbacks:
+            await callback()
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run ``callback`` after the session's transaction commits (never if it rolls back).
+
+    Notifications go out only then, so a task server woken by one reads committed data.
+    """
+    session.info["after_commit"].append(callback)
+
+
+def ns_state(request: Request) -> NSState:
+    state: NSState = request.app.state.ns
+    return state

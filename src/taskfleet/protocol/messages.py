@@ -1,0 +1,278 @@
+"""Messages that cross the wire, as plain dataclasses.
+
+The servers validate them (FastAPI accepts standard dataclasses as request
+bodies); the agent builds and reads them without any server framework.
+Field names are the JSON keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+PROTOCOL_VERSION = 1
+
+# Outputs are capped on the agent; the servers cap request bodies well above it.
+MAX_OUTPUT_BYTES = 64 * 1024
+TRUNCATION_MARKER = "\n[... output truncated by taskfleet: {dropped} bytes not shown ...]\n"
+
+
+class InstanceState(enum.StrEnum):
+    """States of one computer's instance of a run (SPEC section 2)."""
+
+    PENDING = "Pending"
+    RECEIVED = "Received"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    CANCELED = "Canceled"
+    EXPIRED = "Expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def rank(self) -> int:
+        """Order of progress; a status never moves an instance backwards."""
+        return _RANK[self]
+
+
+_TERMINAL = frozenset(
+    {
+        InstanceState.SUCCEEDED,
+        InstanceState.FAILED,
+        InstanceState.TIMED_OUT,
+        InstanceState.CANCELED,
+        InstanceState.EXPIRED,
+    }
+)
+_RANK = {
+    InstanceState.PENDING: 0,
+    InstanceState.RECEIVED: 1,
+    InstanceState.RUNNING: 2,
+    **{state: 3 for state in _TERMINAL},
+}
+
+
+class TaskType(enum.StrEnum):
+    RUN_SCRIPT = "run-script"
+    RESTART_AGENT = "restart-agent"
+
+
+INTERPRETERS = ("sh", "bash", "python", "pwsh")
+
+
+@dataclass
+class Facts:
+    """What an agent (or a task server, which is a computer too) says about itself."""
+
+    name: str
+    hardware_id: str
+    addresses: list[str] = field(default_factory=list)  # "10.1.2.3/24"
+    os: str = ""
+    agent_version: str = ""
+    interpreters: list[str] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Enrolment:
+    token: str
+    facts: Facts
+
+
+@dataclass
+class Enrolled:
+    computer_id: int
+    credential: str
+
+
+@dataclass
+class AssignmentRequest:
+    facts: Facts
+    # The task server the agent gave up on after 3 failed attempts (R4), if any.
+    failed_task_server: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class AgentSettings:
+    task_request_interval_s: float = 300.0
+    send_status_interval_s: float = 60.0
+
+
+@dataclass
+class Assignment:
+    url: str
+    task_server_id: int | None  # None: the NS itself serves this computer
+    task_server_name: str
+    step: str
+    reason: str
+    settings: AgentSettings
+
+
+@dataclass
+class WorkItem:
+    instance_id: int
+    run_id: int
+    task_type: str
+    params: dict[str, Any]
+    timeout_s: float
+    live: bool = False
+
+
+@dataclass
+class PollReply:
+    work: list[WorkItem]
+    settings: AgentSettings
+
+
+@dataclass
+class ChannelReply:
+    tickle: bool
+
+
+@dataclass
+class StatusEvent:
+    """One status change of one instance; ``id`` is unique and makes resends harmless (R8)."""
+
+    id: str
+    instance_id: int
+    computer_id: int
+    state: str
+    at: float
+    return_code: int | None = None
+    output: str | None = None
+    live: bool = False
+
+
+@dataclass
+class StatusBatch:
+    events: list[StatusEvent]
+
+
+@dataclass
+class StatusAck:
+    accepted: list[str]
+    # Events the receiver will never apply (unknown instance, not this sender's computer).
+    # The sender drops them too, so a bad event cannot block a spool forever.
+    rejected: list[str] = field(default_factory=list)
+
+
+T = TypeVar("T")
+
+
+def to_json(message: Any) -> Any:
+    """A message as JSON-ready data."""
+    return dataclasses.asdict(message)
+
+
+def from_json(cls: type[T], data: Any) -> T:
+    """Build ``cls`` from JSON data, recursing into nested message fields.
+
+    Unknown keys are ignored so that a newer peer can add fields.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        nested = _NESTED.get((cls.__name__, f.name))
+        if nested is not None and value is not None:
+            if isinstance(value, list):
+                value = [from_json(nested, v) for v in value]
+            else:
+                value = from_json(nested, value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+_NESTED: dict[tuple[str, str], type[Any]] = {
+    ("Enrolment", "facts"): Facts,
+    ("AssignmentRequest", "facts"): Facts,
+    ("Assignment", "settings"): AgentSettings,
+    ("PollReply", "work"): WorkItem,
+    ("PollReply", "settings"): AgentSettings,
+    ("StatusBatch", "events"): StatusEvent,
+}
+
+
+# --- task server <-> notification server -------------------------------------------
+
+
+@dataclass
+class Registration:
+    token: str
+    facts: Facts
+    url: str
+    client_limit: int = 5000
+    heartbeat_period_s: float = 10.0
+
+
+@dataclass
+class Registered:
+    task_server_id: int
+    name: str
+    credential: str
+    approval: str
+
+
+@dataclass
+class Heartbeat:
+    # computer id (as text: JSON keys) -> when the task server last heard from it
+    seen: dict[str, float] = field(default_factory=dict)
+    open_channels: int = 0
+    spooled: int = 0
+
+
+@dataclass
+class HeartbeatReply:
+    approval: str
+    enabled: bool
+    agents_epoch: int
+
+
+@dataclass
+class Events:
+    version: int
+    agents_epoch: int
+    pending: list[int]  # computers of this task server with work waiting
+
+
+@dataclass
+class AgentEntry:
+    computer_id: int
+    credential_hash: str
+    settings: AgentSettings
+
+
+@dataclass
+class AgentMap:
+    agents_epoch: int
+    agents: list[AgentEntry]
+
+
+@dataclass
+class WorkRequest:
+    computer_id: int
+
+
+@dataclass
+class WorkReply:
+    work: list[WorkItem]
+
+
+_NESTED.update(
+    {
+        ("Registration", "facts"): Facts,
+        ("AgentEntry", "settings"): AgentSettings,
+        ("AgentMap", "agents"): AgentEntry,
+        ("WorkReply", "work"): WorkItem,
+    }
+)

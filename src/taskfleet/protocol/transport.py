@@ -1,0 +1,79 @@
+"""Identity and transport: the one place that knows how peers prove who they are.
+
+Today a peer presents ``Authorization: Bearer tf1.<kind>.<principal>.<secret>``
+and the server stores only the SHA-256 of the secret. Mutual TLS with an
+NS-run certificate authority will replace the bearer secret here, in
+``client()`` and ``parse_credential()``, without touching callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+PrincipalKind = Literal["agent", "taskserver", "admin"]
+_KINDS = ("agent", "taskserver", "admin")
+_PREFIX = "tf1"
+
+
+@dataclass(frozen=True)
+class Credential:
+    kind: PrincipalKind
+    principal: int
+    secret: str
+
+    def __str__(self) -> str:
+        return f"{_PREFIX}.{self.kind}.{self.principal}.{self.secret}"
+
+    @property
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self}"}
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def parse_credential(text: str) -> Credential | None:
+    """Parse a credential string (or an ``Authorization`` header value); None if malformed."""
+    text = text.strip()
+    if text.startswith("Bearer "):
+        text = text[len("Bearer ") :].strip()
+    parts = text.split(".", 3)
+    if len(parts) != 4 or parts[0] != _PREFIX or parts[1] not in _KINDS:
+        return None
+    try:
+        principal = int(parts[2])
+    except ValueError:
+        return None
+    if not parts[3]:
+        return None
+    return Credential(parts[1], principal, parts[3])  # type: ignore[arg-type]
+
+
+def client(
+    base_url: str, credential: Credential | None = None, timeout: float = 30.0
+) -> httpx.AsyncClient:
+    """An HTTP client to a taskfleet server that presents ``credential``."""
+    headers = {"User-Agent": "taskfleet"}
+    if credential is not None:
+        headers.update(credential.header)
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers=headers,
+        timeout=httpx.Timeout(timeout, connect=5.0),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+    )

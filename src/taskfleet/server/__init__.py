@@ -1,0 +1,1 @@
+"""What the notification server and the task server share as HTTP servers."""

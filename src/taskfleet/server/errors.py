@@ -1,0 +1,68 @@
+"""The one mapping from errors to HTTP responses, for the NS and the task server.
+
+Every response error body is ``{"error": code, "message": text}``; no
+traceback reaches a client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from taskfleet.errors import TaskfleetError
+
+log = logging.getLogger("taskfleet.server")
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def _describe(errors: list[dict[str, object]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]  # type: ignore[attr-defined]
+        where = ".".join(loc) or "request body"
+        kind = str(err.get("type", ""))
+        if kind == "json_invalid":
+            return "the request body is not valid JSON; send a JSON object"
+        if kind == "missing":
+            parts.append(f"{where}: required field is missing")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid value')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(TaskfleetError)
+    async def _domain(_request: Request, exc: TaskfleetError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "invalid_input", _describe(list(exc.errors())))
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _json(_request: Request, _exc: json.JSONDecodeError) -> JSONResponse:
+        return error_response(400, "invalid_input", "the request body is not valid JSON")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = "no such endpoint; see /docs for the API"
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(
+            500, "internal", "internal error; the server log has the details, nothing was changed"
+        )

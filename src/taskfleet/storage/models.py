@@ -1,0 +1,229 @@
+"""The NS database schema. Times are UNIX epoch seconds (float) in UTC.
+
+Change a model only together with a new migration in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[Any]: JSON}
+
+
+class Computer(Base):
+    __tablename__ = "computer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    hardware_id: Mapped[str] = mapped_column(String(255), unique=True)
+    addresses: Mapped[list[str]] = mapped_column(default=list)
+    os: Mapped[str] = mapped_column(String(255), default="")
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    interpreters: Mapped[list[str]] = mapped_column(default=list)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    credential_hash: Mapped[str | None] = mapped_column(String(64))
+    enrolled_at: Mapped[float] = mapped_column(Float)
+    last_contact: Mapped[float | None] = mapped_column(Float)
+    # Assigned task server; NULL while unassigned or when the NS serves it (see assign_step).
+    # Not a foreign key: task_server already points at computer, and a cycle
+    # would make table creation order ambiguous. Kept consistent by the NS.
+    task_server_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    assign_step: Mapped[str | None] = mapped_column(String(32))
+    assign_reason: Mapped[str | None] = mapped_column(Text)
+    assigned_at: Mapped[float | None] = mapped_column(Float)
+
+
+class TaskServer(Base):
+    __tablename__ = "task_server"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computer_id: Mapped[int] = mapped_column(ForeignKey("computer.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    url: Mapped[str] = mapped_column(String(1024))
+    # pending -> approved -> revoked -> approved ... (R1)
+    approval: Mapped[str] = mapped_column(String(16), default="pending")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    credential_hash: Mapped[str] = mapped_column(String(64))
+    client_limit: Mapped[int] = mapped_column(Integer, default=5000)
+    heartbeat_period_s: Mapped[float] = mapped_column(Float, default=10.0)
+    last_heartbeat: Mapped[float | None] = mapped_column(Float)
+    registered_at: Mapped[float] = mapped_column(Float)
+
+
+class Site(Base):
+    __tablename__ = "site"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    subnets: Mapped[list[str]] = mapped_column(default=list)
+
+
+class TaskServerSite(Base):
+    """Sites a task server serves explicitly (besides the sites its own address is in)."""
+
+    __tablename__ = "task_server_site"
+
+    task_server_id: Mapped[int] = mapped_column(
+        ForeignKey("task_server.id", ondelete="CASCADE"), primary_key=True
+    )
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Collection(Base):
+    __tablename__ = "collection"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Dynamic rules: {"name_pattern": "web-*", "cidr": [...], "os": "...", "fact": {k: v},
+    #                 "include": [collection names], "exclude": [collection names]}
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class CollectionMember(Base):
+    __tablename__ = "collection_member"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True
+    )
+    computer_id: Mapped[int] = mapped_column(
+        ForeignKey("computer.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class EnrolmentToken(Base):
+    __tablename__ = "enrolment_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # agent | taskserver
+    label: Mapped[str] = mapped_column(String(255), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    uses_left: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class ApiUser(Base):
+    """Holders of admin-API credentials. Console users with passwords grow from here."""
+
+    __tablename__ = "api_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="admin")
+    credential_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Draft(Base):
+    """The draft of a policy-like document (R9): ``policy`` or ``agent-config``."""
+
+    __tablename__ = "draft"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class AppliedVersion(Base):
+    __tablename__ = "applied_version"
+    __table_args__ = (UniqueConstraint("kind", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column()
+    applied_at: Mapped[float] = mapped_column(Float)
+    applied_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Task(Base):
+    __tablename__ = "task"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timeout_s: Mapped[float] = mapped_column(Float, default=600.0)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Run(Base):
+    __tablename__ = "run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id"))
+    targets: Mapped[list[str]] = mapped_column(default=list)
+    live: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Instance(Base):
+    __tablename__ = "instance"
+    __table_args__ = (
+        Index("ix_instance_computer_state", "computer_id", "state"),
+        UniqueConstraint("run_id", "computer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    computer_id: Mapped[int] = mapped_column(ForeignKey("computer.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="Pending")
+    return_code: Mapped[int | None] = mapped_column(Integer)
+    output: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    received_at: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    status_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatusSeen(Base):
+    """Ids of status events already applied: resends are recognised and ignored (R8)."""
+
+    __tablename__ = "status_seen"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[int] = mapped_column(Integer, index=True)
+    received_at: Mapped[float] = mapped_column(Float)
+    via_task_server_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class AssignmentRecord(Base):
+    """Every assignment decision (R3): which step chose which task server, and why."""
+
+    __tablename__ = "assignment_record"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computer_id: Mapped[int] = mapped_column(
+        ForeignKey("computer.id", ondelete="CASCADE"), index=True
+    )
+    task_server_id: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

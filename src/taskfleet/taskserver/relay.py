@@ -1,0 +1,230 @@
+"""A task server's work source: agents answered from memory, the NS behind it (R6, R8).
+
+State held here, all rebuilt from the NS after a restart except the spool:
+- ``agents``: the agents the NS assigned to this task server, with the hash of
+  their credential and their settings; refreshed when the NS's agents epoch moves.
+- ``pending``: computers that have work waiting; replaced by each events reply.
+- the status spool on disk, drained to the NS in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from taskfleet.errors import (
+    NotApproved,
+    NotAssigned,
+    TaskfleetError,
+    Unauthenticated,
+)
+from taskfleet.protocol.messages import (
+    AgentEntry,
+    AgentSettings,
+    Heartbeat,
+    StatusAck,
+    StatusEvent,
+    WorkItem,
+)
+from taskfleet.protocol.spool import Spool
+from taskfleet.protocol.transport import secret_matches
+from taskfleet.taskserver.ns_link import NSLink
+from taskfleet.taskserver.settings import TaskServerSettings
+from taskfleet.taskserver.source import Tickler
+
+log = logging.getLogger("taskfleet.taskserver")
+LOOKUP_NEGATIVE_S = 2.0
+AGENT_MAP_MIN_INTERVAL_S = 2.0
+
+
+class Relay:
+    def __init__(self, settings: TaskServerSettings, link: NSLink) -> None:
+        self.settings = settings
+        self.link = link
+        self.spool = Spool(settings.data_dir / "spool")
+        self._tickler = Tickler()
+        self.approval = "unknown"
+        self.agents: dict[int, AgentEntry] = {}
+        self.pending: set[int] = set()
+        self.seen: dict[int, float] = {}
+        self._misses: dict[int, float] = {}
+        self._agents_epoch: int | None = None
+        self._map_refreshed = 0.0
+        self._flush = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def tickler(self) -> Tickler:
+        return self._tickler
+
+    # --- the agent-facing side (WorkSource) ---------------------------------------
+
+    async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
+        if self.approval != "approved":
+            raise NotApproved(
+                f"task server {self.link.name or '?'} is not approved by the notification "
+                "server; ask the notification server for another task server"
+            )
+        entry = self.agents.get(computer_id)
+        if entry is None or not secret_matches(secret, entry.credential_hash):
+            entry = await self._lookup(computer_id)
+            if not secret_matches(secret, entry.credential_hash):
+                raise Unauthenticated("agent credential not recognised; enrol the agent again")
+        self.seen[computer_id] = time.time()
+        return entry.settings
+
+    async def _lookup(self, computer_id: int) -> AgentEntry:
+        """An agent we do not know yet (just assigned, or re-enrolled): ask the NS once."""
+        missed = self._misses.get(computer_id)
+        if missed is not None and time.monotonic() - missed < LOOKUP_NEGATIVE_S:
+            raise NotAssigned(self._not_assigned(computer_id))
+        try:
+            found = await self.link.agents(computer_id)
+        except NotAssigned:
+            self._misses[computer_id] = time.monotonic()
+            self.agents.pop(computer_id, None)
+            raise NotAssigned(self._not_assigned(computer_id)) from None
+        self._misses.pop(computer_id, None)
+        entry = found.agents[0]
+        self.agents[computer_id] = entry
+        return entry
+
+    def _not_assigned(self, computer_id: int) -> str:
+        return (
+            f"computer {computer_id} is not assigned to task server {self.link.name}; "
+            "ask the notification server again"
+        )
+
+    def has_work(self, computer_id: int) -> bool:
+        return computer_id in self.pending
+
+    async def fetch_work(self, computer_id: int) -> list[WorkItem]:
+        self.pending.discard(computer_id)
+        try:
+            return await self.link.work(computer_id)
+        except NotAssigned:
+            self.agents.pop(computer_id, None)
+            raise NotAssigned(self._not_assigned(computer_id)) from None
+
+    async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
+        # Acknowledge only once the events are on disk: from here on they are ours (R8).
+        await asyncio.to_thread(self.spool.put, events)
+        if any(e.live for e in events):
+            self._flush.set()
+        return StatusAck(accepted=[e.id for e in events])
+
+    # --- the NS-facing side -------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.link.registered:
+            reply = await self.link.register()
+            log.info("registered as %s (%s)", reply.name, reply.approval)
+        await self._heartbeat_once()
+        self._tasks = [
+            asyncio.create_task(self._forever(self._heartbeat_once, self.settings.heartbeat_period_s)),
+            asyncio.create_task(self._events_loop()),
+            asyncio.create_task(self._relay_loop()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._drain()
+        await self.link.close()
+
+    async def _forever(self, step: object, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await step()  # type: ignore[operator]
+            except Exception as exc:  # keep serving from memory while the NS is away
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _heartbeat_once(self) -> None:
+        seen, self.seen = self.seen, {}
+        body = Heartbeat(
+            seen={str(k): v for k, v in seen.items()},
+            open_channels=self._tickler.open_channels,
+            spooled=len(self.spool),
+        )
+        try:
+            reply = await self.link.heartbeat(body)
+        except Unauthenticated:
+            log.warning("the NS no longer knows this task server; registering again")
+            await self.link.register()
+            reply = await self.link.heartbeat(body)
+        except Exception:
+            self.seen.update(seen)
+            raise
+        was = self.approval
+        self.approval = reply.approval if reply.enabled else "disabled"
+        if was != self.approval:
+            log.info("approval: %s", self.approval)
+            if self.approval != "approved":
+                self.agents.clear()
+                self.pending.clear()
+        if reply.agents_epoch != self._agents_epoch and self.approval == "approved":
+            await self._refresh_agents()
+
+    async def _refresh_agents(self) -> None:
+        if time.monotonic() - self._map_refreshed < AGENT_MAP_MIN_INTERVAL_S:
+            return
+        self._map_refreshed = time.monotonic()
+        found = await self.link.agents()
+        self.agents = {a.computer_id: a for a in found.agents}
+        self._agents_epoch = found.agents_epoch
+
+    async def _events_loop(self) -> None:
+        version = -1
+        backoff = 0.5
+        while True:
+            if self.approval != "approved":
+                await asyncio.sleep(min(1.0, self.settings.heartbeat_period_s))
+                continue
+            try:
+                events = await self.link.events(since=version, wait=25.0)
+            except NotApproved:
+                self.approval = "revoked"
+                continue
+            except TaskfleetError as exc:
+                log.warning("events from the NS failed: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.5
+            version = events.version
+            fresh = set(events.pending)
+            for computer_id in fresh - self.pending:
+                self._tickler.tickle(computer_id)
+            self.pending = fresh
+            if events.agents_epoch != self._agents_epoch:
+                try:
+                    await self._refresh_agents()
+                except TaskfleetError as exc:
+                    log.warning("agent map refresh failed: %s", exc)
+
+    async def _relay_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush.wait(), self.settings.status_batch_interval_s)
+            self._flush.clear()
+            try:
+                await self._drain()
+            except TaskfleetError as exc:
+                log.warning("relaying status to the NS failed, kept in the spool: %s", exc)
+
+    async def _drain(self) -> None:
+        while self.approval == "approved":
+            events = await asyncio.to_thread(self.spool.pending, 500)
+            if not events:
+                return
+            ack = await self.link.status(events)
+            await asyncio.to_thread(self.spool.ack, ack.accepted + ack.rejected)
+            if len(events) < 500:
+                return

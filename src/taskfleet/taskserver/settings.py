@@ -1,0 +1,26 @@
+"""Settings of one task server process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TaskServerSettings:
+    ns_url: str
+    bind: str
+    data_dir: Path
+    token: str = ""
+    url: str = ""  # how agents reach it; defaults to http://BIND
+    name: str = ""
+    addresses: list[str] = field(default_factory=list)  # override the detected ones
+    client_limit: int = 5000
+    heartbeat_period_s: float = 10.0
+    # Status is relayed to the NS in batches at most this far apart (R8).
+    status_batch_interval_s: float = 1.0
+    max_body_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            self.url = f"http://{self.bind}"
