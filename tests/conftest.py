@@ -1,0 +1,64 @@
+"""Fixtures: a database URL per backend (SQLite file, PostgreSQL) and a real fleet of processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fleet import Fleet
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+
+
+def postgres_reachable() -> bool:
+    result = subprocess.run(
+        ["pg_isready", "-q", "-h", PG_HOST, "-p", str(PG_PORT)], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres", "-d", "postgres", "-qc", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ns.db'}"
+        return
+    try:
+        reachable = postgres_reachable()
+    except FileNotFoundError:
+        reachable = False
+    if not reachable:
+        if os.environ.get("TASKFLEET_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (TASKFLEET_REQUIRE_POSTGRES)")
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    name = f"taskfleet_test_{uuid.uuid4().hex[:12]}"
+    _psql(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def fleet(db_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    """An NS (started) on ``db_url``; the test starts task servers and agents."""
+    f = Fleet(tmp_path / "fleet", db_url)
+    try:
+        f.start_ns()
+        yield f
+    finally:
+        f.stop()

@@ -1,0 +1,183 @@
+"""A real taskfleet for tests: NS, task servers and agents as separate processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from taskfleet.cli.launcher import Launcher, Proc, free_port, wait_http, wait_until
+from taskfleet.protocol.transport import parse_credential
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Api:
+    """Admin calls to the NS that raise ApiError instead of exiting like the CLI."""
+
+    client: httpx.Client
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.request(method, path, **kwargs)
+        body = response.json() if response.content else None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, body)
+        return body
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.call("POST", path, json=body)
+
+
+@dataclass
+class TaskServerProc:
+    name: str
+    port: int
+    proc: Proc
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Fleet:
+    root: Path
+    db_url: str
+    launcher: Launcher = field(init=False)
+    ns_port: int = 0
+    ns: Proc | None = None
+    api: Api = field(init=False)
+    servers: dict[str, TaskServerProc] = field(default_factory=dict)
+    agents: dict[str, Proc] = field(default_factory=dict)
+    _ts_token: str = ""
+    _agent_token: str = ""
+
+    def __post_init__(self) -> None:
+        self.launcher = Launcher(self.root / "logs")
+
+    @property
+    def ns_url(self) -> str:
+        return f"http://127.0.0.1:{self.ns_port}"
+
+    @property
+    def credential_file(self) -> Path:
+        return self.root / "ns" / "admin.credential"
+
+    def start_ns(self) -> None:
+        self.ns_port = self.ns_port or free_port()
+        self.ns = self.launcher.start(
+            "ns", "ns", "serve", "--db", self.db_url, "--bind", f"127.0.0.1:{self.ns_port}",
+            "--data-dir", str(self.root / "ns"),
+        )
+        wait_http(f"{self.ns_url}/hello", self.ns, timeout=60)
+        credential = parse_credential(self.credential_file.read_text())
+        assert credential is not None
+        self.api = Api(httpx.Client(base_url=self.ns_url, headers=credential.header, timeout=30))
+
+    def token(self, kind: str) -> str:
+        token: str = self.api.post("/api/tokens", {"kind": kind})["token"]
+        return token
+
+    def start_ts(self, name: str, *extra: str, port: int = 0, approve: bool = True) -> TaskServerProc:
+        if not self._ts_token:
+            self._ts_token = self.token("taskserver")
+        existing = self.servers.get(name)
+        port = port or (existing.port if existing else free_port())
+        data_dir = self.root / name
+        proc = self.launcher.start(
+            name, "taskserver", "serve", "--ns", self.ns_url, "--bind", f"127.0.0.1:{port}",
+            "--data-dir", str(data_dir), "--token", self._ts_token, "--name", name,
+            "--heartbeat", "1", *extra,
+        )
+        wait_http(f"http://127.0.0.1:{port}/hello", proc)
+        ts = self.servers[name] = TaskServerProc(name, port, proc, data_dir)
+        if approve:
+            self.api.post(f"/api/taskservers/{name}/approve")
+            self.wait_available(name)
+        return ts
+
+    def wait_available(self, name: str, available: bool = True, timeout: float = 20) -> None:
+        def check() -> bool:
+            rows = {r["name"]: r for r in self.api.get("/api/taskservers")}
+            return name in rows and rows[name]["available"] is available
+
+        wait_until(check, timeout, f"task server {name} available={available}")
+
+    def start_agent(self, name: str, *extra: str) -> Proc:
+        if not self._agent_token:
+            self._agent_token = self.token("agent")
+        proc = self.launcher.start(
+            name, "agent", "run", "--ns", self.ns_url, "--state-dir", str(self.root / "agents" / name),
+            "--token", self._agent_token, "--name", name, "--startup-window", "0.5",
+            "--channel-wait", "20", *extra,
+        )
+        self.agents[name] = proc
+        return proc
+
+    def computer(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.api.get(f"/api/computers/{name}")
+        return found
+
+    def wait_assigned(self, names: list[str], timeout: float = 30) -> dict[str, dict[str, Any]]:
+        def check() -> dict[str, dict[str, Any]] | None:
+            rows = {}
+            for name in names:
+                row = self.computer(name)
+                if not row["assign_step"]:
+                    return None
+                rows[name] = row
+            return rows
+
+        result = wait_until(check, timeout, f"agents {names} to be assigned")
+        assert isinstance(result, dict)
+        return result
+
+    def create_task(self, name: str, script: str, interpreter: str = "sh", timeout_s: float = 60) -> None:
+        self.api.post("/api/tasks", {"name": name, "script": script, "interpreter": interpreter,
+                                     "timeout_s": timeout_s})
+
+    def run(self, task: str, targets: list[str], live: bool = True) -> int:
+        run_id: int = self.api.post("/api/runs", {"task": task, "targets": targets, "live": live})["id"]
+        return run_id
+
+    def wait_run(self, run_id: int, timeout: float = 60, done: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            run: dict[str, Any] = self.api.get(f"/api/runs/{run_id}")
+            finished = done(run) if done else run["done"]
+            return run if finished else None
+
+        try:
+            result = wait_until(check, timeout, f"run {run_id}")
+        except TimeoutError:
+            raise TimeoutError(f"run {run_id} not done: {self.api.get(f'/api/runs/{run_id}')}\n{self.logs()}") from None
+        assert isinstance(result, dict)
+        return result
+
+    def logs(self, tail: int = 1500) -> str:
+        parts = []
+        for path in sorted((self.root / "logs").glob("*.log")):
+            parts.append(f"--- {path.name} ---\n{path.read_text(errors='replace')[-tail:]}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        self.launcher.stop_all()
+        if hasattr(self, "api"):
+            self.api.client.close()
+
+
+def elapsed(since: float) -> float:
+    return time.monotonic() - since
