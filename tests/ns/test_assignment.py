@@ -1,0 +1,152 @@
+"""R3 as a table: which task server a computer gets, by which step, and the recorded reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from taskfleet.ns.assignment import (
+    STEP_NS,
+    STEP_POLICY,
+    STEP_SITE,
+    STEP_SUBNET,
+    Candidate,
+    PolicyEntry,
+    SiteInfo,
+    choose,
+)
+
+
+def ts(id: int, name: str, address: str = "10.9.9.9/24", **kw: object) -> Candidate:
+    return Candidate(id=id, name=name, available=kw.pop("available", True),  # type: ignore[arg-type]
+                     why_unavailable=str(kw.pop("why", "heartbeat stale (40s old)")),
+                     addresses=(address,), **kw)  # type: ignore[arg-type]
+
+
+@dataclass
+class Case:
+    id: str
+    servers: list[Candidate]
+    expect: str | None  # task server name, None for the NS
+    step: str
+    reason_has: list[str]
+    policy: list[PolicyEntry] = field(default_factory=list)
+    member_of: frozenset[str] = frozenset({"Lab"})
+    addresses: tuple[str, ...] = ("10.1.1.50/24",)
+    sites: list[SiteInfo] = field(default_factory=list)
+    exclude: frozenset[int] = frozenset()
+
+
+CASES = [
+    Case(
+        "first available on the policy list",
+        [ts(1, "ts-1"), ts(2, "ts-2")],
+        "ts-1", STEP_POLICY, ["first available on the policy list for 'Lab'"],
+        policy=[PolicyEntry("Lab", (1, 2))],
+    ),
+    Case(
+        "failover down the list",
+        [ts(1, "ts-1", available=False), ts(2, "ts-2", available=False, why="pending, not approved"),
+         ts(3, "ts-3")],
+        "ts-3", STEP_POLICY,
+        ["ts-1 skipped, heartbeat stale", "ts-2 skipped, pending, not approved", "first available"],
+        policy=[PolicyEntry("Lab", (1, 2, 3))],
+    ),
+    Case(
+        "list of a collection the computer is not in does not apply",
+        [ts(1, "ts-1", address="10.1.1.2/24"), ts(2, "ts-2")],
+        "ts-1", STEP_SUBNET, ["no Task Servers policy list applies", "same subnet (10.1.1.0/24)"],
+        policy=[PolicyEntry("Servers", (2,))],
+    ),
+    Case(
+        "collections walked in policy order",
+        [ts(1, "ts-1"), ts(2, "ts-2")],
+        "ts-2", STEP_POLICY, ["'Desktops'"],
+        policy=[PolicyEntry("Servers", (1,)), PolicyEntry("Desktops", (2,)), PolicyEntry("Lab", (1,))],
+        member_of=frozenset({"Desktops", "Lab"}),
+    ),
+    Case(
+        "every listed one unavailable: proximity takes over",
+        [ts(1, "ts-1", available=False), ts(2, "ts-near", address="10.1.1.3/24")],
+        "ts-near", STEP_SUBNET, ["ts-1 skipped", "same subnet"],
+        policy=[PolicyEntry("Lab", (1,))],
+    ),
+    Case(
+        "proximity: exact subnet, not merely a nearby one",
+        [ts(1, "ts-other", address="10.1.2.3/24"), ts(2, "ts-same", address="10.1.1.200/24")],
+        "ts-same", STEP_SUBNET, ["same subnet (10.1.1.0/24)"],
+    ),
+    Case(
+        "several on the subnet: the least loaded",
+        [ts(1, "ts-busy", address="10.1.1.2/24", load=900),
+         ts(2, "ts-idle", address="10.1.1.3/24", load=10)],
+        "ts-idle", STEP_SUBNET, ["least loaded of 2"],
+    ),
+    Case(
+        "by site when none is on the subnet (explicitly serving the site)",
+        [ts(1, "ts-far"), ts(2, "ts-site", address="10.2.0.5/24", site_ids=frozenset({7}))],
+        "ts-site", STEP_SITE, ["serves its site 'Head office'"],
+        sites=[SiteInfo(7, "Head office", ("10.1.0.0/16",)), SiteInfo(8, "Branch", ("10.2.0.0/16",))],
+    ),
+    Case(
+        "by site, the task server's own address being in the site",
+        [ts(1, "ts-far"), ts(2, "ts-in-site", address="10.1.7.5/24")],
+        "ts-in-site", STEP_SITE, ["serves its site 'Head office'"],
+        sites=[SiteInfo(7, "Head office", ("10.1.0.0/16",))],
+    ),
+    Case(
+        "by site, least loaded among several",
+        [ts(1, "ts-a", address="10.1.7.5/24", load=50, client_limit=100),
+         ts(2, "ts-b", address="10.1.8.5/24", load=60, client_limit=1000)],
+        "ts-b", STEP_SITE, ["least loaded of 2"],
+        sites=[SiteInfo(7, "Head office", ("10.1.0.0/16",))],
+    ),
+    Case(
+        "a task server at its client limit is skipped",
+        [ts(1, "ts-full", load=5000), ts(2, "ts-2")],
+        "ts-2", STEP_POLICY, ["ts-full skipped, at its client limit (5000/5000)"],
+        policy=[PolicyEntry("Lab", (1, 2))],
+    ),
+    Case(
+        "at its limit on the subnet too: NS fallback",
+        [ts(1, "ts-full", address="10.1.1.2/24", load=10, client_limit=10)],
+        None, STEP_NS, ["no sites defined", "the notification server serves it"],
+    ),
+    Case(
+        "nothing available anywhere: the NS serves it",
+        [ts(1, "ts-1", available=False)],
+        None, STEP_NS, ["ts-1 skipped", "the notification server serves it"],
+        policy=[PolicyEntry("Lab", (1,))],
+    ),
+    Case(
+        "no task servers at all: the NS serves it",
+        [], None, STEP_NS, ["no Task Servers policy list applies", "notification server serves it"],
+    ),
+    Case(
+        "the task server the agent failed over from is not chosen again (R4)",
+        [ts(1, "ts-1"), ts(2, "ts-2")],
+        "ts-2", STEP_POLICY, ["ts-1 skipped, the agent could not reach it"],
+        policy=[PolicyEntry("Lab", (1, 2))], exclude=frozenset({1}),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_r3_assignment(case: Case) -> None:
+    # Given the task servers, policy and sites of the case
+    servers = {s.id: s for s in case.servers}
+    # When the NS chooses for a computer
+    decision = choose(
+        addresses=list(case.addresses),
+        member_of=case.member_of,
+        policy=case.policy,
+        servers=servers,
+        sites=case.sites,
+        exclude=case.exclude,
+    )
+    # Then the expected task server is chosen by the expected step, and the reason says why
+    chosen = servers[decision.task_server_id].name if decision.task_server_id else None
+    assert (chosen, decision.step) == (case.expect, case.step), decision.reason
+    for fragment in case.reason_has:
+        assert fragment in decision.reason
