@@ -43,7 +43,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         reachable = False
     if not reachable:
         if os.environ.get("TASKFLEET_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (TASKFLEET_REQUIRE_POSTGRES)")
+            pytest.fail(
+                "PostgreSQL on 127.0.0.1:5432 is required here (TASKFLEET_REQUIRE_POSTGRES)"
+            )
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     name = f"taskfleet_test_{uuid.uuid4().hex[:12]}"
     _psql(f"CREATE DATABASE {name}")

@@ -80,8 +80,15 @@ class Fleet:
     def start_ns(self) -> None:
         self.ns_port = self.ns_port or free_port()
         self.ns = self.launcher.start(
-            "ns", "ns", "serve", "--db", self.db_url, "--bind", f"127.0.0.1:{self.ns_port}",
-            "--data-dir", str(self.root / "ns"),
+            "ns",
+            "ns",
+            "serve",
+            "--db",
+            self.db_url,
+            "--bind",
+            f"127.0.0.1:{self.ns_port}",
+            "--data-dir",
+            str(self.root / "ns"),
         )
         wait_http(f"{self.ns_url}/hello", self.ns, timeout=60)
         credential = parse_credential(self.credential_file.read_text())
@@ -92,16 +99,31 @@ class Fleet:
         token: str = self.api.post("/api/tokens", {"kind": kind})["token"]
         return token
 
-    def start_ts(self, name: str, *extra: str, port: int = 0, approve: bool = True) -> TaskServerProc:
+    def start_ts(
+        self, name: str, *extra: str, port: int = 0, approve: bool = True
+    ) -> TaskServerProc:
         if not self._ts_token:
             self._ts_token = self.token("taskserver")
         existing = self.servers.get(name)
         port = port or (existing.port if existing else free_port())
         data_dir = self.root / name
         proc = self.launcher.start(
-            name, "taskserver", "serve", "--ns", self.ns_url, "--bind", f"127.0.0.1:{port}",
-            "--data-dir", str(data_dir), "--token", self._ts_token, "--name", name,
-            "--heartbeat", "1", *extra,
+            name,
+            "taskserver",
+            "serve",
+            "--ns",
+            self.ns_url,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data_dir),
+            "--token",
+            self._ts_token,
+            "--name",
+            name,
+            "--heartbeat",
+            "1",
+            *extra,
         )
         wait_http(f"http://127.0.0.1:{port}/hello", proc)
         ts = self.servers[name] = TaskServerProc(name, port, proc, data_dir)
@@ -121,9 +143,22 @@ class Fleet:
         if not self._agent_token:
             self._agent_token = self.token("agent")
         proc = self.launcher.start(
-            name, "agent", "run", "--ns", self.ns_url, "--state-dir", str(self.root / "agents" / name),
-            "--token", self._agent_token, "--name", name, "--startup-window", "0.5",
-            "--channel-wait", "20", *extra,
+            name,
+            "agent",
+            "run",
+            "--ns",
+            self.ns_url,
+            "--state-dir",
+            str(self.root / "agents" / name),
+            "--token",
+            self._agent_token,
+            "--name",
+            name,
+            "--startup-window",
+            "0.5",
+            "--channel-wait",
+            "20",
+            *extra,
         )
         self.agents[name] = proc
         return proc
@@ -146,15 +181,23 @@ class Fleet:
         assert isinstance(result, dict)
         return result
 
-    def create_task(self, name: str, script: str, interpreter: str = "sh", timeout_s: float = 60) -> None:
-        self.api.post("/api/tasks", {"name": name, "script": script, "interpreter": interpreter,
-                                     "timeout_s": timeout_s})
+    def create_task(
+        self, name: str, script: str, interpreter: str = "sh", timeout_s: float = 60
+    ) -> None:
+        self.api.post(
+            "/api/tasks",
+            {"name": name, "script": script, "interpreter": interpreter, "timeout_s": timeout_s},
+        )
 
     def run(self, task: str, targets: list[str], live: bool = True) -> int:
-        run_id: int = self.api.post("/api/runs", {"task": task, "targets": targets, "live": live})["id"]
+        run_id: int = self.api.post("/api/runs", {"task": task, "targets": targets, "live": live})[
+            "id"
+        ]
         return run_id
 
-    def wait_run(self, run_id: int, timeout: float = 60, done: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    def wait_run(
+        self, run_id: int, timeout: float = 60, done: Callable[[dict[str, Any]], bool] | None = None
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             run: dict[str, Any] = self.api.get(f"/api/runs/{run_id}")
             finished = done(run) if done else run["done"]
@@ -163,7 +206,9 @@ class Fleet:
         try:
             result = wait_until(check, timeout, f"run {run_id}")
         except TimeoutError:
-            raise TimeoutError(f"run {run_id} not done: {self.api.get(f'/api/runs/{run_id}')}\n{self.logs()}") from None
+            raise TimeoutError(
+                f"run {run_id} not done: {self.api.get(f'/api/runs/{run_id}')}\n{self.logs()}"
+            ) from None
         assert isinstance(result, dict)
         return result
 

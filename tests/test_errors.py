@@ -7,8 +7,17 @@ import taskfleet.errors as errors
 
 def test_public_names_are_exactly_the_error_tree() -> None:
     assert set(errors.__all__) == {
-        "Conflict", "Forbidden", "InvalidInput", "NotApproved", "NotAssigned", "NotFound",
-        "PayloadTooLarge", "TaskfleetError", "Unauthenticated", "Unavailable", "error_for_code",
+        "Conflict",
+        "Forbidden",
+        "InvalidInput",
+        "NotApproved",
+        "NotAssigned",
+        "NotFound",
+        "PayloadTooLarge",
+        "TaskfleetError",
+        "Unauthenticated",
+        "Unavailable",
+        "error_for_code",
     }
 
 

@@ -58,8 +58,11 @@ def test_pending_and_revoked_task_servers_are_refused(fleet: Fleet) -> None:
         fleet.api.post("/api/taskservers/ts-new/revoke")
         # Then it is refused again, and it refuses its agents, who go back to the NS
         assert_refused(client, "revoked")
-        wait_until(lambda: fleet.computer("pc-1")["assign_step"] == "ns-fallback", 30,
-                   "pc-1 to leave the revoked task server")
+        wait_until(
+            lambda: fleet.computer("pc-1")["assign_step"] == "ns-fallback",
+            30,
+            "pc-1 to leave the revoked task server",
+        )
         run = fleet.wait_run(fleet.run("hello", ["pc-1"]))
         assert run["counts"] == {"Succeeded": 1}
 
@@ -72,10 +75,13 @@ def test_agent_calling_a_pending_task_server_is_told_to_ask_the_ns(fleet: Fleet)
     ts = fleet.start_ts("ts-new", approve=False)
     token = fleet.token("agent")
     facts = {"name": "pc-x", "hardware_id": "hw-x", "addresses": ["10.5.5.5/24"]}
-    enrolled = httpx.post(f"{fleet.ns_url}/api/agent/enrol", json={"token": token, "facts": facts}).json()
+    enrolled = httpx.post(
+        f"{fleet.ns_url}/api/agent/enrol", json={"token": token, "facts": facts}
+    ).json()
     # When the agent polls that task server
-    response = httpx.get(f"{ts.url}/agent/poll",
-                         headers={"Authorization": f"Bearer {enrolled['credential']}"})
+    response = httpx.get(
+        f"{ts.url}/agent/poll", headers={"Authorization": f"Bearer {enrolled['credential']}"}
+    )
     # Then it is refused with a message that says to ask the NS
     assert response.status_code == 403
     assert response.json()["error"] == "not_approved"

@@ -14,8 +14,10 @@ def test_script_reaches_every_agent_then_failover_after_sigkill(fleet: Fleet) ->
     fleet.start_ts("ts-a")
     fleet.start_ts("ts-b")
     fleet.api.post("/api/collections", {"name": "Lab", "rules": {"name_pattern": "pc-*"}})
-    fleet.api.post("/api/documents/policy/draft/entries",
-                   {"entry": {"collection": "Lab", "task_servers": ["ts-a", "ts-b"]}})
+    fleet.api.post(
+        "/api/documents/policy/draft/entries",
+        {"entry": {"collection": "Lab", "task_servers": ["ts-a", "ts-b"]}},
+    )
     fleet.api.post("/api/documents/policy/apply")
     for name in AGENTS:
         fleet.start_agent(name)
@@ -52,9 +54,16 @@ def test_script_reaches_every_agent_then_failover_after_sigkill(fleet: Fleet) ->
 def test_tickle_starts_a_run_well_under_the_task_request_interval(fleet: Fleet) -> None:
     # Given agents polling only every 5 minutes
     fleet.start_ts("ts-a")
-    fleet.api.post("/api/documents/agent-config/draft/entries",
-                   {"entry": {"collection": "All Computers", "task_request_interval_min": 5,
-                              "send_status_interval_s": 60}})
+    fleet.api.post(
+        "/api/documents/agent-config/draft/entries",
+        {
+            "entry": {
+                "collection": "All Computers",
+                "task_request_interval_min": 5,
+                "send_status_interval_s": 60,
+            }
+        },
+    )
     fleet.api.post("/api/documents/agent-config/apply")
     for name in AGENTS:
         fleet.start_agent(name)

@@ -14,9 +14,16 @@ from tests.fleet import Fleet
 def test_task_server_killed_while_holding_status_loses_none(fleet: Fleet) -> None:
     # Given a task server that relays status only once an hour, and agents sending status fast
     ts = fleet.start_ts("ts-a", "--status-batch-interval", "3600")
-    fleet.api.post("/api/documents/agent-config/draft/entries",
-                   {"entry": {"collection": "All Computers", "task_request_interval_min": 0.05,
-                              "send_status_interval_s": 0.5}})
+    fleet.api.post(
+        "/api/documents/agent-config/draft/entries",
+        {
+            "entry": {
+                "collection": "All Computers",
+                "task_request_interval_min": 0.05,
+                "send_status_interval_s": 0.5,
+            }
+        },
+    )
     fleet.api.post("/api/documents/agent-config/apply")
     agents = ["pc-1", "pc-2"]
     for name in agents:
@@ -55,13 +62,22 @@ def test_resent_status_is_counted_once(fleet: Fleet) -> None:
         run_id = fleet.run("hello", ["pc-x"])
         work = client.get("/agent/poll").json()["work"]
         assert len(work) == 1
-        event = {"id": uuid.uuid4().hex, "instance_id": work[0]["instance_id"],
-                 "computer_id": enrolled["computer_id"], "state": "Succeeded", "at": 1.0,
-                 "return_code": 0, "output": "hi"}
+        event = {
+            "id": uuid.uuid4().hex,
+            "instance_id": work[0]["instance_id"],
+            "computer_id": enrolled["computer_id"],
+            "state": "Succeeded",
+            "at": 1.0,
+            "return_code": 0,
+            "output": "hi",
+        }
         # When the same status is sent three times (lost acknowledgements)
         for _ in range(3):
-            ack = client.post("/agent/status", content=json.dumps({"events": [event]}),
-                              headers={"Content-Type": "application/json"}).json()
+            ack = client.post(
+                "/agent/status",
+                content=json.dumps({"events": [event]}),
+                headers={"Content-Type": "application/json"},
+            ).json()
             assert ack["accepted"] == [event["id"]]
     # Then the NS applied it once
     instance = fleet.api.get(f"/api/runs/{run_id}")["instances"][0]

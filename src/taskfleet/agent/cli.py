@@ -24,23 +24,45 @@ def parser() -> argparse.ArgumentParser:
         description="Run the taskfleet agent: enrol, get a task server, run tasks, report status.",
     )
     p.add_argument("--ns", required=True, help="URL of the notification server")
-    p.add_argument("--state-dir", required=True, type=Path, help="where the agent keeps its identity and spool")
-    p.add_argument("--token", default=os.environ.get("TASKFLEET_TOKEN", ""),
-                   help="enrolment token (needed on first start only)")
+    p.add_argument(
+        "--state-dir", required=True, type=Path, help="where the agent keeps its identity and spool"
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("TASKFLEET_TOKEN", ""),
+        help="enrolment token (needed on first start only)",
+    )
     p.add_argument("--name", default=None, help="computer name to report (default: host name)")
-    p.add_argument("--address", action="append", default=[], metavar="IP/PREFIX",
-                   help="report this address instead of the detected ones (repeatable)")
-    p.add_argument("--startup-window", type=float, default=60.0, metavar="SECONDS",
-                   help="spread the first contact over this many seconds (R11); default 60")
-    p.add_argument("--channel-wait", type=float, default=50.0, metavar="SECONDS",
-                   help="how long one notification-channel long poll is held open")
+    p.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="IP/PREFIX",
+        help="report this address instead of the detected ones (repeatable)",
+    )
+    p.add_argument(
+        "--startup-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="spread the first contact over this many seconds (R11); default 60",
+    )
+    p.add_argument(
+        "--channel-wait",
+        type=float,
+        default=50.0,
+        metavar="SECONDS",
+        help="how long one notification-channel long poll is held open",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     agent = Agent(
         AgentOptions(
             ns_url=args.ns,

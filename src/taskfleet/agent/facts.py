@@ -32,7 +32,10 @@ def hardware_id(state_dir: Path) -> str:
 
 
 def addresses() -> list[str]:
-    """IPv4 addresses with prefixes ("10.1.2.3/24"), loopback last (Linux; best effort elsewhere)."""
+    """IPv4 addresses with prefixes ("10.1.2.3/24"), loopback last.
+
+    Read from the interfaces on Linux; best effort elsewhere.
+    """
     found: list[str] = []
     if sys.platform.startswith("linux"):
         import fcntl

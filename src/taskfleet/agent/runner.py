@@ -37,7 +37,9 @@ async def run_script(
 ) -> Outcome:
     exe = sys.executable if interpreter == "python" else shutil.which(interpreter)
     if exe is None:
-        return Outcome(None, "", error=f"interpreter {interpreter!r} is not installed on this computer")
+        return Outcome(
+            None, "", error=f"interpreter {interpreter!r} is not installed on this computer"
+        )
     fd, path = tempfile.mkstemp(prefix="taskfleet-", suffix=_SUFFIX.get(interpreter, ""))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

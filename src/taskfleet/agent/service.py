@@ -28,7 +28,14 @@ import httpx
 from taskfleet.agent import facts as local_facts
 from taskfleet.agent.ledger import Ledger
 from taskfleet.agent.runner import run_script
-from taskfleet.errors import InvalidInput, NotApproved, NotAssigned, TaskfleetError, Unauthenticated, Unavailable
+from taskfleet.errors import (
+    InvalidInput,
+    NotApproved,
+    NotAssigned,
+    TaskfleetError,
+    Unauthenticated,
+    Unavailable,
+)
 from taskfleet.protocol import transport
 from taskfleet.protocol.calls import call
 from taskfleet.protocol.messages import (
@@ -102,7 +109,9 @@ class Agent:
             self.credential = None
 
     def facts(self) -> Any:
-        return local_facts.gather(self.options.name, self.hardware_id, self.options.addresses or None)
+        return local_facts.gather(
+            self.options.name, self.hardware_id, self.options.addresses or None
+        )
 
     async def enrol(self) -> None:
         if not self.options.token:
@@ -111,7 +120,9 @@ class Agent:
                 "(create one with 'taskfleet token create --kind agent')"
             )
         body = Enrolment(token=self.options.token, facts=self.facts())
-        reply = from_json(Enrolled, await call(self.ns, "POST", "/api/agent/enrol", json=to_json(body)))
+        reply = from_json(
+            Enrolled, await call(self.ns, "POST", "/api/agent/enrol", json=to_json(body))
+        )
         self.credential = transport.parse_credential(reply.credential)
         tmp = self.identity_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -128,7 +139,9 @@ class Agent:
                 if self.credential is None:
                     await self.enrol()
                 assert self.credential is not None
-                body = AssignmentRequest(facts=self.facts(), failed_task_server=failed, reason=reason)
+                body = AssignmentRequest(
+                    facts=self.facts(), failed_task_server=failed, reason=reason
+                )
                 data = await call(
                     self.ns,
                     "POST",
@@ -237,9 +250,13 @@ class Agent:
         for instance_id, state in self.ledger.unfinished().items():
             if state == InstanceState.RUNNING:
                 self.ledger.record(instance_id, InstanceState.FAILED)
-                self._emit_raw(instance_id, InstanceState.FAILED, None,
-                               "taskfleet: the agent restarted while this task ran; it was not run again",
-                               live=False)
+                self._emit_raw(
+                    instance_id,
+                    InstanceState.FAILED,
+                    None,
+                    "taskfleet: the agent restarted while this task ran; it was not run again",
+                    live=False,
+                )
             else:
                 # Never started: forget it so the NS's redelivery runs it once.
                 (self.ledger.directory / str(instance_id)).unlink(missing_ok=True)
@@ -249,7 +266,8 @@ class Agent:
         while True:
             try:
                 data = await self.ts_call(
-                    "GET", "/agent/channel",
+                    "GET",
+                    "/agent/channel",
                     params={"wait": self.options.channel_wait_s},
                     timeout=self.options.channel_wait_s + 15,
                 )
@@ -272,12 +290,16 @@ class Agent:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), jittered(self.settings.task_request_interval_s))
+                await asyncio.wait_for(
+                    self._wake.wait(), jittered(self.settings.task_request_interval_s)
+                )
 
     async def _status_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush.wait(), jittered(self.settings.send_status_interval_s))
+                await asyncio.wait_for(
+                    self._flush.wait(), jittered(self.settings.send_status_interval_s)
+                )
             self._flush.clear()
             try:
                 await self.send_status()
@@ -289,7 +311,9 @@ class Agent:
 
     async def send_status(self) -> None:
         while events := self.spool.pending(200):
-            data = await self.ts_call("POST", "/agent/status", json={"events": [to_json(e) for e in events]})
+            data = await self.ts_call(
+                "POST", "/agent/status", json={"events": [to_json(e) for e in events]}
+            )
             ack = from_json(StatusAck, data)
             self.spool.ack(ack.accepted + ack.rejected)
             if len(events) < 200:
@@ -297,7 +321,9 @@ class Agent:
 
     # --- work ------------------------------------------------------------------------
 
-    def _emit_raw(self, instance_id: int, state: str, rc: int | None, output: str | None, live: bool) -> None:
+    def _emit_raw(
+        self, instance_id: int, state: str, rc: int | None, output: str | None, live: bool
+    ) -> None:
         assert self.credential is not None
         event = StatusEvent(
             id=uuid.uuid4().hex,
@@ -313,7 +339,9 @@ class Agent:
         if live:
             self._flush.set()
 
-    def _emit(self, item: WorkItem, state: str, rc: int | None = None, output: str | None = None) -> None:
+    def _emit(
+        self, item: WorkItem, state: str, rc: int | None = None, output: str | None = None
+    ) -> None:
         self.ledger.record(item.instance_id, state)
         self._emit_raw(item.instance_id, state, rc, output, item.live)
 
@@ -336,7 +364,9 @@ class Agent:
             self._stop.set()
             return
         if item.task_type != TaskType.RUN_SCRIPT:
-            self._emit(item, InstanceState.FAILED, None, f"taskfleet: unknown task type {item.task_type!r}")
+            self._emit(
+                item, InstanceState.FAILED, None, f"taskfleet: unknown task type {item.task_type!r}"
+            )
             return
         params = item.params
         outcome = await run_script(
@@ -344,7 +374,9 @@ class Agent:
             str(params.get("script", "")),
             item.timeout_s,
             env={
-                "TASKFLEET_TASK_SERVER": self.assignment.task_server_name if self.assignment else "",
+                "TASKFLEET_TASK_SERVER": self.assignment.task_server_name
+                if self.assignment
+                else "",
                 "TASKFLEET_COMPUTER": self.options.name or "",
                 "TASKFLEET_RUN": str(item.run_id),
             },
@@ -352,8 +384,12 @@ class Agent:
         if outcome.error:
             self._emit(item, InstanceState.FAILED, None, f"taskfleet: {outcome.error}")
         elif outcome.timed_out:
-            self._emit(item, InstanceState.TIMED_OUT, outcome.return_code,
-                       outcome.output + f"\n[taskfleet: killed after the {item.timeout_s:g}s timeout]")
+            self._emit(
+                item,
+                InstanceState.TIMED_OUT,
+                outcome.return_code,
+                outcome.output + f"\n[taskfleet: killed after the {item.timeout_s:g}s timeout]",
+            )
         elif outcome.return_code == 0:
             self._emit(item, InstanceState.SUCCEEDED, 0, outcome.output)
         else:

@@ -33,8 +33,15 @@ def taskserver_list(ctx: typer.Context, json: JsonOpt = False) -> None:
         "Task servers",
         ["name", "approval", "available", "agents", "limit", "heartbeat", "url"],
         [
-            [r["name"], r["approval"], "yes" if r["available"] else f"no: {r['why_unavailable']}",
-             r["agents"], r["client_limit"], ago(r["last_heartbeat"]), r["url"]]
+            [
+                r["name"],
+                r["approval"],
+                "yes" if r["available"] else f"no: {r['why_unavailable']}",
+                r["agents"],
+                r["client_limit"],
+                ago(r["last_heartbeat"]),
+                r["url"],
+            ]
             for r in rows
         ],
     )
@@ -69,7 +76,11 @@ def token_create(
     json: JsonOpt = False,
 ) -> None:
     """Create an enrolment token; it is shown once."""
-    result = _ctx(ctx).api().post("/api/tokens", {"kind": kind, "label": label, "uses": uses, "ttl_s": ttl})
+    result = (
+        _ctx(ctx)
+        .api()
+        .post("/api/tokens", {"kind": kind, "label": label, "uses": uses, "ttl_s": ttl})
+    )
     if json:
         return emit_json(result)
     typer.echo(result["token"])
@@ -84,22 +95,37 @@ def computer_list(
     json: JsonOpt = False,
 ) -> None:
     """Computers with their task server and last contact."""
-    result = _ctx(ctx).api().get("/api/computers", params={"search": search, "limit": limit, "offset": offset})
+    result = (
+        _ctx(ctx)
+        .api()
+        .get("/api/computers", params={"search": search, "limit": limit, "offset": offset})
+    )
     if json:
         return emit_json(result)
     table(
         f"Computers ({result['total']})",
         ["id", "name", "addresses", "os", "task server", "by", "last contact"],
         [
-            [c["id"], c["name"], " ".join(c["addresses"]), c["os"], c["task_server"], c["assign_step"],
-             ago(c["last_contact"])]
+            [
+                c["id"],
+                c["name"],
+                " ".join(c["addresses"]),
+                c["os"],
+                c["task_server"],
+                c["assign_step"],
+                ago(c["last_contact"]),
+            ]
             for c in result["computers"]
         ],
     )
 
 
 @computer.command("show")
-def computer_show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="name or id")], json: JsonOpt = False) -> None:
+def computer_show(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="name or id")],
+    json: JsonOpt = False,
+) -> None:
     """One computer: facts, collections, its task server and why (R3), recent runs."""
     c = _ctx(ctx).api().get(f"/api/computers/{key}")
     if json:
@@ -121,8 +147,11 @@ def computer_show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="n
         ],
     )
     if c["runs"]:
-        table("Recent runs", ["run", "task", "state", "rc"],
-              [[r["run"], r["task"], r["state"], r["return_code"]] for r in c["runs"]])
+        table(
+            "Recent runs",
+            ["run", "task", "state", "rc"],
+            [[r["run"], r["task"], r["state"], r["return_code"]] for r in c["runs"]],
+        )
 
 
 @collection.command("create")
@@ -134,8 +163,12 @@ def collection_create(
     cidr: Annotated[list[str] | None, typer.Option(help="subnet; repeatable")] = None,
     os: Annotated[str | None, typer.Option(help="OS pattern, e.g. 'Linux*'")] = None,
     fact: Annotated[list[str] | None, typer.Option(help="NAME=VALUE; repeatable")] = None,
-    include: Annotated[list[str] | None, typer.Option(help="another collection; repeatable")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="another collection; repeatable")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="another collection; repeatable")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="another collection; repeatable")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Create a collection: static members (add them after), dynamic rules, or both."""
@@ -152,7 +185,11 @@ def collection_create(
         if any(len(p) != 2 for p in pairs):
             fail("--fact takes NAME=VALUE")
         rules["fact"] = dict(pairs)
-    result = _ctx(ctx).api().post("/api/collections", {"name": name, "description": description, "rules": rules})
+    result = (
+        _ctx(ctx)
+        .api()
+        .post("/api/collections", {"name": name, "description": description, "rules": rules})
+    )
     if json:
         return emit_json(result)
     typer.echo(f"collection {result['name']} created")
@@ -163,17 +200,23 @@ def _members(ctx: typer.Context, name: str, computers: list[str], verb: str, jso
     result = _ctx(ctx).api().post(path, {"computers": computers})
     if json:
         return emit_json(result)
-    typer.echo(f"{'added to' if verb == 'add' else 'removed from'} {name}: {', '.join(result['changed'])}")
+    typer.echo(
+        f"{'added to' if verb == 'add' else 'removed from'} {name}: {', '.join(result['changed'])}"
+    )
 
 
 @collection.command("add")
-def collection_add(ctx: typer.Context, name: str, computers: list[str], json: JsonOpt = False) -> None:
+def collection_add(
+    ctx: typer.Context, name: str, computers: list[str], json: JsonOpt = False
+) -> None:
     """Add computers (names or ids) as static members."""
     _members(ctx, name, computers, "add", json)
 
 
 @collection.command("remove")
-def collection_remove(ctx: typer.Context, name: str, computers: list[str], json: JsonOpt = False) -> None:
+def collection_remove(
+    ctx: typer.Context, name: str, computers: list[str], json: JsonOpt = False
+) -> None:
     """Remove static members."""
     _members(ctx, name, computers, "remove", json)
 
@@ -183,8 +226,11 @@ def collection_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     rows = _ctx(ctx).api().get("/api/collections")
     if json:
         return emit_json(rows)
-    table("Collections", ["name", "members", "built in", "rules"],
-          [[r["name"], r["members"], "yes" if r["builtin"] else "", r["rules"] or ""] for r in rows])
+    table(
+        "Collections",
+        ["name", "members", "built in", "rules"],
+        [[r["name"], r["members"], "yes" if r["builtin"] else "", r["rules"] or ""] for r in rows],
+    )
 
 
 @collection.command("show")
@@ -192,13 +238,20 @@ def collection_show(ctx: typer.Context, name: str, json: JsonOpt = False) -> Non
     c = _ctx(ctx).api().get(f"/api/collections/{name}")
     if json:
         return emit_json(c)
-    table(f"Collection {c['name']} ({len(c['members'])} members)", ["id", "name"],
-          [[m["id"], m["name"]] for m in c["members"]])
+    table(
+        f"Collection {c['name']} ({len(c['members'])} members)",
+        ["id", "name"],
+        [[m["id"], m["name"]] for m in c["members"]],
+    )
 
 
 @site.command("create")
-def site_create(ctx: typer.Context, name: str, subnets: Annotated[list[str] | None, typer.Argument()] = None,
-                json: JsonOpt = False) -> None:
+def site_create(
+    ctx: typer.Context,
+    name: str,
+    subnets: Annotated[list[str] | None, typer.Argument()] = None,
+    json: JsonOpt = False,
+) -> None:
     """Create a site from subnets (CIDR)."""
     result = _ctx(ctx).api().post("/api/sites", {"name": name, "subnets": subnets or []})
     if json:
@@ -215,7 +268,9 @@ def site_add_subnet(ctx: typer.Context, name: str, subnet: str, json: JsonOpt = 
 
 
 @site.command("add-taskserver")
-def site_add_taskserver(ctx: typer.Context, name: str, task_server: str, json: JsonOpt = False) -> None:
+def site_add_taskserver(
+    ctx: typer.Context, name: str, task_server: str, json: JsonOpt = False
+) -> None:
     """Make a task server serve a site (besides the sites its own address is in)."""
     result = _ctx(ctx).api().post(f"/api/sites/{name}/taskservers", {"task_server": task_server})
     if json:
@@ -228,5 +283,8 @@ def site_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     rows = _ctx(ctx).api().get("/api/sites")
     if json:
         return emit_json(rows)
-    table("Sites", ["name", "subnets", "task servers (explicit)"],
-          [[r["name"], ", ".join(r["subnets"]), ", ".join(r["task_servers"])] for r in rows])
+    table(
+        "Sites",
+        ["name", "subnets", "task servers (explicit)"],
+        [[r["name"], ", ".join(r["subnets"]), ", ".join(r["task_servers"])] for r in rows],
+    )

@@ -102,7 +102,9 @@ class Launcher:
         self.procs.clear()
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+def wait_until(
+    check: Callable[[], object], timeout: float, what: str, interval: float = 0.2
+) -> object:
     """Poll ``check`` until it returns something truthy; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -114,7 +116,9 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, interval:
         except Exception as exc:  # the thing may not be up yet
             last_error = exc
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:g}s waiting for {what} (last error: {last_error})")
+    raise TimeoutError(
+        f"timed out after {timeout:g}s waiting for {what} (last error: {last_error})"
+    )
 
 
 def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:

@@ -18,7 +18,9 @@ agent = typer.Typer(help="The agent that runs on every managed computer.")
 def ns_serve(
     db: Annotated[str, typer.Option(help="sqlite:///path/ns.db or postgresql://user@host/db")],
     bind: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:8400",
-    data_dir: Annotated[Path, typer.Option(help="where the NS keeps its admin credential")] = Path("taskfleet-ns"),
+    data_dir: Annotated[Path, typer.Option(help="where the NS keeps its admin credential")] = Path(
+        "taskfleet-ns"
+    ),
     public_url: Annotated[str, typer.Option(help="URL agents use to reach this NS")] = "",
 ) -> None:
     """Run the notification server (migrates the database first)."""
@@ -32,20 +34,30 @@ def ns_serve(
         async_url(db)
     except TaskfleetError as exc:
         fail(exc.message)
-    run(create_app(NSSettings(db_url=db, bind=bind, data_dir=data_dir, public_url=public_url)), bind)
+    run(
+        create_app(NSSettings(db_url=db, bind=bind, data_dir=data_dir, public_url=public_url)), bind
+    )
 
 
 def taskserver_serve(
     ns_url: Annotated[str, typer.Option("--ns", help="URL of the notification server")],
     bind: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:8410",
-    data_dir: Annotated[Path, typer.Option(help="identity and status spool")] = Path("taskfleet-ts"),
-    token: Annotated[str, typer.Option(envvar="TASKFLEET_TOKEN", help="enrolment token (first start)")] = "",
+    data_dir: Annotated[Path, typer.Option(help="identity and status spool")] = Path(
+        "taskfleet-ts"
+    ),
+    token: Annotated[
+        str, typer.Option(envvar="TASKFLEET_TOKEN", help="enrolment token (first start)")
+    ] = "",
     url: Annotated[str, typer.Option(help="URL agents use to reach it (default http://BIND)")] = "",
     name: Annotated[str, typer.Option(help="name to register under (default: host name)")] = "",
-    address: Annotated[list[str] | None, typer.Option(help="report this IP/PREFIX; repeatable")] = None,
+    address: Annotated[
+        list[str] | None, typer.Option(help="report this IP/PREFIX; repeatable")
+    ] = None,
     client_limit: Annotated[int, typer.Option(help="most agents it takes (R3)")] = 5000,
     heartbeat: Annotated[float, typer.Option(help="seconds between heartbeats (R2)")] = 10.0,
-    status_batch_interval: Annotated[float, typer.Option(help="seconds between status batches")] = 1.0,
+    status_batch_interval: Annotated[
+        float, typer.Option(help="seconds between status batches")
+    ] = 1.0,
 ) -> None:
     """Run a task server: registers, waits for approval (R1), relays work and status."""
     from taskfleet.server.serve import parse_bind, run
@@ -73,7 +85,11 @@ def taskserver_serve(
 
 @agent.command(
     "run",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
     add_help_option=False,
 )
 def agent_run(ctx: typer.Context) -> None:

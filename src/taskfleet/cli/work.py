@@ -15,8 +15,12 @@ from taskfleet.protocol.messages import InstanceState
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
-policy = typer.Typer(help="The Task Servers policy: per collection, an ordered list of task servers (R3, R9).")
-agent_config = typer.Typer(help="Agent configuration per collection: intervals and priority (R5, R9).")
+policy = typer.Typer(
+    help="The Task Servers policy: per collection, an ordered list of task servers (R3, R9)."
+)
+agent_config = typer.Typer(
+    help="Agent configuration per collection: intervals and priority (R5, R9)."
+)
 task = typer.Typer(help="Tasks: run-script tasks and the built-in ones.")
 
 
@@ -30,18 +34,34 @@ def _show(ctx: typer.Context, kind: str, json: bool) -> None:
     if json:
         return emit_json(doc)
     applied = doc["applied"]
-    version = f"version {applied['version']} applied by {applied['applied_by']}" if applied else "never applied"
+    version = (
+        f"version {applied['version']} applied by {applied['applied_by']}"
+        if applied
+        else "never applied"
+    )
     entries = doc["draft"]["entries"]
     if kind == "policy":
-        rows = [[i + 1, e["collection"], " -> ".join(e["task_servers"])] for i, e in enumerate(entries)]
+        rows = [
+            [i + 1, e["collection"], " -> ".join(e["task_servers"])] for i, e in enumerate(entries)
+        ]
         columns = ["#", "collection", "task servers, in order"]
     else:
-        rows = [[i + 1, e["collection"], f"{e['task_request_interval_min']:g} min",
-                 f"{e['send_status_interval_s']:g} s"] for i, e in enumerate(entries)]
+        rows = [
+            [
+                i + 1,
+                e["collection"],
+                f"{e['task_request_interval_min']:g} min",
+                f"{e['send_status_interval_s']:g} s",
+            ]
+            for i, e in enumerate(entries)
+        ]
         columns = ["priority", "collection", "task request interval", "send status interval"]
     table(f"{kind} ({version})", columns, rows)
     if doc["unapplied"]:
-        console.print(f"[bold yellow]Unapplied changes:[/] run 'taskfleet {kind} apply' to make them take effect.")
+        console.print(
+            f"[bold yellow]Unapplied changes:[/] run 'taskfleet {kind} apply' "
+            "to make them take effect."
+        )
 
 
 def _apply(ctx: typer.Context, kind: str, json: bool) -> None:
@@ -61,15 +81,24 @@ def policy_show(ctx: typer.Context, json: JsonOpt = False) -> None:
 def policy_set(
     ctx: typer.Context,
     collection: str,
-    task_servers: Annotated[list[str] | None, typer.Argument(help="in order; none removes the entry")] = None,
-    position: Annotated[int | None, typer.Option(help="place of this collection in the policy, from 1")] = None,
+    task_servers: Annotated[
+        list[str] | None, typer.Argument(help="in order; none removes the entry")
+    ] = None,
+    position: Annotated[
+        int | None, typer.Option(help="place of this collection in the policy, from 1")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Set a collection's ordered list of task servers in the draft."""
     api = _api(ctx)
     if task_servers:
-        result = api.post("/api/documents/policy/draft/entries",
-                          {"entry": {"collection": collection, "task_servers": task_servers}, "position": position})
+        result = api.post(
+            "/api/documents/policy/draft/entries",
+            {
+                "entry": {"collection": collection, "task_servers": task_servers},
+                "position": position,
+            },
+        )
     else:
         result = api.post("/api/documents/policy/draft/entries/remove", {"collection": collection})
     if json:
@@ -93,7 +122,9 @@ def agent_config_set(
     ctx: typer.Context,
     collection: str,
     task_request_interval: Annotated[float, typer.Option(help="minutes between polls")] = 5.0,
-    send_status_interval: Annotated[float, typer.Option(help="seconds between status sends")] = 60.0,
+    send_status_interval: Annotated[
+        float, typer.Option(help="seconds between status sends")
+    ] = 60.0,
     priority: Annotated[int | None, typer.Option(help="1 is the highest")] = None,
     remove: Annotated[bool, typer.Option(help="remove this collection's entry")] = False,
     json: JsonOpt = False,
@@ -101,11 +132,18 @@ def agent_config_set(
     """Set a collection's agent intervals in the draft."""
     api = _api(ctx)
     if remove:
-        result = api.post("/api/documents/agent-config/draft/entries/remove", {"collection": collection})
+        result = api.post(
+            "/api/documents/agent-config/draft/entries/remove", {"collection": collection}
+        )
     else:
-        entry = {"collection": collection, "task_request_interval_min": task_request_interval,
-                 "send_status_interval_s": send_status_interval}
-        result = api.post("/api/documents/agent-config/draft/entries", {"entry": entry, "position": priority})
+        entry = {
+            "collection": collection,
+            "task_request_interval_min": task_request_interval,
+            "send_status_interval_s": send_status_interval,
+        }
+        result = api.post(
+            "/api/documents/agent-config/draft/entries", {"entry": entry, "position": priority}
+        )
     if json:
         return emit_json(result)
     typer.echo("draft saved; run 'taskfleet agent-config apply' to make it take effect")
@@ -134,8 +172,10 @@ def task_create(
             script = script_file.read_text()
         except OSError as exc:
             fail(f"cannot read {script_file}: {exc.strerror}")
-    result = _api(ctx).post("/api/tasks", {"name": name, "script": script, "interpreter": interpreter,
-                                           "timeout_s": timeout})
+    result = _api(ctx).post(
+        "/api/tasks",
+        {"name": name, "script": script, "interpreter": interpreter, "timeout_s": timeout},
+    )
     if json:
         return emit_json(result)
     typer.echo(f"task {result['name']} created (id {result['id']})")
@@ -146,8 +186,20 @@ def task_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     rows = _api(ctx).get("/api/tasks")
     if json:
         return emit_json(rows)
-    table("Tasks", ["id", "name", "type", "interpreter", "timeout"],
-          [[t["id"], t["name"], t["type"], t["params"].get("interpreter", ""), f"{t['timeout_s']:g}s"] for t in rows])
+    table(
+        "Tasks",
+        ["id", "name", "type", "interpreter", "timeout"],
+        [
+            [
+                t["id"],
+                t["name"],
+                t["type"],
+                t["params"].get("interpreter", ""),
+                f"{t['timeout_s']:g}s",
+            ]
+            for t in rows
+        ],
+    )
 
 
 @task.command("show")
@@ -170,10 +222,13 @@ def counts_text(counts: dict[str, int]) -> str:
 
 def print_run(run: dict[str, Any]) -> None:
     table(
-        f"Run {run['id']}: {run['task']} on {', '.join(run['targets'])} - {counts_text(run['counts'])}",
+        f"Run {run['id']}: {run['task']} on {', '.join(run['targets'])} - "
+        f"{counts_text(run['counts'])}",
         ["computer", "state", "rc", "output"],
-        [[i["computer"], i["state"], i["return_code"], (i["output"] or "").strip()[-300:]]
-         for i in run["instances"]],
+        [
+            [i["computer"], i["state"], i["return_code"], (i["output"] or "").strip()[-300:]]
+            for i in run["instances"]
+        ],
     )
 
 
@@ -193,7 +248,9 @@ def wait_for(api: Api, run_id: int, timeout: float, quiet: bool) -> dict[str, An
         while True:
             run: dict[str, Any] = api.get(f"/api/runs/{run_id}", params={"instances": "false"})
             done = sum(n for s, n in run["counts"].items() if InstanceState(s).terminal)
-            progress.update(bar, total=run["total"], completed=done, counts=counts_text(run["counts"]))
+            progress.update(
+                bar, total=run["total"], completed=done, counts=counts_text(run["counts"])
+            )
             if run["done"] or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -205,8 +262,12 @@ def run_command(
     ctx: typer.Context,
     task_name: Annotated[str, typer.Argument(metavar="TASK", help="task name or id")],
     target: Annotated[list[str], typer.Option(help="collection or computer; repeatable")],
-    wait: Annotated[bool, typer.Option(help="show live progress until every computer is done")] = False,
-    timeout: Annotated[float, typer.Option(help="with --wait: give up after this many seconds")] = 3600.0,
+    wait: Annotated[
+        bool, typer.Option(help="show live progress until every computer is done")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="with --wait: give up after this many seconds")
+    ] = 3600.0,
     json: JsonOpt = False,
 ) -> None:
     """Run a task on collections and/or computers."""
@@ -215,7 +276,10 @@ def run_command(
     if not wait:
         if json:
             return emit_json(run)
-        typer.echo(f"run {run['id']} started on {run['total']} computers; 'taskfleet run-status {run['id']}'")
+        typer.echo(
+            f"run {run['id']} started on {run['total']} computers; "
+            f"'taskfleet run-status {run['id']}'"
+        )
         return
     result = wait_for(api, run["id"], timeout, quiet=json)
     if json:

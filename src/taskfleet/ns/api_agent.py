@@ -22,7 +22,9 @@ async def enrol(request: Request, body: Enrolment) -> Enrolled:
 
 
 @router.post("/assignment", response_model=Assignment)
-async def assignment(request: Request, computer_id: AgentComputer, body: AssignmentRequest) -> Assignment:
+async def assignment(
+    request: Request, computer_id: AgentComputer, body: AssignmentRequest
+) -> Assignment:
     state = ns_state(request)
     async with state.session() as session:
         computer = await session.get(Computer, computer_id)

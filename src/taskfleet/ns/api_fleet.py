@@ -12,7 +12,16 @@ from taskfleet.ns import audit, computers, registry, sites, tokens
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.auth import Administrator, Viewer
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import AuditEntry, Collection, Computer, Instance, Run, Site, Task, TaskServer
+from taskfleet.storage.models import (
+    AuditEntry,
+    Collection,
+    Computer,
+    Instance,
+    Run,
+    Site,
+    Task,
+    TaskServer,
+)
 
 router = APIRouter(prefix="/api", tags=["fleet"])
 
@@ -60,14 +69,23 @@ class TokenRequest:
 
 
 @router.post("/tokens")
-async def create_token(request: Request, body: TokenRequest, admin: Administrator) -> dict[str, Any]:
+async def create_token(
+    request: Request, body: TokenRequest, admin: Administrator
+) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         token, secret = await tokens.create(
             session, body.kind, body.label, body.uses, body.ttl_s, admin.name
         )
-        audit.record(session, admin.name, "token.create", body.kind, label=body.label, uses=body.uses)
-        return {"id": token.id, "kind": token.kind, "token": secret, "uses": token.uses_left,
-                "expires_at": token.expires_at}
+        audit.record(
+            session, admin.name, "token.create", body.kind, label=body.label, uses=body.uses
+        )
+        return {
+            "id": token.id,
+            "kind": token.kind,
+            "token": secret,
+            "uses": token.uses_left,
+            "expires_at": token.expires_at,
+        }
 
 
 # --- computers --------------------------------------------------------------------
@@ -84,9 +102,9 @@ def computer_view(c: Computer, ts_names: dict[int, str]) -> dict[str, Any]:
         "interpreters": c.interpreters,
         "facts": c.facts,
         "last_contact": c.last_contact,
-        "task_server": ts_names.get(c.task_server_id) if c.task_server_id else (
-            "notification server" if c.assign_step == "ns-fallback" else None
-        ),
+        "task_server": ts_names.get(c.task_server_id)
+        if c.task_server_id
+        else ("notification server" if c.assign_step == "ns-fallback" else None),
         "assign_step": c.assign_step,
         "assign_reason": c.assign_reason,
         "assigned_at": c.assigned_at,
@@ -111,7 +129,9 @@ async def list_computers(
             like = f"%{search}%"
             query = query.where(or_(Computer.name.ilike(like), Computer.os.ilike(like)))
         total = await session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = (await session.scalars(query.order_by(Computer.name).limit(limit).offset(offset))).all()
+        rows = (
+            await session.scalars(query.order_by(Computer.name).limit(limit).offset(offset))
+        ).all()
         names = await _ts_names(session)
         return {"total": total, "computers": [computer_view(c, names) for c in rows]}
 
@@ -172,10 +192,14 @@ async def list_collections(request: Request, _: Viewer) -> list[dict[str, Any]]:
 
 
 @router.post("/collections", status_code=201)
-async def create_collection(request: Request, body: CollectionRequest, admin: Administrator) -> dict[str, Any]:
+async def create_collection(
+    request: Request, body: CollectionRequest, admin: Administrator
+) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         collection = await collections_.create(session, body.name, body.description, body.rules)
-        audit.record(session, admin.name, "collection.create", collection.name, rules=collection.rules)
+        audit.record(
+            session, admin.name, "collection.create", collection.name, rules=collection.rules
+        )
         return {"name": collection.name, "rules": collection.rules}
 
 
@@ -193,25 +217,36 @@ async def show_collection(request: Request, name: str, _: Viewer) -> dict[str, A
         }
 
 
-async def _members(request: Request, name: str, body: MembersRequest, actor: str, add: bool) -> dict[str, Any]:
+async def _members(
+    request: Request, name: str, body: MembersRequest, actor: str, add: bool
+) -> dict[str, Any]:
     state = ns_state(request)
     async with state.session() as session:
         collection = await collections_.get(session, name)
         found = [await computers.find(session, key) for key in body.computers]
         await collections_.set_static(session, collection, found, add)
-        audit.record(session, actor, "collection.add" if add else "collection.remove", name,
-                     computers=[c.name for c in found])
+        audit.record(
+            session,
+            actor,
+            "collection.add" if add else "collection.remove",
+            name,
+            computers=[c.name for c in found],
+        )
         state.agents_changed()  # settings may follow membership
         return {"name": name, "changed": [c.name for c in found]}
 
 
 @router.post("/collections/{name}/members")
-async def add_members(request: Request, name: str, body: MembersRequest, admin: Administrator) -> dict[str, Any]:
+async def add_members(
+    request: Request, name: str, body: MembersRequest, admin: Administrator
+) -> dict[str, Any]:
     return await _members(request, name, body, admin.name, add=True)
 
 
 @router.post("/collections/{name}/members/remove")
-async def remove_members(request: Request, name: str, body: MembersRequest, admin: Administrator) -> dict[str, Any]:
+async def remove_members(
+    request: Request, name: str, body: MembersRequest, admin: Administrator
+) -> dict[str, Any]:
     return await _members(request, name, body, admin.name, add=False)
 
 
@@ -244,7 +279,9 @@ async def list_sites(request: Request, _: Viewer) -> list[dict[str, Any]]:
             {
                 "name": s.name,
                 "subnets": s.subnets,
-                "task_servers": sorted(names[t] for t, ids in served.items() if s.id in ids and t in names),
+                "task_servers": sorted(
+                    names[t] for t, ids in served.items() if s.id in ids and t in names
+                ),
             }
             for s in rows
         ]
@@ -259,7 +296,9 @@ async def create_site(request: Request, body: SiteRequest, admin: Administrator)
 
 
 @router.post("/sites/{name}/subnets")
-async def add_subnet(request: Request, name: str, body: SubnetRequest, admin: Administrator) -> dict[str, Any]:
+async def add_subnet(
+    request: Request, name: str, body: SubnetRequest, admin: Administrator
+) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         site = await sites.get(session, name)
         await sites.add_subnet(session, site, body.subnet)
@@ -268,7 +307,9 @@ async def add_subnet(request: Request, name: str, body: SubnetRequest, admin: Ad
 
 
 @router.post("/sites/{name}/subnets/remove")
-async def remove_subnet(request: Request, name: str, body: SubnetRequest, admin: Administrator) -> dict[str, Any]:
+async def remove_subnet(
+    request: Request, name: str, body: SubnetRequest, admin: Administrator
+) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         site = await sites.get(session, name)
         await sites.remove_subnet(session, site, body.subnet)
@@ -277,7 +318,9 @@ async def remove_subnet(request: Request, name: str, body: SubnetRequest, admin:
 
 
 @router.post("/sites/{name}/taskservers")
-async def add_site_server(request: Request, name: str, body: SiteServerRequest, admin: Administrator) -> dict[str, Any]:
+async def add_site_server(
+    request: Request, name: str, body: SiteServerRequest, admin: Administrator
+) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         site = await sites.get(session, name)
         ts = await registry.find(session, body.task_server)
@@ -304,6 +347,12 @@ async def audit_log(
         if actor:
             query = query.where(AuditEntry.actor == actor)
         return [
-            {"at": e.at, "actor": e.actor, "action": e.action, "target": e.target, "detail": e.detail}
+            {
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "detail": e.detail,
+            }
             for e in (await session.scalars(query)).all()
         ]

@@ -136,7 +136,9 @@ async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -
 
 
 @router.post("/status", response_model=StatusAck)
-async def relay_status(request: Request, ts_id: TaskServerApproved, batch: StatusBatch) -> StatusAck:
+async def relay_status(
+    request: Request, ts_id: TaskServerApproved, batch: StatusBatch
+) -> StatusAck:
     if len(batch.events) > 5000:
         raise InvalidInput("at most 5000 status events per batch")
     async with ns_state(request).session() as session:

@@ -52,13 +52,17 @@ async def show_document(request: Request, kind: Kind, _: Viewer) -> dict[str, An
 
 
 @router.put("/documents/{kind}/draft")
-async def put_draft(request: Request, kind: Kind, body: Document, admin: Administrator) -> dict[str, Any]:
+async def put_draft(
+    request: Request, kind: Kind, body: Document, admin: Administrator
+) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         return await documents.save_draft(session, kind, asdict(body), admin.name)
 
 
 @router.post("/documents/{kind}/draft/entries")
-async def set_entry(request: Request, kind: Kind, body: EntryRequest, admin: Administrator) -> dict[str, Any]:
+async def set_entry(
+    request: Request, kind: Kind, body: EntryRequest, admin: Administrator
+) -> dict[str, Any]:
     if body.position is not None and body.position < 1:
         raise InvalidInput("position counts from 1")
     async with ns_state(request).session() as session:
@@ -90,10 +94,17 @@ async def apply(request: Request, kind: Kind, admin: Administrator) -> dict[str,
 async def versions(request: Request, kind: Kind, _: Viewer) -> list[dict[str, Any]]:
     async with ns_state(request).session() as session:
         rows = await session.scalars(
-            select(AppliedVersion).where(AppliedVersion.kind == kind).order_by(AppliedVersion.version)
+            select(AppliedVersion)
+            .where(AppliedVersion.kind == kind)
+            .order_by(AppliedVersion.version)
         )
         return [
-            {"version": v.version, "applied_at": v.applied_at, "applied_by": v.applied_by, "document": v.document}
+            {
+                "version": v.version,
+                "applied_at": v.applied_at,
+                "applied_by": v.applied_by,
+                "document": v.document,
+            }
             for v in rows.all()
         ]
 
@@ -140,7 +151,9 @@ async def create_task(request: Request, body: TaskRequest, admin: Administrator)
 @router.get("/tasks")
 async def list_tasks(request: Request, _: Viewer) -> list[dict[str, Any]]:
     async with ns_state(request).session() as session:
-        return [task_view(t) for t in (await session.scalars(select(Task).order_by(Task.name))).all()]
+        return [
+            task_view(t) for t in (await session.scalars(select(Task).order_by(Task.name))).all()
+        ]
 
 
 @router.get("/tasks/{key}")
@@ -163,7 +176,9 @@ class RunRequest:
 async def start_run(request: Request, body: RunRequest, operator: Operator) -> dict[str, Any]:
     state = ns_state(request)
     async with state.session() as session:
-        run = await runs.start_run(state, session, body.task, body.targets, body.live, operator.name)
+        run = await runs.start_run(
+            state, session, body.task, body.targets, body.live, operator.name
+        )
     async with state.session() as session:
         return asdict(await runs.summary(session, run.id, with_instances=False))
 
@@ -178,6 +193,8 @@ async def list_runs(
 
 
 @router.get("/runs/{run_id}")
-async def run_status(request: Request, run_id: int, _: Viewer, instances: bool = True) -> dict[str, Any]:
+async def run_status(
+    request: Request, run_id: int, _: Viewer, instances: bool = True
+) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         return asdict(await runs.summary(session, run_id, with_instances=instances))

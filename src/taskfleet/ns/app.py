@@ -38,7 +38,10 @@ def create_app(settings: NSSettings) -> FastAPI:
         app.state.ns = state
         app.state.work_source = role
         refresher = asyncio.create_task(role.refresh_forever())
-        print(f"taskfleet: notification server {__version__} listening on {settings.public_url}", flush=True)
+        print(
+            f"taskfleet: notification server {__version__} listening on {settings.public_url}",
+            flush=True,
+        )
         try:
             yield
         finally:

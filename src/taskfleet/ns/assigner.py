@@ -49,7 +49,9 @@ async def decide(
         PolicyEntry(e["collection"], tuple(by_name[n] for n in e["task_servers"] if n in by_name))
         for e in policy_doc["entries"]
     ]
-    member_of = frozenset(e.collection for e in policy if membership.contains(e.collection, computer))
+    member_of = frozenset(
+        e.collection for e in policy if membership.contains(e.collection, computer)
+    )
     site_rows = (await session.scalars(select(Site))).all()
     return choose(
         addresses=list(computer.addresses or []),
@@ -72,7 +74,8 @@ async def assign(
     decision = await decide(session, computer, exclude)
     reason = decision.reason
     if failed_task_server is not None:
-        reason = f"failover from task server #{failed_task_server} ({agent_reason or 'unreachable'}); {reason}"
+        why = agent_reason or "unreachable"
+        reason = f"failover from task server #{failed_task_server} ({why}); {reason}"
     previous = computer.task_server_id
     now = time.time()
     computer.task_server_id = decision.task_server_id

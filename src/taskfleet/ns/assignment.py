@@ -134,7 +134,9 @@ def choose(
         ts = _least_loaded(same_subnet)
         nets = ", ".join(sorted({str(i.network) for i in mine}))
         many = f", least loaded of {len(same_subnet)}" if len(same_subnet) > 1 else ""
-        return Decision(ts.id, ts.name, STEP_SUBNET, notes.text(f"on the same subnet ({nets}){many}"))
+        return Decision(
+            ts.id, ts.name, STEP_SUBNET, notes.text(f"on the same subnet ({nets}){many}")
+        )
 
     # Step 2b: a task server serving one of the computer's sites.
     my_sites = [s for s in sites if _in_site(mine, s)]

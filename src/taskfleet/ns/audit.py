@@ -10,9 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.storage.models import AuditEntry
 
 
-def record(
-    session: AsyncSession, actor: str, action: str, target: str = "", **detail: Any
-) -> None:
+def record(session: AsyncSession, actor: str, action: str, target: str = "", **detail: Any) -> None:
     session.add(
         AuditEntry(at=time.time(), actor=actor, action=action, target=target, detail=detail)
     )

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
-from taskfleet.ns.state import NSState, ns_state
+from taskfleet.ns.state import ns_state
 from taskfleet.protocol.transport import Credential, parse_credential, secret_matches
 from taskfleet.storage.models import ApiUser, Computer, TaskServer
 

@@ -26,7 +26,9 @@ async def ensure_admin(session: AsyncSession, data_dir: Path) -> Path | None:
     if await session.scalar(select(ApiUser.id).limit(1)) is not None:
         return None
     secret = new_secret()
-    user = ApiUser(name="admin", role="admin", credential_hash=hash_secret(secret), created_at=time.time())
+    user = ApiUser(
+        name="admin", role="admin", credential_hash=hash_secret(secret), created_at=time.time()
+    )
     session.add(user)
     await session.flush()
     path = data_dir / ADMIN_CREDENTIAL_FILE

@@ -143,9 +143,7 @@ async def ensure_builtins(session: AsyncSession) -> None:
     existing = set((await session.scalars(select(Collection.name))).all())
     for name, rules in BUILTINS.items():
         if name not in existing:
-            session.add(
-                Collection(name=name, builtin=True, rules=rules, created_at=time.time())
-            )
+            session.add(Collection(name=name, builtin=True, rules=rules, created_at=time.time()))
 
 
 async def get(session: AsyncSession, name: str) -> Collection:

@@ -108,7 +108,9 @@ def _config_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         "task_request_interval_min": _number(
             entry, "task_request_interval_min", DEFAULT_TRI_MIN, 0.01, 1440
         ),
-        "send_status_interval_s": _number(entry, "send_status_interval_s", DEFAULT_SSI_S, 0.2, 86400),
+        "send_status_interval_s": _number(
+            entry, "send_status_interval_s", DEFAULT_SSI_S, 0.2, 86400
+        ),
     }
 
 
@@ -122,7 +124,7 @@ async def save_draft(session: AsyncSession, kind: str, document: Any, actor: str
     draft.updated_at = time.time()
     draft.updated_by = actor
     audit.record(session, actor, f"{kind}.draft", kind, document=document)
-    return document
+    return draft.document
 
 
 async def set_entry(
@@ -133,7 +135,7 @@ async def set_entry(
     actor: str,
 ) -> dict[str, Any]:
     """Replace (or add) the draft entry for one collection; position is 1-based."""
-    entries = [e for e in (await draft_document(session, kind))["entries"]]
+    entries = list((await draft_document(session, kind))["entries"])
     index = next((i for i, e in enumerate(entries) if e["collection"] == entry["collection"]), None)
     if index is not None:
         entries.pop(index)
@@ -187,5 +189,3 @@ def settings_for(
                 send_status_interval_s=entry["send_status_interval_s"],
             )
     return AgentSettings(DEFAULT_TRI_MIN * 60.0, DEFAULT_SSI_S)
-
-

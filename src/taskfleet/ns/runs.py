@@ -31,7 +31,8 @@ def check_task(type_: str, params: dict[str, Any], timeout_s: float) -> dict[str
             raise InvalidInput(f"the script is larger than {MAX_SCRIPT_BYTES} bytes")
         if interpreter not in INTERPRETERS:
             raise InvalidInput(
-                f"interpreter {interpreter!r} is not supported; use one of {', '.join(INTERPRETERS)}"
+                f"interpreter {interpreter!r} is not supported; "
+                f"use one of {', '.join(INTERPRETERS)}"
             )
         params = {"script": script, "interpreter": interpreter}
     elif type_ == TaskType.RESTART_AGENT:
@@ -59,7 +60,12 @@ async def ensure_builtin_tasks(session: AsyncSession) -> None:
 
 
 async def create_task(
-    session: AsyncSession, name: str, type_: str, params: dict[str, Any], timeout_s: float, actor: str
+    session: AsyncSession,
+    name: str,
+    type_: str,
+    params: dict[str, Any],
+    timeout_s: float,
+    actor: str,
 ) -> Task:
     name = name.strip()
     if not name or len(name) > 255:
@@ -68,7 +74,12 @@ async def create_task(
         raise Conflict(f"a task named {name!r} already exists")
     params = check_task(type_, params, timeout_s)
     task = Task(
-        name=name, type=type_, params=params, timeout_s=timeout_s, created_at=time.time(), created_by=actor
+        name=name,
+        type=type_,
+        params=params,
+        timeout_s=timeout_s,
+        created_at=time.time(),
+        created_by=actor,
     )
     session.add(task)
     await session.flush()
@@ -124,12 +135,16 @@ async def start_run(
 ) -> Run:
     task = await find_task(session, task_key)
     chosen = await resolve_targets(session, targets)
-    run = Run(task_id=task.id, targets=list(targets), live=live, created_at=time.time(), created_by=actor)
+    run = Run(
+        task_id=task.id, targets=list(targets), live=live, created_at=time.time(), created_by=actor
+    )
     session.add(run)
     await session.flush()
     for computer in chosen:
         session.add(Instance(run_id=run.id, computer_id=computer.id, state=InstanceState.PENDING))
-    audit.record(session, actor, "run.start", task.name, run=run.id, targets=targets, computers=len(chosen))
+    audit.record(
+        session, actor, "run.start", task.name, run=run.id, targets=targets, computers=len(chosen)
+    )
     assigned = [(c.id, c.task_server_id) for c in chosen]
     after_commit(session, lambda: state.hub.notify(assigned))
     return run
@@ -159,7 +174,9 @@ async def computers_with_work(
     return list((await session.scalars(query)).all())
 
 
-async def deliver(session: AsyncSession, computer_id: int, redeliver_after_s: float) -> list[WorkItem]:
+async def deliver(
+    session: AsyncSession, computer_id: int, redeliver_after_s: float
+) -> list[WorkItem]:
     rows = await session.execute(
         select(Instance, Task, Run.live)
         .join(Run, Run.id == Instance.run_id)
@@ -201,15 +218,21 @@ class RunSummary:
 
 async def summary(session: AsyncSession, run_id: int, with_instances: bool = True) -> RunSummary:
     row = (
-        await session.execute(select(Run, Task.name).join(Task, Task.id == Run.task_id).where(Run.id == run_id))
+        await session.execute(
+            select(Run, Task.name).join(Task, Task.id == Run.task_id).where(Run.id == run_id)
+        )
     ).first()
     if row is None:
-        raise NotFound(f"no run {run_id}; 'taskfleet run-status' takes the number 'taskfleet run' printed")
+        raise NotFound(
+            f"no run {run_id}; 'taskfleet run-status' takes the number 'taskfleet run' printed"
+        )
     run, task_name = row.tuple()
     counts = dict(
         (
             await session.execute(
-                select(Instance.state, func.count()).where(Instance.run_id == run_id).group_by(Instance.state)
+                select(Instance.state, func.count())
+                .where(Instance.run_id == run_id)
+                .group_by(Instance.state)
             )
         )
         .tuples()
@@ -217,7 +240,17 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
     )
     total = sum(counts.values())
     done = all(InstanceState(s).terminal for s in counts)
-    result = RunSummary(run.id, task_name, run.targets, run.live, run.created_at, run.created_by, total, counts, done)
+    result = RunSummary(
+        run.id,
+        task_name,
+        run.targets,
+        run.live,
+        run.created_at,
+        run.created_by,
+        total,
+        counts,
+        done,
+    )
     if with_instances:
         rows = await session.execute(
             select(Instance, Computer.name)

@@ -28,7 +28,8 @@ async def _first_sighting(session: AsyncSession, event: StatusEvent, via: int | 
         "received_at": time.time(),
         "via_task_server_id": via,
     }
-    insert = (postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     result = await session.execute(
         insert(StatusSeen).values(**values).on_conflict_do_nothing(index_elements=["id"])
     )
@@ -84,8 +85,11 @@ async def ingest(
             rejected.append(event.id)
             continue
         if via_task_server is not None and event.computer_id not in allowed:
-            log.warning("task server %s relayed a status for computer %s it never served",
-                        via_task_server, event.computer_id)
+            log.warning(
+                "task server %s relayed a status for computer %s it never served",
+                via_task_server,
+                event.computer_id,
+            )
             rejected.append(event.id)
             continue
         instance = await session.get(Instance, event.instance_id, with_for_update=True)

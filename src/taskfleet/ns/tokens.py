@@ -50,7 +50,8 @@ async def consume(session: AsyncSession, secret: str, kind: str) -> EnrolmentTok
     )
     if token is None or token.kind != kind:
         raise Unauthenticated(
-            f"enrolment token not recognised; create one with 'taskfleet token create --kind {kind}'"
+            "enrolment token not recognised; create one with "
+            f"'taskfleet token create --kind {kind}'"
         )
     if token.expires_at is not None and token.expires_at < time.time():
         raise Unauthenticated("enrolment token has expired; create a new one")

@@ -28,7 +28,9 @@ async def call(
             method, path, json=json, params=params, headers=headers, **extra
         )
     except httpx.HTTPError as exc:
-        raise Unavailable(f"{client.base_url} did not answer: {exc.__class__.__name__} {exc}") from exc
+        raise Unavailable(
+            f"{client.base_url} did not answer: {exc.__class__.__name__} {exc}"
+        ) from exc
     if response.status_code >= 400:
         raise _error(response)
     if not response.content:

@@ -54,7 +54,7 @@ _RANK = {
     InstanceState.PENDING: 0,
     InstanceState.RECEIVED: 1,
     InstanceState.RUNNING: 2,
-    **{state: 3 for state in _TERMINAL},
+    **dict.fromkeys(_TERMINAL, 3),
 }
 
 

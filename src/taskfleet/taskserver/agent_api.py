@@ -1,10 +1,10 @@
 """Endpoints agents call on their task server (and on the NS in its fallback role).
 
-    GET  /agent/poll             work waiting for me, and my current settings (R5)
-    GET  /agent/channel?wait=S   notification channel: a long poll that returns
-                                 at once when tickled (R6)
-    POST /agent/status           a batch of status events (R8)
-    GET  /hello                  bare endpoint, the poll benchmark's baseline
+GET  /agent/poll             work waiting for me, and my current settings (R5)
+GET  /agent/channel?wait=S   notification channel: a long poll that returns
+                             at once when tickled (R6)
+POST /agent/status           a batch of status events (R8)
+GET  /hello                  bare endpoint, the poll benchmark's baseline
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ def create_app(settings: TaskServerSettings) -> FastAPI:
         await relay.start()
         app.state.work_source = relay
         print(
-            f"taskfleet: task server {relay.link.name} ({relay.approval}) listening on {settings.url}",
+            f"taskfleet: task server {relay.link.name} ({relay.approval}) "
+            f"listening on {settings.url}",
             flush=True,
         )
         try:

@@ -74,12 +74,20 @@ class NSLink:
             client_limit=self.settings.client_limit,
             heartbeat_period_s=self.settings.heartbeat_period_s,
         )
-        reply = from_json(Registered, await call(self._client, "POST", "/api/ts/register", json=to_json(body)))
+        reply = from_json(
+            Registered, await call(self._client, "POST", "/api/ts/register", json=to_json(body))
+        )
         self.credential = transport.parse_credential(reply.credential)
         self.name = reply.name
         self._use_credential()
-        _write_private(self.identity_path, {"credential": reply.credential, "name": reply.name,
-                                            "task_server_id": reply.task_server_id})
+        _write_private(
+            self.identity_path,
+            {
+                "credential": reply.credential,
+                "name": reply.name,
+                "task_server_id": reply.task_server_id,
+            },
+        )
         return reply
 
     @property
@@ -96,7 +104,11 @@ class NSLink:
 
     async def events(self, since: int, wait: float) -> Events:
         data = await call(
-            self._client, "GET", "/api/ts/events", params={"since": since, "wait": wait}, timeout=wait + 15
+            self._client,
+            "GET",
+            "/api/ts/events",
+            params={"since": since, "wait": wait},
+            timeout=wait + 15,
         )
         return from_json(Events, data)
 

@@ -123,7 +123,9 @@ class Relay:
             log.info("registered as %s (%s)", reply.name, reply.approval)
         await self._heartbeat_once()
         self._tasks = [
-            asyncio.create_task(self._forever(self._heartbeat_once, self.settings.heartbeat_period_s)),
+            asyncio.create_task(
+                self._forever(self._heartbeat_once, self.settings.heartbeat_period_s)
+            ),
             asyncio.create_task(self._events_loop()),
             asyncio.create_task(self._relay_loop()),
         ]
