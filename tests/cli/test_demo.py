@@ -1,0 +1,41 @@
+"""`taskfleet demo --once`: the whole product on this machine, exit 0 only if every computer succeeded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.timeout(180)
+def test_demo_once_runs_on_every_agent_and_leaves_nothing_running(tmp_path: Path) -> None:
+    # When the demo runs once with three agents
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taskfleet",
+            "demo",
+            "--once",
+            "--agents",
+            "3",
+            "--dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    # Then every computer succeeded, each printing its name and task server, and the URL is shown
+    assert result.returncode == 0, result.stdout + result.stderr
+    for n in (1, 2, 3):
+        assert f"computer demo-pc-0{n} ran run 1 via task server ts-east" in result.stdout
+    assert "NS URL: http://127.0.0.1:" in result.stdout
+    assert "all demo processes stopped" in result.stdout
+    # And no demo process is left behind
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(tmp_path) not in ps
