@@ -1,4 +1,4 @@
-"""`taskfleet demo --once`: the whole product on this machine, exit 0 only if every computer succeeded."""
+"""`taskfleet demo --once`: the whole product here; exit 0 only if every computer succeeded."""
 
 from __future__ import annotations
 
