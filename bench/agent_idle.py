@@ -4,9 +4,14 @@ Starts a real NS on 127.0.0.1 (SQLite, in a temporary directory), enrols N agent
 (the NS serves them itself: there are no task servers), lets them settle, then
 samples every agent process over an idle window:
 
-- PSS and RSS from /proc/PID/smaps_rollup at the end of the window;
+- PSS, RSS and USS (private: Private_Clean + Private_Dirty) from
+  /proc/PID/smaps_rollup at the end of the window, and how much USS grew over it;
 - CPU time (utime + stime) from /proc/PID/stat at the start and the end of the
   window: CPU % = CPU seconds used / window seconds.
+
+PSS shares each shared page among the processes that map it (here: the other
+agents, the NS and this script share libpython and libc), so an agent alone on
+a computer has a PSS between its USS (what each more agent costs) and its RSS.
 
 The agents are started the ways an agent really runs, in turn:
 ``taskfleet agent run`` (the installed console script), ``python -m taskfleet
@@ -89,6 +94,7 @@ class EntryPoint:
 class Sample:
     pss_kib: int
     rss_kib: int
+    uss_kib: int
     cpu_s: float
 
 
@@ -99,7 +105,8 @@ class Result:
     pid: int
     pss_mib: float
     rss_mib: float
-    pss_growth_mib: float
+    uss_mib: float
+    uss_growth_mib: float
     cpu_pct: float
 
 
@@ -157,7 +164,8 @@ def sample(pid: int) -> Sample:
     stat = Path(f"/proc/{pid}/stat").read_text()
     rest = stat[stat.rindex(")") + 2 :].split()  # fields from 3 (state) on
     utime, stime = int(rest[11]), int(rest[12])  # fields 14 and 15
-    return Sample(fields["Pss"], fields["Rss"], (utime + stime) / CLK_TCK)
+    uss = fields["Private_Clean"] + fields["Private_Dirty"]
+    return Sample(fields["Pss"], fields["Rss"], uss, (utime + stime) / CLK_TCK)
 
 
 def top_level_modules(args: list[str]) -> set[str]:
@@ -277,7 +285,8 @@ def measure(args: argparse.Namespace, root: Path, launcher: Launcher) -> list[Re
                 proc.pid,
                 b.pss_kib / 1024,
                 b.rss_kib / 1024,
-                (b.pss_kib - a.pss_kib) / 1024,
+                b.uss_kib / 1024,
+                (b.uss_kib - a.uss_kib) / 1024,
                 100 * (b.cpu_s - a.cpu_s) / elapsed,
             )
         )
@@ -289,15 +298,17 @@ def mean(values: list[float]) -> float:
 
 
 def print_table(results: list[Result], window: float) -> None:
+    resolution = 100 / CLK_TCK / window
+    print(f"\nIdle footprint over a {window:g}s window")
+    print(f"(CPU % of one core; one clock tick over the window is {resolution:.3f} %)\n")
     head = f"{'agent':8} {'entry point':31} {'PID':>7} {'PSS MiB':>8} {'RSS MiB':>8}"
-    head += f" {'PSS growth':>10} {'CPU %':>6}"
-    print(f"\nIdle footprint over a {window:g}s window (CPU % of one core)\n")
+    head += f" {'USS MiB':>8} {'USS growth':>10} {'CPU %':>6}"
     print(head)
     print("-" * len(head))
     for r in results:
         print(
             f"{r.name:8} {r.entry:31} {r.pid:>7} {r.pss_mib:>8.1f} {r.rss_mib:>8.1f}"
-            f" {r.pss_growth_mib:>+10.2f} {r.cpu_pct:>6.2f}"
+            f" {r.uss_mib:>8.1f} {r.uss_growth_mib:>+10.2f} {r.cpu_pct:>6.2f}"
         )
     print("-" * len(head))
     groups = {"mean": results}
@@ -309,7 +320,8 @@ def print_table(results: list[Result], window: float) -> None:
         print(
             f"{label:48} {mean([r.pss_mib for r in rows]):>8.1f}"
             f" {mean([r.rss_mib for r in rows]):>8.1f}"
-            f" {mean([r.pss_growth_mib for r in rows]):>+10.2f}"
+            f" {mean([r.uss_mib for r in rows]):>8.1f}"
+            f" {mean([r.uss_growth_mib for r in rows]):>+10.2f}"
             f" {mean([r.cpu_pct for r in rows]):>6.2f}"
         )
     pss = mean([r.pss_mib for r in results])
@@ -334,14 +346,18 @@ def main() -> int:
     launcher = Launcher(root / "logs")
     try:
         results = measure(args, root, launcher)
-    except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+    except (TimeoutError, RuntimeError, OSError, httpx.HTTPError) as exc:
         print(f"agent_idle: {exc}", file=sys.stderr)
         return 2
     finally:
         launcher.stop_all()
         shutil.rmtree(root, ignore_errors=True)
     print_table(results, args.window)
-    clean = import_check(entry_points())
+    try:
+        clean = import_check(entry_points())
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+        print(f"agent_idle: import check failed: {exc}", file=sys.stderr)
+        return 2
     return 0 if clean else 1
 
 

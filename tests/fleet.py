@@ -122,7 +122,7 @@ class Fleet:
             "--name",
             name,
             "--heartbeat",
-            "1",
+            "2",
             *extra,
         )
         wait_http(f"http://127.0.0.1:{port}/hello", proc)

@@ -1,5 +1,5 @@
 """``python -m taskfleet``: the same as the ``taskfleet`` command."""
 
-from taskfleet.cli.main import main
+from taskfleet.entrypoint import main
 
 main()

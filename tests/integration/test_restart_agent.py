@@ -28,8 +28,9 @@ def test_restart_agent_task_moves_agent_to_the_policy_task_server(fleet: Fleet) 
 
     # Then it succeeded once, the same process restarted, and it asked the NS again
     assert run["counts"] == {"Succeeded": 1}
-    wait_until(lambda: fleet.computer("pc-1")["assigned_at"] != first, 30, "pc-1 to ask again")
-    assert fleet.computer("pc-1")["task_server"] == "ts-b"
+    wait_until(lambda: fleet.computer("pc-1")["task_server"] == "ts-b", 30, "pc-1 on ts-b")
+    after = fleet.computer("pc-1")
+    assert after["assigned_at"] != first and after["assign_step"] == "policy"
     assert fleet.agents["pc-1"].alive()
     # and it does not run the restart twice
     assert fleet.api.get(f"/api/runs/{run['id']}")["instances"][0]["status_count"] == 3

@@ -96,6 +96,7 @@ class Agent:
         self._flush = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self._sending = asyncio.Lock()
         self.restart_requested = False
         self._load_identity()
 
@@ -190,7 +191,10 @@ class Agent:
             raise
         except (NotApproved, NotAssigned, Unauthenticated) as exc:
             log.info("task server refused: %s; asking the NS again", exc.message)
+            before = self.assignment.task_server_id
             await self._reassign(generation, None, exc.message)
+            if self.assignment.task_server_id == before:
+                await asyncio.sleep(jittered(1.0))  # the same one again: do not hammer either
             raise
         self.failures = 0
         return result
@@ -310,6 +314,10 @@ class Agent:
                     self._flush.set()
 
     async def send_status(self) -> None:
+        async with self._sending:  # the status loop and a restart-agent task may both send
+            await self._send_status()
+
+    async def _send_status(self) -> None:
         while events := self.spool.pending(200):
             data = await self.ts_call(
                 "POST", "/agent/status", json={"events": [to_json(e) for e in events]}

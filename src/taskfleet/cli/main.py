@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -43,13 +42,3 @@ app.add_typer(work.task, name="task")
 app.command("run")(work.run_command)
 app.command("run-status")(work.run_status)
 app.command("demo")(demo.demo)
-
-
-def main() -> None:
-    argv = sys.argv[1:]
-    # The agent runs on every computer: start it without loading Typer and Rich.
-    if argv[:2] == ["agent", "run"]:
-        from taskfleet.agent.cli import main as agent_main
-
-        sys.exit(agent_main(argv[2:]))
-    app()

@@ -121,7 +121,7 @@ async def list_computers(
     _: Viewer,
     search: str = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         query = select(Computer)

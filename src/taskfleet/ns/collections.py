@@ -157,8 +157,8 @@ async def create(
     session: AsyncSession, name: str, description: str, rules: dict[str, Any]
 ) -> Collection:
     name = name.strip()
-    if not name or len(name) > 255:
-        raise InvalidInput("a collection name must be 1 to 255 characters")
+    if not name or len(name) > 255 or "\x00" in name:
+        raise InvalidInput("a collection name must be 1 to 255 characters, without NUL (\\u0000)")
     if await session.scalar(select(Collection.id).where(Collection.name == name)):
         raise Conflict(f"a collection named {name!r} already exists")
     rules = validate_rules(rules)

@@ -12,7 +12,7 @@ from taskfleet.errors import Conflict, InvalidInput, NotFound
 from taskfleet.ns import tokens
 from taskfleet.protocol.messages import Facts
 from taskfleet.protocol.transport import Credential, hash_secret, new_secret
-from taskfleet.storage.models import Computer
+from taskfleet.storage.models import Computer, is_id
 
 MAX_ADDRESSES = 64
 
@@ -73,7 +73,7 @@ async def find(session: AsyncSession, key: str) -> Computer:
     if key.startswith("computer:"):
         key = key[len("computer:") :]
     query = select(Computer).where(Computer.name == key)
-    if key.isdigit():
+    if is_id(key):
         query = select(Computer).where(or_(Computer.id == int(key), Computer.name == key))
     found = (await session.scalars(query)).all()
     if not found:

@@ -135,6 +135,8 @@ async def set_entry(
     actor: str,
 ) -> dict[str, Any]:
     """Replace (or add) the draft entry for one collection; position is 1-based."""
+    if not isinstance(entry.get("collection"), str):
+        raise InvalidInput("the entry needs a 'collection' name")
     entries = list((await draft_document(session, kind))["entries"])
     index = next((i for i, e in enumerate(entries) if e["collection"] == entry["collection"]), None)
     if index is not None:

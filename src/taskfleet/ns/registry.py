@@ -12,7 +12,7 @@ from taskfleet.errors import InvalidInput, NotFound
 from taskfleet.ns import computers, tokens
 from taskfleet.protocol.messages import Facts
 from taskfleet.protocol.transport import Credential, hash_secret, new_secret
-from taskfleet.storage.models import Computer, TaskServer
+from taskfleet.storage.models import Computer, TaskServer, is_id
 
 STALE_AFTER_PERIODS = 3  # R2
 DEFAULT_CLIENT_LIMIT = 5000
@@ -78,7 +78,7 @@ async def _free_name(session: AsyncSession, wanted: str) -> str:
 
 async def find(session: AsyncSession, key: str) -> TaskServer:
     query = select(TaskServer).where(TaskServer.name == key)
-    if key.isdigit():
+    if is_id(key):
         query = select(TaskServer).where(TaskServer.id == int(key))
     ts = await session.scalar(query)
     if ts is None:

@@ -14,7 +14,7 @@ from taskfleet.ns import audit, computers
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.messages import INTERPRETERS, InstanceState, TaskType, WorkItem
-from taskfleet.storage.models import Collection, Computer, Instance, Run, Task
+from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, Task, is_id
 
 MAX_SCRIPT_BYTES = 256 * 1024
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -68,8 +68,8 @@ async def create_task(
     actor: str,
 ) -> Task:
     name = name.strip()
-    if not name or len(name) > 255:
-        raise InvalidInput("a task name must be 1 to 255 characters")
+    if not name or len(name) > 255 or "\x00" in name:
+        raise InvalidInput("a task name must be 1 to 255 characters, without NUL (\\u0000)")
     if await session.scalar(select(Task.id).where(Task.name == name)):
         raise Conflict(f"a task named {name!r} already exists")
     params = check_task(type_, params, timeout_s)
@@ -89,7 +89,7 @@ async def create_task(
 
 async def find_task(session: AsyncSession, key: str) -> Task:
     query = select(Task).where(Task.name == key)
-    if key.isdigit():
+    if is_id(key):
         query = select(Task).where(or_(Task.id == int(key), Task.name == key))
     task = await session.scalar(query)
     if task is None:
@@ -217,6 +217,8 @@ class RunSummary:
 
 
 async def summary(session: AsyncSession, run_id: int, with_instances: bool = True) -> RunSummary:
+    if not 0 < run_id <= MAX_ID:
+        raise NotFound(f"no run {run_id}; run numbers are what 'taskfleet run' printed")
     row = (
         await session.execute(
             select(Run, Task.name).join(Task, Task.id == Run.task_id).where(Run.id == run_id)

@@ -24,10 +24,10 @@ async def create(
 ) -> tuple[EnrolmentToken, str]:
     if kind not in KINDS:
         raise InvalidInput(f"token kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    if uses is not None and uses < 1:
-        raise InvalidInput("uses must be at least 1 (or omitted for unlimited)")
-    if ttl_s is not None and ttl_s <= 0:
-        raise InvalidInput("ttl must be positive (or omitted for no expiry)")
+    if uses is not None and not 1 <= uses <= 1_000_000_000:
+        raise InvalidInput("uses must be between 1 and 1,000,000,000 (or omitted for unlimited)")
+    if ttl_s is not None and not 0 < ttl_s <= 10 * 365 * 86400:
+        raise InvalidInput("ttl must be a positive number of seconds up to 10 years (or omitted)")
     secret = f"tfe-{kind}-{new_secret()}"
     now = time.time()
     token = EnrolmentToken(

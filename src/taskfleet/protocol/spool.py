@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 from taskfleet.protocol.messages import StatusEvent, from_json, to_json
@@ -35,7 +36,8 @@ class Spool:
             final = self._path(event.id)
             if final.exists():
                 continue
-            tmp = final.with_suffix(".tmp")
+            # A unique temporary name: the same event may be put by two threads at once.
+            tmp = final.with_name(f"{final.stem}.{uuid.uuid4().hex[:8]}.tmp")
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(to_json(event), fh)
                 fh.flush()

@@ -8,9 +8,11 @@ NS-run certificate authority will replace the bearer secret here, in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+import ssl
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,9 +73,18 @@ def client(
     headers = {"User-Agent": "taskfleet"}
     if credential is not None:
         headers.update(credential.header)
+    # Plain HTTP needs no TLS context; HTTPS clients share one, so the CA bundle is
+    # loaded once per process, not once per client (about 1 MiB each in the agent).
+    verify: ssl.SSLContext | bool = _tls_context() if base_url.startswith("https:") else False
     return httpx.AsyncClient(
+        verify=verify,
         base_url=base_url.rstrip("/"),
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=5.0),
         limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
     )
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()

@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskfleet.errors import TaskfleetError
@@ -59,6 +60,22 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = "no such endpoint; see /docs for the API"
         return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # SQLSTATE class 22 is "data exception": a value the database cannot store.
+        if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+            return error_response(
+                400,
+                "invalid_input",
+                "a value is out of range or holds a character that cannot be stored "
+                "(such as NUL, \\u0000); nothing was changed",
+            )
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_request: Request, _exc: OverflowError) -> JSONResponse:
+        return error_response(400, "invalid_input", "a number is out of range; nothing was changed")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# The largest id a client may name: integer columns are 32-bit on PostgreSQL.
+MAX_ID = 2**31 - 1
+
+
+def is_id(key: str) -> bool:
+    """Does ``key`` name a row by id (ASCII digits, within range)?"""
+    return key.isascii() and key.isdigit() and int(key) <= MAX_ID
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[Any]: JSON}

@@ -52,6 +52,7 @@ class Relay:
         self._misses: dict[int, float] = {}
         self._agents_epoch: int | None = None
         self._map_refreshed = 0.0
+        self._approval_checked = 0.0
         self._flush = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -62,6 +63,11 @@ class Relay:
     # --- the agent-facing side (WorkSource) ---------------------------------------
 
     async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
+        if self.approval != "approved" and time.monotonic() - self._approval_checked > 1.0:
+            # Just approved? The NS may have assigned agents before our next heartbeat.
+            self._approval_checked = time.monotonic()
+            with contextlib.suppress(TaskfleetError):
+                await self._heartbeat_once()
         if self.approval != "approved":
             raise NotApproved(
                 f"task server {self.link.name or '?'} is not approved by the notification "
