@@ -163,6 +163,15 @@ class Fleet:
         self.agents[name] = proc
         return proc
 
+    def apply_policy(self, collection: str, pattern: str, task_servers: list[str]) -> None:
+        """Create a collection by name pattern and apply a policy listing ``task_servers``."""
+        self.api.post("/api/collections", {"name": collection, "rules": {"name_pattern": pattern}})
+        self.api.post(
+            "/api/documents/policy/draft/entries",
+            {"entry": {"collection": collection, "task_servers": task_servers}},
+        )
+        self.api.post("/api/documents/policy/apply")
+
     def computer(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.api.get(f"/api/computers/{name}")
         return found

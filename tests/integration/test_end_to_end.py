@@ -13,12 +13,7 @@ def test_script_reaches_every_agent_then_failover_after_sigkill(fleet: Fleet) ->
     # Given two approved task servers, a policy listing ts-a then ts-b, and three agents
     fleet.start_ts("ts-a")
     fleet.start_ts("ts-b")
-    fleet.api.post("/api/collections", {"name": "Lab", "rules": {"name_pattern": "pc-*"}})
-    fleet.api.post(
-        "/api/documents/policy/draft/entries",
-        {"entry": {"collection": "Lab", "task_servers": ["ts-a", "ts-b"]}},
-    )
-    fleet.api.post("/api/documents/policy/apply")
+    fleet.apply_policy("Lab", "pc-*", ["ts-a", "ts-b"])
     for name in AGENTS:
         fleet.start_agent(name)
     assigned = fleet.wait_assigned(AGENTS)

@@ -15,12 +15,7 @@ def test_restart_agent_task_moves_agent_to_the_policy_task_server(fleet: Fleet) 
 
     # And a new policy that prefers ts-b (the agent is sticky, so it stays on ts-a)
     fleet.start_ts("ts-b")
-    fleet.api.post("/api/collections", {"name": "Lab", "rules": {"name_pattern": "pc-*"}})
-    fleet.api.post(
-        "/api/documents/policy/draft/entries",
-        {"entry": {"collection": "Lab", "task_servers": ["ts-b", "ts-a"]}},
-    )
-    fleet.api.post("/api/documents/policy/apply")
+    fleet.apply_policy("Lab", "pc-*", ["ts-b", "ts-a"])
     assert fleet.computer("pc-1")["task_server"] == "ts-a"
 
     # When the built-in restart-agent task runs on it
