@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,10 +53,17 @@ class Launcher:
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> Proc:
+        """Start ``taskfleet ARGS``; ``prefix`` wraps it (the benchmark uses ``taskset -c 0``)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.workdir / f"{name}.log"
-        cmd = [sys.executable, "-m", "taskfleet", *args]
+        cmd = [*prefix, sys.executable, "-m", "taskfleet", *args]
         fh = open(log, "ab")
         popen = subprocess.Popen(
             cmd,

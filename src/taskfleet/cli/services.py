@@ -22,21 +22,24 @@ def ns_serve(
         "taskfleet-ns"
     ),
     public_url: Annotated[str, typer.Option(help="URL agents use to reach this NS")] = "",
+    http_server: Annotated[
+        str, typer.Option(help="uvicorn (default) or granian; see docs/benchmarks.md")
+    ] = "uvicorn",
 ) -> None:
     """Run the notification server (migrates the database first)."""
     from taskfleet.ns.app import create_app
     from taskfleet.ns.settings import NSSettings
-    from taskfleet.server.serve import parse_bind, run
+    from taskfleet.server.serve import check_http_server, parse_bind, run
     from taskfleet.storage.database import async_url
 
     try:
         parse_bind(bind)
         async_url(db)
+        server = check_http_server(http_server)
     except TaskfleetError as exc:
         fail(exc.message)
-    run(
-        create_app(NSSettings(db_url=db, bind=bind, data_dir=data_dir, public_url=public_url)), bind
-    )
+    settings = NSSettings(db_url=db, bind=bind, data_dir=data_dir, public_url=public_url)
+    run(create_app(settings), bind, http_server=server)
 
 
 def taskserver_serve(
@@ -58,14 +61,18 @@ def taskserver_serve(
     status_batch_interval: Annotated[
         float, typer.Option(help="seconds between status batches")
     ] = 1.0,
+    http_server: Annotated[
+        str, typer.Option(help="uvicorn (default) or granian; see docs/benchmarks.md")
+    ] = "uvicorn",
 ) -> None:
     """Run a task server: registers, waits for approval (R1), relays work and status."""
-    from taskfleet.server.serve import parse_bind, run
+    from taskfleet.server.serve import check_http_server, parse_bind, run
     from taskfleet.taskserver.app import create_app
     from taskfleet.taskserver.settings import TaskServerSettings
 
     try:
         parse_bind(bind)
+        server = check_http_server(http_server)
     except TaskfleetError as exc:
         fail(exc.message)
     settings = TaskServerSettings(
@@ -80,7 +87,7 @@ def taskserver_serve(
         heartbeat_period_s=heartbeat,
         status_batch_interval_s=status_batch_interval,
     )
-    run(create_app(settings), bind)
+    run(create_app(settings), bind, http_server=server)
 
 
 @agent.command(
