@@ -40,6 +40,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/poll.py
+	$(BIN)/python bench/channel_kinds.py
 	$(BIN)/python bench/agent_idle.py
 
 clean:

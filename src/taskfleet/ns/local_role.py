@@ -27,6 +27,9 @@ class LocalRole:
     def tickler(self) -> Tickler:
         return self.state.hub.local
 
+    def known(self, computer_id: int, secret: str) -> AgentSettings | None:
+        return None  # the NS checks the database every time: it records last contact
+
     async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
         async with self.state.session() as session:
             computer = await authenticate_agent(session, computer_id, secret)

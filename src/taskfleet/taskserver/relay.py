@@ -62,6 +62,17 @@ class Relay:
 
     # --- the agent-facing side (WorkSource) ---------------------------------------
 
+    def known(self, computer_id: int, secret: str) -> AgentSettings | None:
+        entry = self.agents.get(computer_id)
+        if (
+            entry is None
+            or self.approval != "approved"
+            or not secret_matches(secret, entry.credential_hash)
+        ):
+            return None  # authenticate() decides, with the NS if need be
+        self.seen[computer_id] = time.time()
+        return entry.settings
+
     async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
         if self.approval != "approved" and time.monotonic() - self._approval_checked > 1.0:
             # Just approved? The NS may have assigned agents before our next heartbeat.

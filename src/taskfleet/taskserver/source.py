@@ -13,6 +13,9 @@ from taskfleet.protocol.messages import AgentSettings, StatusAck, StatusEvent, W
 
 
 class WorkSource(Protocol):
+    def known(self, computer_id: int, secret: str) -> AgentSettings | None:
+        """From memory only: the settings of a known agent with this secret, else None."""
+
     async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
         """The agent's settings; raises Unauthenticated, NotAssigned or NotApproved."""
 
@@ -52,7 +55,9 @@ class Tickler:
         event = self._event(computer_id)
         self._open[computer_id] = self._open.get(computer_id, 0) + 1
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            # asyncio.timeout, not wait_for: no extra Task per parked channel.
+            async with asyncio.timeout(timeout):
+                await event.wait()
             event.clear()
             return True
         except TimeoutError:
