@@ -10,7 +10,9 @@ import sys
 from tests.fleet import Fleet
 
 
-def taskfleet(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
+def taskfleet(
+    fleet: Fleet, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "TASKFLEET_NS": fleet.ns_url,
@@ -19,6 +21,7 @@ def taskfleet(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
     }
     return subprocess.run(
         [sys.executable, "-m", "taskfleet", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=env,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from taskfleet.cli import demo, fleet, services, work
+from taskfleet.cli import demo, fleet, services, users, work
 from taskfleet.cli.client import Context
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ app.add_typer(fleet.collection, name="collection")
 app.add_typer(fleet.site, name="site")
 app.add_typer(work.policy, name="policy")
 app.add_typer(work.agent_config, name="agent-config")
+app.add_typer(users.user, name="user")
 app.add_typer(work.task, name="task")
 app.command("run")(work.run_command)
 app.command("run-status")(work.run_status)

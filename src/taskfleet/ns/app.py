@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from taskfleet import __version__
-from taskfleet.ns import api_agent, api_fleet, api_taskserver, api_work, bootstrap
+from taskfleet.ns import api_agent, api_fleet, api_taskserver, api_users, api_work, bootstrap
 from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
@@ -32,8 +32,14 @@ def create_app(settings: NSSettings) -> FastAPI:
             await bootstrap.ensure_builtins(session)
             created = await bootstrap.ensure_admin(session, settings.data_dir)
         if created is not None:
-            print(f"taskfleet: first start; admin credential written to {created}", flush=True)
-            print(f"taskfleet: export TASKFLEET_CREDENTIAL={created}", flush=True)
+            credential_file, password_file = created
+            print(
+                f"taskfleet: first start; admin credential written to {credential_file}\n"
+                f"taskfleet: export TASKFLEET_CREDENTIAL={credential_file}\n"
+                f"taskfleet: console {settings.public_url}/ : log in as 'admin' with the "
+                f"password in {password_file}",
+                flush=True,
+            )
         role = LocalRole(state)
         app.state.ns = state
         app.state.work_source = role
@@ -62,6 +68,7 @@ def create_app(settings: NSSettings) -> FastAPI:
     app.include_router(api_taskserver.router)
     app.include_router(api_fleet.router)
     app.include_router(api_work.router)
+    app.include_router(api_users.router)
     app.include_router(agent_api.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

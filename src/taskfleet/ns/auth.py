@@ -15,10 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import ROLES
 from taskfleet.protocol.transport import Credential, parse_credential, secret_matches
 from taskfleet.storage.models import ApiUser, Computer, TaskServer
-
-ROLES = ("viewer", "operator", "admin")
 
 
 @dataclass(frozen=True)

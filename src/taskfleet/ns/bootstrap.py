@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.ns import collections, runs
-from taskfleet.protocol.transport import Credential, hash_secret, new_secret
+from taskfleet.ns import collections, runs, users
 from taskfleet.storage.models import ApiUser
 
 ADMIN_CREDENTIAL_FILE = "admin.credential"
+ADMIN_PASSWORD_FILE = "admin.password"
 
 
 async def ensure_builtins(session: AsyncSession) -> None:
@@ -21,19 +20,21 @@ async def ensure_builtins(session: AsyncSession) -> None:
     await runs.ensure_builtin_tasks(session)
 
 
-async def ensure_admin(session: AsyncSession, data_dir: Path) -> Path | None:
-    """Create the first admin and write its credential file; None if an admin exists."""
+async def ensure_admin(session: AsyncSession, data_dir: Path) -> tuple[Path, Path] | None:
+    """Create the first admin: its API credential and console password, each in a file
+    only the NS's user can read. None if a user exists already."""
     if await session.scalar(select(ApiUser.id).limit(1)) is not None:
         return None
-    secret = new_secret()
-    user = ApiUser(
-        name="admin", role="admin", credential_hash=hash_secret(secret), created_at=time.time()
-    )
-    session.add(user)
-    await session.flush()
-    path = data_dir / ADMIN_CREDENTIAL_FILE
+    password = users.new_password()
+    _, credential = await users.create(session, "admin", "admin", password)
     data_dir.mkdir(parents=True, exist_ok=True)
+    credential_file = _write_private(data_dir / ADMIN_CREDENTIAL_FILE, str(credential))
+    password_file = _write_private(data_dir / ADMIN_PASSWORD_FILE, password)
+    return credential_file, password_file
+
+
+def _write_private(path: Path, text: str) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(str(Credential("admin", user.id, secret)) + "\n")
+        fh.write(text + "\n")
     return path

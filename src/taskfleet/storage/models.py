@@ -132,7 +132,7 @@ class EnrolmentToken(Base):
 
 
 class ApiUser(Base):
-    """Holders of admin-API credentials. Console users with passwords grow from here."""
+    """A person: an API credential (CLI, REST) and, once set, a console password."""
 
     __tablename__ = "api_user"
 
@@ -142,6 +142,21 @@ class ApiUser(Base):
     credential_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "scrypt$N$r$p$salt$hash" (base64); None: this user cannot log in to the console.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    last_login: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class ConsoleSession(Base):
+    """A logged-in browser. The cookie holds the token; only its hash is stored."""
+
+    __tablename__ = "console_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("api_user.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 class Draft(Base):

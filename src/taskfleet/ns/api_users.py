@@ -1,0 +1,86 @@
+"""Users and roles over the REST API (admin only, apart from ``/api/me``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from taskfleet.ns import audit, users
+from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.state import ns_state
+from taskfleet.storage.models import ApiUser
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+@dataclass
+class UserRequest:
+    name: str
+    role: str = "viewer"
+    password: str | None = None
+
+
+@dataclass
+class RoleRequest:
+    role: str
+
+
+@dataclass
+class PasswordRequest:
+    password: str
+
+
+@router.get("/me")
+async def me(caller: Viewer) -> dict[str, str]:
+    return {"name": caller.name, "role": caller.role}
+
+
+@router.get("/users")
+async def list_users(request: Request, _: Administrator) -> list[dict[str, Any]]:
+    async with ns_state(request).session() as session:
+        rows = await session.scalars(select(ApiUser).order_by(ApiUser.name))
+        return [asdict(users.view(u)) for u in rows]
+
+
+@router.post("/users", status_code=201)
+async def create_user(request: Request, body: UserRequest, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        user, credential = await users.create(session, body.name, body.role, body.password)
+        audit.record(session, admin.name, "user.create", user.name, role=user.role)
+        # The credential's secret is shown this once; only its hash is kept.
+        return {**asdict(users.view(user)), "credential": str(credential)}
+
+
+@router.post("/users/{key}/role")
+async def set_role(
+    request: Request, key: str, body: RoleRequest, admin: Administrator
+) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        user = await users.find(session, key)
+        before = user.role
+        await users.set_role(session, user, body.role)
+        audit.record(session, admin.name, "user.set-role", user.name, before=before, to=user.role)
+        return asdict(users.view(user))
+
+
+@router.post("/users/{key}/password")
+async def set_password(
+    request: Request, key: str, body: PasswordRequest, admin: Administrator
+) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        user = await users.find(session, key)
+        await users.set_password(session, user, body.password)
+        audit.record(session, admin.name, "user.set-password", user.name)
+        return asdict(users.view(user))
+
+
+@router.post("/users/{key}/disable")
+async def disable(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        user = await users.find(session, key)
+        await users.disable(session, user)
+        audit.record(session, admin.name, "user.disable", user.name)
+        return asdict(users.view(user))
