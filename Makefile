@@ -12,9 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the tests use: iproute2 for the network-namespace test.
+# Debian packages the tests use: iproute2 for the network-namespace test, chromium for
+# the console tests (Playwright drives Debian's /usr/bin/chromium; it cannot download one).
 system-deps:
-	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }
+	@missing=""; \
+	  command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	  test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  fi
 
 # Start the local PostgreSQL 15 if it is installed and down; tests skip it visibly otherwise.
 postgres:

@@ -15,6 +15,7 @@ def test_public_names_are_exactly_the_error_tree() -> None:
         "NotFound",
         "PayloadTooLarge",
         "TaskfleetError",
+        "TooManyRequests",
         "Unauthenticated",
         "Unavailable",
         "error_for_code",

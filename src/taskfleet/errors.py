@@ -15,6 +15,7 @@ turn such responses back into the same classes where they need to branch.
     ├── NotAssigned         409  agent asked a task server it is not assigned to;
     │                            it must ask the NS again (R3, R4)
     ├── PayloadTooLarge     413
+    ├── TooManyRequests     429  slow down (console log-in after repeated failures)
     └── Unavailable         503  a dependency is down; try again
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "TaskfleetError",
+    "TooManyRequests",
     "Unauthenticated",
     "Unavailable",
     "error_for_code",
@@ -84,6 +86,11 @@ class PayloadTooLarge(TaskfleetError):
     code = "payload_too_large"
 
 
+class TooManyRequests(TaskfleetError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class Unavailable(TaskfleetError):
     status_code = 503
     code = "unavailable"
@@ -100,6 +107,7 @@ _BY_CODE: dict[str, type[TaskfleetError]] = {
         Conflict,
         NotAssigned,
         PayloadTooLarge,
+        TooManyRequests,
         Unavailable,
     )
 }

@@ -160,6 +160,11 @@ def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: in
         f"in {time.monotonic() - started:.1f}s"
     )
     console.print(f"\nNS URL: [bold]{ns_url}[/]   (API documentation: {ns_url}/docs)")
+    password_file = credential_file.parent / "admin.password"
+    console.print(
+        f"console: [bold]{ns_url}/console/[/]   log in as admin with the password in "
+        f"{password_file}"
+    )
     console.print(f"try:  export TASKFLEET_NS={ns_url} TASKFLEET_CREDENTIAL={credential_file}")
     console.print("      taskfleet computer show demo-pc-01; taskfleet taskserver list")
     if once:

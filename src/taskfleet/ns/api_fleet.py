@@ -35,26 +35,16 @@ async def list_task_servers(request: Request, _: Viewer) -> list[dict[str, Any]]
         return [asdict(v) for v in await registry.list_all(session)]
 
 
-async def _set_approval(
-    request: Request, key: str, approval: str, action: str, actor: str
-) -> dict[str, Any]:
-    state = ns_state(request)
-    async with state.session() as session:
-        ts = await registry.find(session, key)
-        ts.approval = approval
-        audit.record(session, actor, action, ts.name)
-        state.agents_changed()
-        return {"name": ts.name, "approval": ts.approval}
-
-
 @router.post("/taskservers/{key}/approve")
 async def approve(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
-    return await _set_approval(request, key, "approved", "taskserver.approve", admin.name)
+    ts = await registry.set_approval(ns_state(request), key, "approved", admin.name)
+    return {"name": ts.name, "approval": ts.approval}
 
 
 @router.post("/taskservers/{key}/revoke")
 async def revoke(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
-    return await _set_approval(request, key, "revoked", "taskserver.revoke", admin.name)
+    ts = await registry.set_approval(ns_state(request), key, "revoked", admin.name)
+    return {"name": ts.name, "approval": ts.approval}
 
 
 # --- enrolment tokens -------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from taskfleet import __version__
+from taskfleet.console.app import install as install_console
 from taskfleet.ns import api_agent, api_fleet, api_taskserver, api_users, api_work, bootstrap
 from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.settings import NSSettings
@@ -36,7 +37,7 @@ def create_app(settings: NSSettings) -> FastAPI:
             print(
                 f"taskfleet: first start; admin credential written to {credential_file}\n"
                 f"taskfleet: export TASKFLEET_CREDENTIAL={credential_file}\n"
-                f"taskfleet: console {settings.public_url}/ : log in as 'admin' with the "
+                f"taskfleet: console {settings.public_url}/console/ : log in as 'admin' with the "
                 f"password in {password_file}",
                 flush=True,
             )
@@ -70,5 +71,6 @@ def create_app(settings: NSSettings) -> FastAPI:
     app.include_router(api_work.router)
     app.include_router(api_users.router)
     app.include_router(agent_api.router)
+    install_console(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

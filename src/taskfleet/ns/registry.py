@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
-from taskfleet.ns import computers, tokens
+from taskfleet.ns import audit, computers, tokens
+from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import Facts
 from taskfleet.protocol.transport import Credential, hash_secret, new_secret
 from taskfleet.storage.models import Computer, TaskServer, is_id
@@ -84,6 +85,17 @@ async def find(session: AsyncSession, key: str) -> TaskServer:
     if ts is None:
         raise NotFound(f"no task server {key!r}; 'taskfleet taskserver list' shows them")
     return ts
+
+
+async def set_approval(state: NSState, key: str, approval: str, actor: str) -> TaskServer:
+    """Approve or revoke (R1), audited; task servers learn it at their next call."""
+    async with state.session() as session:
+        ts = await find(session, key)
+        ts.approval = approval
+        action = "taskserver.approve" if approval == "approved" else "taskserver.revoke"
+        audit.record(session, actor, action, ts.name)
+        state.agents_changed()
+        return ts
 
 
 async def loads(session: AsyncSession) -> dict[int, int]:

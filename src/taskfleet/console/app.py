@@ -1,0 +1,92 @@
+"""Putting the console on the NS: its routes, static files and error pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from taskfleet.console import dashboard, sessions, taskservers
+from taskfleet.console.web import HERE, PREFIX, render
+from taskfleet.errors import TaskfleetError, Unauthenticated
+from taskfleet.server.errors import error_response
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+def safe_next(target: str) -> str:
+    """Only a path inside the console: never another site (an open redirect)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith(PREFIX + "/"):
+        return PREFIX + "/"
+    return target
+
+
+@router.get("/login")
+async def login_page(request: Request, next: str = PREFIX + "/") -> HTMLResponse:
+    return await render(request, "login.html", {"next": safe_next(next), "name": ""})
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    name: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = PREFIX + "/",
+) -> Response:
+    response = RedirectResponse(safe_next(next), status_code=303)
+    try:
+        await sessions.log_in(request, response, name.strip(), password)
+    except TaskfleetError as exc:
+        # The name stays in the form; the password never comes back.
+        context = {"next": safe_next(next), "name": name, "error": exc.message}
+        return await render(request, "login.html", context, status_code=exc.status_code)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, _: sessions.Changing) -> Response:
+    response = RedirectResponse(PREFIX + "/login", status_code=303)
+    await sessions.log_out(request, response)
+    return response
+
+
+def _is_console(request: Request) -> bool:
+    return request.url.path == PREFIX or request.url.path.startswith(PREFIX + "/")
+
+
+async def _console_error(request: Request, exc: TaskfleetError) -> Response:
+    if not _is_console(request):
+        return error_response(exc.status_code, exc.code, exc.message)
+    htmx = request.headers.get("hx-request") == "true"
+    if isinstance(exc, Unauthenticated):
+        target = f"{PREFIX}/login?next={quote(request.url.path)}"
+        if htmx:
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+    if htmx:
+        # Shown in the page's message area; the rest of the page (and any typing) stays.
+        response = await render(
+            request, "_message.html", {"error": exc.message}, status_code=exc.status_code
+        )
+        response.headers.update({"HX-Retarget": "#message", "HX-Reswap": "innerHTML"})
+        return response
+    return await render(
+        request, "error.html", {"error": exc.message, "status": exc.status_code},
+        status_code=exc.status_code,
+    )  # fmt: skip
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.include_router(dashboard.router)
+    app.include_router(taskservers.router)
+    app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.add_exception_handler(TaskfleetError, _console_error)  # type: ignore[arg-type]
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(PREFIX + "/", status_code=307)

@@ -1,0 +1,169 @@
+"""Console log-in: sessions in a cookie, CSRF tokens, and a brake on password guessing.
+
+The cookie holds a random token; the database keeps only its hash, with the
+session's CSRF token. Every change (a POST) must carry that CSRF token, in the
+``csrf`` form field or the ``X-CSRF-Token`` header htmx sends, so another site
+cannot make a logged-in browser change anything. Failed log-ins are counted
+per user name and per client address in this process: after ``MAX_FAILURES``
+in ``WINDOW_S`` seconds, log-in is refused until the window has passed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from sqlalchemy import delete, select
+
+from taskfleet.errors import Forbidden, TooManyRequests, Unauthenticated
+from taskfleet.ns import audit, users
+from taskfleet.ns.auth import Admin
+from taskfleet.ns.state import ns_state
+from taskfleet.protocol.transport import hash_secret
+from taskfleet.storage.models import ApiUser, ConsoleSession
+
+COOKIE = "taskfleet_session"
+SESSION_S = 12 * 3600
+MAX_FAILURES = 5
+WINDOW_S = 300.0
+
+
+@dataclass(frozen=True)
+class ConsoleUser(Admin):
+    csrf: str = ""
+
+    def can(self, role: str) -> bool:
+        return users.ROLES.index(self.role) >= users.ROLES.index(role)
+
+
+class LoginBrake:
+    """Recent failures per key (a user name, a client address), forgotten after WINDOW_S."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(key, deque())
+        while failures and now - failures[0] > WINDOW_S:
+            failures.popleft()
+        return failures
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            failures = self._recent(key, now)
+            if len(failures) >= MAX_FAILURES:
+                wait = int(WINDOW_S - (now - failures[0])) + 1
+                raise TooManyRequests(f"too many failed log-ins; try again in {wait} seconds")
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            self._recent(key, now).append(now)
+        if len(self._failures) > 10_000:  # bounded: drop keys with no recent failure
+            for key in [k for k, v in self._failures.items() if not self._recent(k, now)]:
+                del self._failures[key]
+
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(f"user:{name}", None)
+
+
+brake = LoginBrake()
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def log_in(request: Request, response: Response, name: str, password: str) -> ConsoleUser:
+    if not name or len(name) > 255 or "\x00" in name + password:
+        raise Unauthenticated("wrong user name or password")
+    keys = (f"user:{name}", f"addr:{client_address(request)}")
+    brake.check(*keys)
+    async with ns_state(request).session() as session:
+        user = await session.scalar(select(ApiUser).where(ApiUser.name == name))
+        stored = user.password_hash if user is not None and not user.disabled else None
+        if user is None or not users.password_matches(password, stored):
+            # Recorded and committed before refusing: a failed log-in is worth auditing.
+            brake.failed(*keys)
+            audit.record(session, f"console:{name}"[:255], "console.login-failed", name[:255])
+            logged_in = None
+        else:
+            brake.succeeded(name)
+            token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
+            await session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
+            session.add(
+                ConsoleSession(
+                    token_hash=hash_secret(token),
+                    user_id=user.id,
+                    csrf_token=csrf,
+                    created_at=now,
+                    expires_at=now + SESSION_S,
+                )
+            )
+            user.last_login = now
+            audit.record(session, user.name, "console.login", user.name)
+            logged_in = ConsoleUser(user.name, user.role, csrf)
+    if logged_in is None:
+        raise Unauthenticated("wrong user name or password")
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=SESSION_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return logged_in
+
+
+async def log_out(request: Request, response: Response) -> None:
+    token = request.cookies.get(COOKIE)
+    if token:
+        async with ns_state(request).session() as session:
+            await session.execute(
+                delete(ConsoleSession).where(ConsoleSession.token_hash == hash_secret(token))
+            )
+    response.delete_cookie(COOKIE, path="/")
+
+
+async def _current(request: Request) -> ConsoleUser:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise Unauthenticated("log in first")
+    async with ns_state(request).session() as session:
+        row = (
+            await session.execute(
+                select(ConsoleSession, ApiUser)
+                .join(ApiUser, ApiUser.id == ConsoleSession.user_id)
+                .where(ConsoleSession.token_hash == hash_secret(token))
+            )
+        ).first()
+    if row is None or row[0].expires_at < time.time() or row[1].disabled:
+        raise Unauthenticated("your session ended; log in again")
+    user = ConsoleUser(row[1].name, row[1].role, row[0].csrf_token)
+    request.state.console_user = user
+    return user
+
+
+async def _changing(request: Request) -> ConsoleUser:
+    user = await _current(request)
+    sent = request.headers.get("x-csrf-token")
+    if sent is None:
+        form = await request.form()
+        field = form.get("csrf")
+        sent = field if isinstance(field, str) else None
+    if not sent or not hmac.compare_digest(sent, user.csrf):
+        raise Forbidden("this form is out of date (missing or wrong CSRF token); reload the page")
+    return user
+
+
+# A logged-in user (any role); and one making a change, with the CSRF token checked.
+Viewing = Annotated[ConsoleUser, Depends(_current)]
+Changing = Annotated[ConsoleUser, Depends(_changing)]

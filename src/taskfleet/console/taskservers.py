@@ -1,0 +1,43 @@
+"""Task servers: pending ones first, approve and revoke with a confirmation (R1, R2)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from taskfleet.console.sessions import Changing, Viewing
+from taskfleet.console.web import PREFIX, render
+from taskfleet.ns import registry
+from taskfleet.ns.state import ns_state
+
+router = APIRouter(prefix=PREFIX + "/taskservers", include_in_schema=False)
+ORDER = {"pending": 0, "revoked": 1, "approved": 2}
+
+
+async def _page(request: Request, notice: str = "") -> HTMLResponse:
+    async with ns_state(request).session() as session:
+        servers = await registry.list_all(session)
+    servers.sort(key=lambda s: (ORDER.get(s.approval, 3), s.name))
+    context = {"servers": servers, "notice": notice}
+    return await render(request, "taskservers.html", context, page="taskservers")
+
+
+@router.get("")
+async def task_servers(request: Request, user: Viewing) -> HTMLResponse:
+    return await _page(request)
+
+
+@router.post("/{name}/approve")
+async def approve(request: Request, name: str, user: Changing) -> HTMLResponse:
+    user.require("admin")
+    ts = await registry.set_approval(ns_state(request), name, "approved", user.name)
+    return await _page(request, f"Task server {ts.name} is approved: it may now serve agents.")
+
+
+@router.post("/{name}/revoke")
+async def revoke(request: Request, name: str, user: Changing) -> HTMLResponse:
+    user.require("admin")
+    ts = await registry.set_approval(ns_state(request), name, "revoked", user.name)
+    return await _page(
+        request, f"Task server {ts.name} is revoked: every call it makes is refused from now on."
+    )
