@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from taskfleet.console import dashboard, sessions, taskservers
+from taskfleet.console import computers, dashboard, sessions, taskservers
 from taskfleet.console.web import HERE, PREFIX, render
 from taskfleet.errors import TaskfleetError, Unauthenticated
 from taskfleet.server.errors import error_response
@@ -84,6 +84,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(dashboard.router)
     app.include_router(taskservers.router)
+    app.include_router(computers.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(TaskfleetError, _console_error)  # type: ignore[arg-type]
 

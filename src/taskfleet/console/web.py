@@ -35,6 +35,7 @@ SECURITY_HEADERS = {
 # The pages built so far, in menu order; each new page family adds itself here.
 NAV = [
     ("dashboard", "Dashboard", ""),
+    ("computers", "Computers", "/computers"),
     ("taskservers", "Task servers", "/taskservers"),
 ]
 

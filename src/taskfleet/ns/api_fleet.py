@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
-from taskfleet.ns import audit, computers, registry, sites, tokens
+from taskfleet.ns import audit, computer_views, computers, registry, sites, tokens
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.auth import Administrator, Viewer
 from taskfleet.ns.state import ns_state
@@ -16,11 +16,7 @@ from taskfleet.storage.models import (
     AuditEntry,
     Collection,
     Computer,
-    Instance,
-    Run,
     Site,
-    Task,
-    TaskServer,
 )
 
 router = APIRouter(prefix="/api", tags=["fleet"])
@@ -81,71 +77,25 @@ async def create_token(
 # --- computers --------------------------------------------------------------------
 
 
-def computer_view(c: Computer, ts_names: dict[int, str]) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "name": c.name,
-        "hardware_id": c.hardware_id,
-        "addresses": c.addresses,
-        "os": c.os,
-        "agent_version": c.agent_version,
-        "interpreters": c.interpreters,
-        "facts": c.facts,
-        "last_contact": c.last_contact,
-        "task_server": ts_names.get(c.task_server_id)
-        if c.task_server_id
-        else ("notification server" if c.assign_step == "ns-fallback" else None),
-        "assign_step": c.assign_step,
-        "assign_reason": c.assign_reason,
-        "assigned_at": c.assigned_at,
-    }
-
-
-async def _ts_names(session: Any) -> dict[int, str]:
-    return dict((await session.execute(select(TaskServer.id, TaskServer.name))).tuples().all())
-
-
 @router.get("/computers")
 async def list_computers(
     request: Request,
     _: Viewer,
     search: str = "",
+    sort: str = "name",
+    descending: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> dict[str, Any]:
     async with ns_state(request).session() as session:
-        query = select(Computer)
-        if search:
-            like = f"%{search}%"
-            query = query.where(or_(Computer.name.ilike(like), Computer.os.ilike(like)))
-        total = await session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = (
-            await session.scalars(query.order_by(Computer.name).limit(limit).offset(offset))
-        ).all()
-        names = await _ts_names(session)
-        return {"total": total, "computers": [computer_view(c, names) for c in rows]}
+        total, rows = await computer_views.search(session, search, sort, descending, limit, offset)
+        return {"total": total, "computers": rows}
 
 
 @router.get("/computers/{key}")
 async def show_computer(request: Request, key: str, _: Viewer) -> dict[str, Any]:
     async with ns_state(request).session() as session:
-        computer = await computers.find(session, key)
-        membership = await collections_.load_membership(session, [computer.id])
-        view = computer_view(computer, await _ts_names(session))
-        view["collections"] = membership.collections_of(computer)
-        history = await session.execute(
-            select(Instance, Task.name)
-            .join(Run, Run.id == Instance.run_id)
-            .join(Task, Task.id == Run.task_id)
-            .where(Instance.computer_id == computer.id)
-            .order_by(Instance.id.desc())
-            .limit(20)
-        )
-        view["runs"] = [
-            {"run": i.run_id, "task": name, "state": i.state, "return_code": i.return_code}
-            for i, name in history.tuples().all()
-        ]
-        return view
+        return await computer_views.detail(session, key)
 
 
 # --- collections ------------------------------------------------------------------
@@ -263,7 +213,7 @@ class SiteServerRequest:
 async def list_sites(request: Request, _: Viewer) -> list[dict[str, Any]]:
     async with ns_state(request).session() as session:
         served = await sites.served_by(session)
-        names = await _ts_names(session)
+        names = await computer_views.task_server_names(session)
         rows = (await session.scalars(select(Site).order_by(Site.name))).all()
         return [
             {

@@ -30,7 +30,7 @@ async def decide(
     )
     servers: dict[int, Candidate] = {}
     by_name: dict[str, int] = {}
-    for ts, addresses in rows.tuples().all():
+    for ts, addresses in rows.all():
         ok, why = registry.availability(ts, now)
         servers[ts.id] = Candidate(
             id=ts.id,

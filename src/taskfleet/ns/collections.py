@@ -134,7 +134,7 @@ async def load_membership(
     for collection_id, computer_id in (await session.execute(query)).all():
         static.setdefault(collection_id, set()).add(computer_id)
     task_servers = dict(
-        (await session.execute(select(TaskServer.computer_id, TaskServer.approval))).tuples().all()
+        (await session.execute(select(TaskServer.computer_id, TaskServer.approval))).all()
     )
     return Membership(collections, static, task_servers)
 

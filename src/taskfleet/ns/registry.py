@@ -104,7 +104,7 @@ async def loads(session: AsyncSession) -> dict[int, int]:
         .where(Computer.task_server_id.is_not(None))
         .group_by(Computer.task_server_id)
     )
-    return {ts_id: n for ts_id, n in rows.tuples().all() if ts_id is not None}
+    return {ts_id: n for ts_id, n in rows.all() if ts_id is not None}
 
 
 @dataclass
@@ -130,7 +130,7 @@ async def list_all(session: AsyncSession) -> list[TaskServerView]:
     )
     out = []
     now = time.time()
-    for ts, computer in rows.tuples().all():
+    for ts, computer in rows.all():
         ok, why = availability(ts, now)
         out.append(
             TaskServerView(

@@ -187,7 +187,7 @@ async def deliver(
     )
     now = time.time()
     work = []
-    for instance, task, live in rows.tuples().all():
+    for instance, task, live in rows.all():
         instance.delivered_at = now
         work.append(
             WorkItem(
@@ -228,7 +228,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
         raise NotFound(
             f"no run {run_id}; 'taskfleet run-status' takes the number 'taskfleet run' printed"
         )
-    run, task_name = row.tuple()
+    run, task_name = row
     counts = dict(
         (
             await session.execute(
@@ -236,9 +236,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
                 .where(Instance.run_id == run_id)
                 .group_by(Instance.state)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     total = sum(counts.values())
     done = all(InstanceState(s).terminal for s in counts)
@@ -260,7 +258,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
             .where(Instance.run_id == run_id)
             .order_by(Computer.name)
         )
-        for instance, name in rows.tuples().all():
+        for instance, name in rows.all():
             result.instances.append(
                 {
                     "instance_id": instance.id,

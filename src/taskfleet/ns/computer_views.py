@@ -1,0 +1,111 @@
+"""Computers as the API and the console show them: searched, sorted, paged, in detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.errors import InvalidInput
+from taskfleet.ns import collections, computers
+from taskfleet.storage.models import Computer, Instance, Run, Task, TaskServer
+
+# Columns a list may be sorted by; the name breaks ties so pages never overlap.
+SORTS = {
+    "name": Computer.name,
+    "os": Computer.os,
+    "last_contact": Computer.last_contact,
+    "task_server": Computer.task_server_id,
+    "assign_step": Computer.assign_step,
+}
+MAX_SEARCH = 200
+
+
+def view(c: Computer, ts_names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "hardware_id": c.hardware_id,
+        "addresses": c.addresses,
+        "os": c.os,
+        "agent_version": c.agent_version,
+        "interpreters": c.interpreters,
+        "facts": c.facts,
+        "last_contact": c.last_contact,
+        "task_server": ts_names.get(c.task_server_id)
+        if c.task_server_id
+        else ("notification server" if c.assign_step == "ns-fallback" else None),
+        "assign_step": c.assign_step,
+        "assign_reason": c.assign_reason,
+        "assigned_at": c.assigned_at,
+    }
+
+
+async def task_server_names(session: AsyncSession) -> dict[int, str]:
+    return dict((await session.execute(select(TaskServer.id, TaskServer.name))).all())
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def search(
+    session: AsyncSession,
+    text: str = "",
+    sort: str = "name",
+    descending: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many computers match ``text`` (name, OS or address), and one page of them."""
+    if sort not in SORTS:
+        raise InvalidInput(f"sort {sort!r} must be one of: {', '.join(SORTS)}")
+    if len(text) > MAX_SEARCH or "\x00" in text:
+        raise InvalidInput(f"search text: at most {MAX_SEARCH} characters")
+    query = select(Computer)
+    if text:
+        like = _like(text)
+        query = query.where(
+            or_(
+                Computer.name.ilike(like, escape="\\"),
+                Computer.os.ilike(like, escape="\\"),
+                cast(Computer.addresses, Text).ilike(like, escape="\\"),
+            )
+        )
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    column = SORTS[sort]
+    order = [column.desc().nulls_last() if descending else column.asc().nulls_first()]
+    page = await session.scalars(
+        query.order_by(*order, Computer.name, Computer.id).limit(limit).offset(offset)
+    )
+    names = await task_server_names(session)
+    return total, [view(c, names) for c in page.all()]
+
+
+async def detail(session: AsyncSession, key: str, history: int = 20) -> dict[str, Any]:
+    """One computer: facts, collections, task server and why, recent runs."""
+    computer = await computers.find(session, key)
+    membership = await collections.load_membership(session, [computer.id])
+    shown = view(computer, await task_server_names(session))
+    shown["collections"] = membership.collections_of(computer)
+    rows = await session.execute(
+        select(Instance, Task.name)
+        .join(Run, Run.id == Instance.run_id)
+        .join(Task, Task.id == Run.task_id)
+        .where(Instance.computer_id == computer.id)
+        .order_by(Instance.id.desc())
+        .limit(history)
+    )
+    shown["runs"] = [
+        {
+            "run": i.run_id,
+            "task": name,
+            "state": i.state,
+            "return_code": i.return_code,
+            "finished_at": i.finished_at,
+        }
+        for i, name in rows.all()
+    ]
+    return shown
