@@ -43,9 +43,11 @@ class TaskfleetError(Exception):
     status_code = 500
     code = "internal"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The input field at fault, when there is one: forms show the message next to it.
+        self.field = field
 
 
 class InvalidInput(TaskfleetError):

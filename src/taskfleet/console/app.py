@@ -6,13 +6,14 @@ from typing import Annotated
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from taskfleet.console import computers, dashboard, sessions, taskservers
+from taskfleet.console import computers, dashboard, runs, sessions, tasks, taskservers
 from taskfleet.console.web import HERE, PREFIX, render
-from taskfleet.errors import TaskfleetError, Unauthenticated
-from taskfleet.server.errors import error_response
+from taskfleet.errors import InvalidInput, TaskfleetError, Unauthenticated
+from taskfleet.server.errors import describe_validation, error_response
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -60,7 +61,7 @@ def _is_console(request: Request) -> bool:
 
 async def _console_error(request: Request, exc: TaskfleetError) -> Response:
     if not _is_console(request):
-        return error_response(exc.status_code, exc.code, exc.message)
+        return error_response(exc.status_code, exc.code, exc.message, exc.field)
     htmx = request.headers.get("hx-request") == "true"
     if isinstance(exc, Unauthenticated):
         target = f"{PREFIX}/login?next={quote(request.url.path)}"
@@ -80,13 +81,22 @@ async def _console_error(request: Request, exc: TaskfleetError) -> Response:
     )  # fmt: skip
 
 
+async def _console_validation(request: Request, exc: RequestValidationError) -> Response:
+    if not _is_console(request):
+        return error_response(400, "invalid_input", describe_validation(list(exc.errors())))
+    return await _console_error(request, InvalidInput(describe_validation(list(exc.errors()))))
+
+
 def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(dashboard.router)
     app.include_router(taskservers.router)
     app.include_router(computers.router)
+    app.include_router(tasks.router)
+    app.include_router(runs.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(TaskfleetError, _console_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _console_validation)  # type: ignore[arg-type]
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -37,6 +37,8 @@ NAV = [
     ("dashboard", "Dashboard", ""),
     ("computers", "Computers", "/computers"),
     ("taskservers", "Task servers", "/taskservers"),
+    ("tasks", "Tasks", "/tasks"),
+    ("runs", "Runs", "/runs"),
 ]
 
 

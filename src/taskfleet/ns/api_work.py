@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import documents, runs
+from taskfleet.ns import documents, runs, tasks
 from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import TaskType
@@ -137,7 +137,7 @@ def task_view(task: Task) -> dict[str, Any]:
 @router.post("/tasks", status_code=201)
 async def create_task(request: Request, body: TaskRequest, admin: Administrator) -> dict[str, Any]:
     async with ns_state(request).session() as session:
-        task = await runs.create_task(
+        task = await tasks.create(
             session,
             body.name,
             body.type,
@@ -159,7 +159,7 @@ async def list_tasks(request: Request, _: Viewer) -> list[dict[str, Any]]:
 @router.get("/tasks/{key}")
 async def show_task(request: Request, key: str, _: Viewer) -> dict[str, Any]:
     async with ns_state(request).session() as session:
-        return task_view(await runs.find_task(session, key))
+        return task_view(await tasks.find(session, key))
 
 
 # --- runs -------------------------------------------------------------------------

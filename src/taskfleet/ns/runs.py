@@ -1,4 +1,4 @@
-"""Tasks, runs and instances: create, fan out, deliver, and summarise (SPEC section 2)."""
+"""Runs and instances: fan out, deliver, and summarise (SPEC section 2)."""
 
 from __future__ import annotations
 
@@ -9,92 +9,12 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.errors import Conflict, InvalidInput, NotFound
-from taskfleet.ns import audit, computers
+from taskfleet.errors import InvalidInput, NotFound
+from taskfleet.ns import audit, computers, tasks
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.state import NSState, after_commit
-from taskfleet.protocol.messages import INTERPRETERS, InstanceState, TaskType, WorkItem
-from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, Task, is_id
-
-MAX_SCRIPT_BYTES = 256 * 1024
-MAX_TIMEOUT_S = 7 * 24 * 3600.0
-RESTART_AGENT = "Restart agent"
-
-
-def check_task(type_: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    if type_ == TaskType.RUN_SCRIPT:
-        script = params.get("script")
-        interpreter = params.get("interpreter", "sh")
-        if not isinstance(script, str) or not script.strip():
-            raise InvalidInput("a run-script task needs a non-empty 'script'")
-        if len(script.encode()) > MAX_SCRIPT_BYTES:
-            raise InvalidInput(f"the script is larger than {MAX_SCRIPT_BYTES} bytes")
-        if interpreter not in INTERPRETERS:
-            raise InvalidInput(
-                f"interpreter {interpreter!r} is not supported; "
-                f"use one of {', '.join(INTERPRETERS)}"
-            )
-        params = {"script": script, "interpreter": interpreter}
-    elif type_ == TaskType.RESTART_AGENT:
-        params = {}
-    else:
-        raise InvalidInput(f"task type {type_!r} is not known; use {TaskType.RUN_SCRIPT}")
-    if not 1 <= timeout_s <= MAX_TIMEOUT_S:
-        raise InvalidInput(f"timeout must be between 1 and {MAX_TIMEOUT_S:.0f} seconds")
-    return params
-
-
-async def ensure_builtin_tasks(session: AsyncSession) -> None:
-    if await session.scalar(select(Task.id).where(Task.name == RESTART_AGENT)) is None:
-        session.add(
-            Task(
-                name=RESTART_AGENT,
-                type=TaskType.RESTART_AGENT,
-                params={},
-                timeout_s=60,
-                builtin=True,
-                created_at=time.time(),
-                created_by="taskfleet",
-            )
-        )
-
-
-async def create_task(
-    session: AsyncSession,
-    name: str,
-    type_: str,
-    params: dict[str, Any],
-    timeout_s: float,
-    actor: str,
-) -> Task:
-    name = name.strip()
-    if not name or len(name) > 255 or "\x00" in name:
-        raise InvalidInput("a task name must be 1 to 255 characters, without NUL (\\u0000)")
-    if await session.scalar(select(Task.id).where(Task.name == name)):
-        raise Conflict(f"a task named {name!r} already exists")
-    params = check_task(type_, params, timeout_s)
-    task = Task(
-        name=name,
-        type=type_,
-        params=params,
-        timeout_s=timeout_s,
-        created_at=time.time(),
-        created_by=actor,
-    )
-    session.add(task)
-    await session.flush()
-    audit.record(session, actor, "task.create", name, type=type_)
-    return task
-
-
-async def find_task(session: AsyncSession, key: str) -> Task:
-    query = select(Task).where(Task.name == key)
-    if is_id(key):
-        query = select(Task).where(or_(Task.id == int(key), Task.name == key))
-    task = await session.scalar(query)
-    if task is None:
-        raise NotFound(f"no task {key!r}; 'taskfleet task list' shows them")
-    return task
+from taskfleet.protocol.messages import InstanceState, WorkItem
+from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, Task
 
 
 async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[Computer]:
@@ -133,7 +53,7 @@ async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[Com
 async def start_run(
     state: NSState, session: AsyncSession, task_key: str, targets: list[str], live: bool, actor: str
 ) -> Run:
-    task = await find_task(session, task_key)
+    task = await tasks.find(session, task_key)
     chosen = await resolve_targets(session, targets)
     run = Run(
         task_id=task.id, targets=list(targets), live=live, created_at=time.time(), created_by=actor

@@ -20,11 +20,14 @@ from taskfleet.errors import TaskfleetError
 log = logging.getLogger("taskfleet.server")
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body = {"error": code, "message": message}
+    if field:
+        body["field"] = field  # the input at fault, for forms and scripts
+    return JSONResponse(body, status_code=status)
 
 
-def _describe(errors: list[dict[str, object]]) -> str:
+def describe_validation(errors: list[dict[str, object]]) -> str:
     parts = []
     for err in errors[:5]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]  # type: ignore[attr-defined]
@@ -43,11 +46,11 @@ def _describe(errors: list[dict[str, object]]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TaskfleetError)
     async def _domain(_request: Request, exc: TaskfleetError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message)
+        return error_response(exc.status_code, exc.code, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, "invalid_input", _describe(list(exc.errors())))
+        return error_response(400, "invalid_input", describe_validation(list(exc.errors())))
 
     @app.exception_handler(json.JSONDecodeError)
     async def _json(_request: Request, _exc: json.JSONDecodeError) -> JSONResponse:

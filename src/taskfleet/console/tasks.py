@@ -1,0 +1,141 @@
+"""Tasks: create and edit run-script tasks (admin), and Run now on targets (operator).
+
+A form with a mistake comes back with the message next to the field at fault
+and everything the user typed still in it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from taskfleet.console.sessions import Changing, Viewing
+from taskfleet.console.web import PREFIX, render
+from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.ns import runs, tasks
+from taskfleet.ns.state import ns_state
+from taskfleet.protocol.messages import INTERPRETERS, TaskType
+from taskfleet.storage.models import Collection, Task
+
+router = APIRouter(prefix=PREFIX + "/tasks", include_in_schema=False)
+Text = Annotated[str, Form()]
+
+
+def _form(
+    name: str = "", script: str = "", interpreter: str = "sh", timeout_s: str = "600"
+) -> dict[str, str]:
+    return {"name": name, "script": script, "interpreter": interpreter, "timeout_s": timeout_s}
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not a number of seconds", field="timeout_s") from None
+
+
+async def _list(request: Request, **extra: Any) -> HTMLResponse:
+    async with ns_state(request).session() as session:
+        rows = (await session.scalars(select(Task).order_by(Task.name))).all()
+        collections = (
+            await session.scalars(select(Collection.name).order_by(Collection.name))
+        ).all()
+    context = {"tasks": rows, "collections": collections, **extra}
+    return await render(request, "tasks.html", context, page="tasks")
+
+
+async def _editor(
+    request: Request, form: dict[str, str], task_id: int | None, error: TaskfleetError | None = None
+) -> HTMLResponse:
+    context = {"form": form, "task_id": task_id, "interpreters": INTERPRETERS,
+               "field_errors": {error.field: error.message} if error and error.field else {},
+               "error": error.message if error and not error.field else ""}  # fmt: skip
+    status = error.status_code if error else 200
+    return await render(request, "task_form.html", context, status_code=status, page="tasks")
+
+
+@router.get("")
+async def task_list(request: Request, user: Viewing) -> HTMLResponse:
+    return await _list(request)
+
+
+@router.get("/new")
+async def new_task(request: Request, user: Viewing) -> HTMLResponse:
+    user.require("admin")
+    return await _editor(request, _form(), None)
+
+
+@router.post("/new")
+async def create_task(
+    request: Request, user: Changing, name: Text = "", script: Text = "",
+    interpreter: Text = "sh", timeout_s: Text = "600",
+) -> Response:  # fmt: skip
+    user.require("admin")
+    form = _form(name, script, interpreter, timeout_s)
+    try:
+        async with ns_state(request).session() as session:
+            params = {"script": script, "interpreter": interpreter}
+            task = await tasks.create(
+                session, name, TaskType.RUN_SCRIPT, params, _seconds(timeout_s), user.name
+            )
+    except TaskfleetError as exc:
+        return await _editor(request, form, None, exc)
+    return RedirectResponse(f"{PREFIX}/tasks?saved={task.id}", status_code=303)
+
+
+@router.get("/{key}/edit")
+async def edit_task(request: Request, key: str, user: Viewing) -> HTMLResponse:
+    user.require("admin")
+    async with ns_state(request).session() as session:
+        task = await tasks.find(session, key)
+    form = _form(
+        task.name,
+        task.params.get("script", ""),
+        task.params.get("interpreter", "sh"),
+        f"{task.timeout_s:g}",
+    )
+    return await _editor(request, form, task.id)
+
+
+@router.post("/{key}/edit")
+async def save_task(
+    request: Request, key: str, user: Changing, name: Text = "", script: Text = "",
+    interpreter: Text = "sh", timeout_s: Text = "600",
+) -> Response:  # fmt: skip
+    user.require("admin")
+    form = _form(name, script, interpreter, timeout_s)
+    task_id: int | None = None
+    try:
+        async with ns_state(request).session() as session:
+            task = await tasks.find(session, key)
+            task_id = task.id
+            params = {"script": script, "interpreter": interpreter}
+            await tasks.update(session, task, name, params, _seconds(timeout_s), user.name)
+    except TaskfleetError as exc:
+        return await _editor(request, form, task_id, exc)
+    return RedirectResponse(f"{PREFIX}/tasks?saved={task_id}", status_code=303)
+
+
+@router.post("/{key}/run")
+async def run_now(
+    request: Request, key: str, user: Changing, targets: Annotated[list[str], Form()] = [],  # noqa: B006
+    computers: Text = "",
+) -> Response:  # fmt: skip
+    user.require("operator")
+    chosen = [t for t in targets if t] + [c.strip() for c in computers.split(",") if c.strip()]
+    state = ns_state(request)
+    try:
+        async with state.session() as session:
+            run = await runs.start_run(state, session, key, chosen, True, user.name)
+    except TaskfleetError as exc:
+        return await _list(
+            request,
+            run_error=exc.message,
+            run_task=key,
+            run_targets=chosen,
+            run_computers=computers,
+        )
+    return RedirectResponse(f"{PREFIX}/runs/{run.id}", status_code=303)
