@@ -62,7 +62,7 @@ def create_app(settings: NSSettings) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="REST API of the taskfleet notification server. Errors are "
-        '`{"error": code, "message": text}`.',
+        '`{"error": code, "message": text}`, with `"field": name` when one input is at fault.',
     )
     errors.install(app)
     app.include_router(api_agent.router)
