@@ -50,9 +50,13 @@ async def _list(request: Request, **extra: Any) -> HTMLResponse:
 async def _editor(
     request: Request, form: dict[str, str], task_id: int | None, error: TaskfleetError | None = None
 ) -> HTMLResponse:
-    context = {"form": form, "task_id": task_id, "interpreters": INTERPRETERS,
-               "field_errors": {error.field: error.message} if error and error.field else {},
-               "error": error.message if error and not error.field else ""}  # fmt: skip
+    context = {
+        "form": form,
+        "task_id": task_id,
+        "interpreters": INTERPRETERS,
+        "field_errors": {error.field: error.message} if error and error.field else {},
+        "error": error.message if error and not error.field else "",
+    }
     status = error.status_code if error else 200
     return await render(request, "task_form.html", context, status_code=status, page="tasks")
 
@@ -70,9 +74,13 @@ async def new_task(request: Request, user: Viewing) -> HTMLResponse:
 
 @router.post("/new")
 async def create_task(
-    request: Request, user: Changing, name: Text = "", script: Text = "",
-    interpreter: Text = "sh", timeout_s: Text = "600",
-) -> Response:  # fmt: skip
+    request: Request,
+    user: Changing,
+    name: Text = "",
+    script: Text = "",
+    interpreter: Text = "sh",
+    timeout_s: Text = "600",
+) -> Response:
     user.require("admin")
     form = _form(name, script, interpreter, timeout_s)
     try:
@@ -102,9 +110,14 @@ async def edit_task(request: Request, key: str, user: Viewing) -> HTMLResponse:
 
 @router.post("/{key}/edit")
 async def save_task(
-    request: Request, key: str, user: Changing, name: Text = "", script: Text = "",
-    interpreter: Text = "sh", timeout_s: Text = "600",
-) -> Response:  # fmt: skip
+    request: Request,
+    key: str,
+    user: Changing,
+    name: Text = "",
+    script: Text = "",
+    interpreter: Text = "sh",
+    timeout_s: Text = "600",
+) -> Response:
     user.require("admin")
     form = _form(name, script, interpreter, timeout_s)
     task_id: int | None = None
@@ -121,9 +134,12 @@ async def save_task(
 
 @router.post("/{key}/run")
 async def run_now(
-    request: Request, key: str, user: Changing, targets: Annotated[list[str], Form()] = [],  # noqa: B006
+    request: Request,
+    key: str,
+    user: Changing,
+    targets: Annotated[list[str], Form()] = [],  # noqa: B006
     computers: Text = "",
-) -> Response:  # fmt: skip
+) -> Response:
     user.require("operator")
     chosen = [t for t in targets if t] + [c.strip() for c in computers.split(",") if c.strip()]
     state = ns_state(request)

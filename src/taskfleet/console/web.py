@@ -37,6 +37,7 @@ NAV = [
     ("dashboard", "Dashboard", ""),
     ("computers", "Computers", "/computers"),
     ("taskservers", "Task servers", "/taskservers"),
+    ("policy", "Task Servers policy", "/policy"),
     ("tasks", "Tasks", "/tasks"),
     ("runs", "Runs", "/runs"),
 ]

@@ -175,6 +175,31 @@ async def apply(session: AsyncSession, kind: str, actor: str) -> AppliedVersion:
     return version
 
 
+async def discard_draft(session: AsyncSession, kind: str, actor: str) -> None:
+    draft = await session.get(Draft, kind)
+    if draft is not None:
+        await session.delete(draft)
+        audit.record(session, actor, f"{kind}.discard", kind)
+
+
+async def versions(session: AsyncSession, kind: str) -> list[AppliedVersion]:
+    rows = await session.scalars(
+        select(AppliedVersion).where(AppliedVersion.kind == kind).order_by(AppliedVersion.version)
+    )
+    return list(rows.all())
+
+
+async def reapply(session: AsyncSession, kind: str, number: int, actor: str) -> AppliedVersion:
+    """Make an older version effective again, as a new numbered version (R9)."""
+    old = await session.scalar(
+        select(AppliedVersion).where(AppliedVersion.kind == kind, AppliedVersion.version == number)
+    )
+    if old is None:
+        raise NotFound(f"no applied {kind} version {number}")
+    await save_draft(session, kind, old.document, actor)
+    return await apply(session, kind, actor)
+
+
 async def unapplied(session: AsyncSession, kind: str) -> bool:
     draft = await session.get(Draft, kind)
     return draft is not None and draft.document != await applied_document(session, kind)

@@ -33,3 +33,58 @@ function showTimes(root) {
 
 document.addEventListener("DOMContentLoaded", function () { showTimes(document); });
 document.addEventListener("htmx:afterSwap", function (event) { showTimes(event.target); });
+
+// [data-guard="question"]: unapplied changes on this page; ask before leaving it (R9).
+let submitting = false;
+document.addEventListener("submit", function () { submitting = true; });
+document.addEventListener("click", function (event) {
+  const guard = document.querySelector("[data-guard]");
+  const link = event.target.closest && event.target.closest("a[href]");
+  if (!guard || !link || link.target === "_blank") return;
+  const to = new URL(link.href, window.location.href);
+  if (to.pathname === window.location.pathname) return;
+  if (!window.confirm(guard.getAttribute("data-guard"))) {
+    event.preventDefault();
+  } else {
+    submitting = true;  // answered already: no second question from beforeunload
+  }
+});
+window.addEventListener("beforeunload", function (event) {
+  if (document.querySelector("[data-guard]") && !submitting) {
+    event.preventDefault();
+    event.returnValue = "";
+  }
+});
+
+// ol[data-sortable]: drag a task server to reorder the list; the order is saved to the draft.
+let dragged = null;
+document.addEventListener("dragstart", function (event) {
+  const item = event.target.closest && event.target.closest("ol[data-sortable] > li");
+  if (!item) return;
+  dragged = item;
+  item.classList.add("dragging");
+  event.dataTransfer.effectAllowed = "move";
+  event.dataTransfer.setData("text/plain", item.getAttribute("data-ts"));
+});
+document.addEventListener("dragover", function (event) {
+  const item = event.target.closest && event.target.closest("ol[data-sortable] > li");
+  if (!dragged || !item || item.parentNode !== dragged.parentNode) return;
+  event.preventDefault();
+  const box = item.getBoundingClientRect();
+  const after = event.clientY > box.top + box.height / 2;
+  item.parentNode.insertBefore(dragged, after ? item.nextSibling : item);
+});
+document.addEventListener("dragend", function () {
+  if (!dragged) return;
+  const list = dragged.parentNode;
+  dragged.classList.remove("dragging");
+  dragged = null;
+  const names = Array.from(list.children).map(function (li) { return li.getAttribute("data-ts"); });
+  const form = list.parentNode.querySelector("form.order-form");
+  const field = form && form.querySelector("input[name=order]");
+  if (field && field.value !== names.join(",")) {
+    field.value = names.join(",");
+    form.submit();  // form.submit() fires no submit event: mark it ourselves
+    submitting = true;
+  }
+});
