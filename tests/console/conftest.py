@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -90,3 +91,19 @@ def log_in(page: Page, fleet: Fleet, name: str = "admin", password: str | None =
 
 def no_horizontal_scroll(page: Page) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def seed(fleet: Fleet, count: int, prefix: str = "lab") -> None:
+    """Computers enrolled through the real agent API, without running agents."""
+    token = fleet.token("agent")
+    with httpx.Client(base_url=fleet.ns_url, timeout=30) as client:
+        for n in range(count):
+            address = f"10.9.{n // 250}.{n % 250 + 1}/16"
+            facts = {
+                "name": f"{prefix}-{n:03}",
+                "hardware_id": f"seed-{prefix}-{n}",
+                "addresses": [address],
+            }
+            client.post(
+                "/api/agent/enrol", json={"token": token, "facts": facts}
+            ).raise_for_status()

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import re
 
-import httpx
 from playwright.sync_api import Page, expect
 
-from tests.console.conftest import log_in, no_horizontal_scroll, screenshot
+from tests.console.conftest import log_in, no_horizontal_scroll, screenshot, seed
 from tests.fleet import Fleet
 
 SEEDED = 120
-
-
-def seed(fleet: Fleet, count: int) -> None:
-    """Computers enrolled through the real agent API, without running agents."""
-    token = fleet.token("agent")
-    with httpx.Client(base_url=fleet.ns_url, timeout=30) as client:
-        for n in range(count):
-            address = f"10.9.{n // 250}.{n % 250 + 1}/16"
-            facts = {"name": f"lab-{n:03}", "hardware_id": f"seed-{n}", "addresses": [address]}
-            client.post(
-                "/api/agent/enrol", json={"token": token, "facts": facts}
-            ).raise_for_status()
 
 
 def test_find_sort_and_page_computers_then_see_why(console_fleet: Fleet, page: Page) -> None:

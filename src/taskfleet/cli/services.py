@@ -22,6 +22,10 @@ def ns_serve(
         "taskfleet-ns"
     ),
     public_url: Annotated[str, typer.Option(help="URL agents use to reach this NS")] = "",
+    ts_capacity: Annotated[
+        float,
+        typer.Option(help="requests/s one task server answers, for the R7 scale advice"),
+    ] = 9000.0,
     http_server: Annotated[
         str, typer.Option(help="uvicorn (default) or granian; see docs/benchmarks.md")
     ] = "uvicorn",
@@ -38,7 +42,11 @@ def ns_serve(
         server = check_http_server(http_server)
     except TaskfleetError as exc:
         fail(exc.message)
-    settings = NSSettings(db_url=db, bind=bind, data_dir=data_dir, public_url=public_url)
+    if not 1 <= ts_capacity <= 10_000_000:
+        fail(f"--ts-capacity {ts_capacity:g}: give requests per second, 1 to 10,000,000")
+    settings = NSSettings(
+        db_url=db, bind=bind, data_dir=data_dir, public_url=public_url, ts_capacity_rps=ts_capacity
+    )
     run(create_app(settings), bind, http_server=server)
 
 

@@ -30,7 +30,11 @@ def _api(ctx: typer.Context) -> Api:
 
 
 def _show(ctx: typer.Context, kind: str, json: bool) -> None:
-    doc = _api(ctx).get(f"/api/documents/{kind}")
+    api = _api(ctx)
+    doc = api.get(f"/api/documents/{kind}")
+    if kind == "agent-config":
+        # R7, for the draft as if applied: what the admin is about to make effective.
+        doc["advice"] = api.get("/api/advice", params={"draft": "true"})
     if json:
         return emit_json(doc)
     applied = doc["applied"]
@@ -62,6 +66,9 @@ def _show(ctx: typer.Context, kind: str, json: bool) -> None:
             f"[bold yellow]Unapplied changes:[/] run 'taskfleet {kind} apply' "
             "to make them take effect."
         )
+    for advice in doc.get("advice", []):
+        for warning in advice["warnings"]:
+            console.print(f"[bold red]Scale warning (R7)[/], {advice['scope']}: {warning}")
 
 
 def _apply(ctx: typer.Context, kind: str, json: bool) -> None:

@@ -10,7 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from taskfleet.console import computers, dashboard, policy, runs, sessions, tasks, taskservers
+from taskfleet.console import (
+    agent_config,
+    computers,
+    dashboard,
+    policy,
+    runs,
+    sessions,
+    tasks,
+    taskservers,
+)
 from taskfleet.console.web import HERE, PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError, Unauthenticated
 from taskfleet.server.errors import describe_validation, error_response
@@ -95,6 +104,7 @@ def install(app: FastAPI) -> None:
     app.include_router(tasks.router)
     app.include_router(runs.router)
     app.include_router(policy.router)
+    app.include_router(agent_config.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(TaskfleetError, _console_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _console_validation)  # type: ignore[arg-type]

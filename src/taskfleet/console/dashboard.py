@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, render
-from taskfleet.ns import documents, registry, runs
+from taskfleet.ns import advice, documents, registry, runs
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import InstanceState
@@ -37,7 +37,7 @@ class Fleet:
 async def fleet_health(request: Request) -> Fleet:
     async with ns_state(request).session() as session:
         computers = list(await session.scalars(select(Computer)))
-        membership = await load_membership(session, [c.id for c in computers])
+        membership = await load_membership(session)  # the whole fleet: no id list
         config = await documents.applied_document(session, documents.AGENT_CONFIG)
     now, fleet = time.time(), Fleet(total=len(computers))
     for computer in computers:
@@ -71,9 +71,12 @@ async def runs_in_progress(request: Request, limit: int = 20) -> list[runs.RunSu
 
 @router.get("/")
 async def dashboard(request: Request, user: Viewing) -> HTMLResponse:
-    async with ns_state(request).session() as session:
+    state = ns_state(request)
+    async with state.session() as session:
         servers = await registry.list_all(session)
+        scale = await advice.fleet_advice(session, state.settings.ts_capacity_rps)
     context: dict[str, Any] = {
+        "scale_warnings": [a for a in scale if a.warnings],
         "fleet": await fleet_health(request),
         "servers": servers,
         "pending": [s for s in servers if s.approval == "pending"],

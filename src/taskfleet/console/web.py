@@ -38,6 +38,7 @@ NAV = [
     ("computers", "Computers", "/computers"),
     ("taskservers", "Task servers", "/taskservers"),
     ("policy", "Task Servers policy", "/policy"),
+    ("agent-config", "Agent configuration", "/agent-config"),
     ("tasks", "Tasks", "/tasks"),
     ("runs", "Runs", "/runs"),
 ]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import documents, runs, tasks
+from taskfleet.ns import advice, documents, runs, tasks
 from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import TaskType
@@ -88,6 +88,15 @@ async def apply(request: Request, kind: Kind, admin: Administrator) -> dict[str,
         version = await documents.apply(session, kind, admin.name)
         state.agents_changed()
         return {"kind": kind, "version": version.version, "document": version.document}
+
+
+@router.get("/advice")
+async def scale_advice(request: Request, _: Viewer, draft: bool = False) -> list[dict[str, Any]]:
+    """R7: interval advice per configuration entry and per task server."""
+    state = ns_state(request)
+    async with state.session() as session:
+        found = await advice.fleet_advice(session, state.settings.ts_capacity_rps, draft)
+    return [{**asdict(a), "ok": a.ok} for a in found]
 
 
 @router.get("/documents/{kind}/versions")

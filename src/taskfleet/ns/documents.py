@@ -96,9 +96,11 @@ async def _policy_entry(session: AsyncSession, name: str, entry: dict[str, Any])
 def _number(entry: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
     value = entry.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"{entry['collection']!r}: {key} must be a number")
+        raise InvalidInput(f"{entry['collection']!r}: {key} must be a number", field=key)
     if not low <= value <= high:
-        raise InvalidInput(f"{entry['collection']!r}: {key} must be between {low} and {high}")
+        raise InvalidInput(
+            f"{entry['collection']!r}: {key} must be between {low:g} and {high:g}", field=key
+        )
     return float(value)
 
 
@@ -205,14 +207,24 @@ async def unapplied(session: AsyncSession, kind: str) -> bool:
     return draft is not None and draft.document != await applied_document(session, kind)
 
 
+def entry_for(
+    document: dict[str, Any], membership: Membership, computer: Computer
+) -> dict[str, Any] | None:
+    """R5: the first configuration, in priority order, of a collection the computer is in."""
+    entries: list[dict[str, Any]] = document["entries"]
+    for entry in entries:
+        if membership.contains(entry["collection"], computer):
+            return entry
+    return None
+
+
 def settings_for(
     document: dict[str, Any], membership: Membership, computer: Computer
 ) -> AgentSettings:
-    """R5: the first configuration, in priority order, of a collection the computer is in."""
-    for entry in document["entries"]:
-        if membership.contains(entry["collection"], computer):
-            return AgentSettings(
-                task_request_interval_s=entry["task_request_interval_min"] * 60.0,
-                send_status_interval_s=entry["send_status_interval_s"],
-            )
-    return AgentSettings(DEFAULT_TRI_MIN * 60.0, DEFAULT_SSI_S)
+    entry = entry_for(document, membership, computer)
+    if entry is None:
+        return AgentSettings(DEFAULT_TRI_MIN * 60.0, DEFAULT_SSI_S)
+    return AgentSettings(
+        task_request_interval_s=entry["task_request_interval_min"] * 60.0,
+        send_status_interval_s=entry["send_status_interval_s"],
+    )

@@ -18,6 +18,9 @@ class NSSettings:
     redeliver_after_s: float = 120.0
     # How long a task server's events long-poll may be held open.
     events_wait_s: float = 25.0
+    # Requests per second one task server core answers: the R7 advice's capacity figure.
+    # The default is the rate bench/poll.py measured (docs/benchmarks.md).
+    ts_capacity_rps: float = 9000.0
 
     def __post_init__(self) -> None:
         if not self.public_url:

@@ -1,0 +1,137 @@
+"""Agent configuration (R5, R7, R9): intervals per collection in priority order, as a draft.
+
+The R7 advice on this page is computed for the draft, so the admin sees what
+the intervals they are about to apply mean for their fleet.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from taskfleet.console.sessions import Changing, Viewing
+from taskfleet.console.web import PREFIX, render
+from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.ns import advice, documents
+from taskfleet.ns.state import ns_state
+from taskfleet.storage.models import Collection
+
+router = APIRouter(prefix=PREFIX + "/agent-config", include_in_schema=False)
+KIND = documents.AGENT_CONFIG
+HERE = PREFIX + "/agent-config"
+Text = Annotated[str, Form()]
+
+
+async def _page(
+    request: Request, form: dict[str, str] | None = None, error: TaskfleetError | None = None
+) -> HTMLResponse:
+    state = ns_state(request)
+    async with state.session() as session:
+        draft = await documents.draft_document(session, KIND)
+        latest = await documents.latest(session, KIND)
+        names = (await session.scalars(select(Collection.name).order_by(Collection.name))).all()
+        found = await advice.fleet_advice(session, state.settings.ts_capacity_rps, draft=True)
+    context = {
+        "entries": draft["entries"],
+        "latest": latest,
+        "collections": names,
+        "advice": found,
+        "form": form or {"collection": "", "tri": "5", "ssi": "60"},
+        "field_errors": {error.field: error.message} if error and error.field else {},
+        "error": error.message if error and not error.field else "",
+        "notice": request.query_params.get("notice", ""),
+        "defaults": (documents.DEFAULT_TRI_MIN, documents.DEFAULT_SSI_S),
+    }
+    status = error.status_code if error else 200
+    return await render(
+        request, "agent_config.html", context, status_code=status, page="agent-config"
+    )
+
+
+@router.get("")
+async def agent_config_page(request: Request, user: Viewing) -> HTMLResponse:
+    return await _page(request)
+
+
+def _number(text: str, field: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"{what}: {text!r} is not a number", field=field) from None
+
+
+@router.post("/set")
+async def set_entry(
+    request: Request, user: Changing, collection: Text = "", tri: Text = "", ssi: Text = ""
+) -> Response:
+    user.require("admin")
+    form = {"collection": collection, "tri": tri, "ssi": ssi}
+    try:
+        entry = {
+            "collection": collection,
+            "task_request_interval_min": _number(tri, "tri", "Task Request Interval"),
+            "send_status_interval_s": _number(ssi, "ssi", "Send Status Interval"),
+        }
+        async with ns_state(request).session() as session:
+            await documents.set_entry(session, KIND, entry, None, user.name)
+    except TaskfleetError as exc:
+        # The documents layer names the JSON keys; the form's fields are shorter.
+        exc.field = {"task_request_interval_min": "tri", "send_status_interval_s": "ssi"}.get(
+            exc.field or "", exc.field
+        )
+        return await _page(request, form, exc)
+    return RedirectResponse(HERE, status_code=303)
+
+
+async def _reorder(request: Request, user: Changing, change: Any) -> RedirectResponse:
+    user.require("admin")
+    async with ns_state(request).session() as session:
+        entries = list((await documents.draft_document(session, KIND))["entries"])
+        change(entries)
+        await documents.save_draft(session, KIND, {"entries": entries}, user.name)
+    return RedirectResponse(HERE, status_code=303)
+
+
+@router.post("/move")
+async def move(
+    request: Request, user: Changing, collection: Text, direction: Text
+) -> RedirectResponse:
+    def change(entries: list[dict[str, Any]]) -> None:
+        names = [e["collection"] for e in entries]
+        if collection not in names or direction not in ("up", "down"):
+            raise InvalidInput(f"cannot move {collection!r} {direction}")
+        i = names.index(collection)
+        j = i - 1 if direction == "up" else i + 1
+        if 0 <= j < len(entries):
+            entries[i], entries[j] = entries[j], entries[i]
+
+    return await _reorder(request, user, change)
+
+
+@router.post("/remove")
+async def remove(request: Request, user: Changing, collection: Text) -> RedirectResponse:
+    def change(entries: list[dict[str, Any]]) -> None:
+        entries[:] = [e for e in entries if e["collection"] != collection]
+
+    return await _reorder(request, user, change)
+
+
+@router.post("/apply")
+async def apply(request: Request, user: Changing) -> RedirectResponse:
+    user.require("admin")
+    state = ns_state(request)
+    async with state.session() as session:
+        version = await documents.apply(session, KIND, user.name)
+    state.agents_changed()
+    return RedirectResponse(f"{HERE}?notice=Applied+as+version+{version.version}", status_code=303)
+
+
+@router.post("/discard")
+async def discard(request: Request, user: Changing) -> RedirectResponse:
+    user.require("admin")
+    async with ns_state(request).session() as session:
+        await documents.discard_draft(session, KIND, user.name)
+    return RedirectResponse(f"{HERE}?notice=Unapplied+changes+discarded", status_code=303)

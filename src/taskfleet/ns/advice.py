@@ -1,0 +1,155 @@
+"""R7 scale advice: are the agents' intervals right for how many computers there are?
+
+Two checks, per collection of the agent configuration and per task server:
+
+1. The seed's rule: more than ``DEFAULT_INTERVAL_LIMIT`` (500) computers on the
+   default intervals is always a warning. The recommended intervals grow with the
+   number of computers (Task Request Interval 5 minutes per 500 computers, up
+   to an hour; Send Status Interval 1 minute per 500, up to 15 minutes). Longer
+   intervals cost no responsiveness: a run reaches agents by tickle at once
+   (R6), and a live run's status is sent at once; the intervals only bound the
+   fallback polling and the batching of routine status.
+2. Capacity: the requests a task server's agents make per second (a poll every
+   Task Request Interval, a notification-channel renewal every
+   ``CHANNEL_RENEW_S``) must stay under ``TARGET_SHARE`` of what one task server
+   core answers (the NS setting ``ts_capacity_rps``, by default the rate
+   ``bench/poll.py`` measured). Above it, the advice is the Task Request
+   Interval that brings the load back under the share.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.ns import documents
+from taskfleet.ns.collections import load_membership
+from taskfleet.ns.documents import DEFAULT_SSI_S, DEFAULT_TRI_MIN
+from taskfleet.storage.models import Computer, TaskServer
+
+DEFAULT_INTERVAL_LIMIT = 500
+TRI_STEP_MIN, TRI_MAX_MIN = DEFAULT_TRI_MIN, 60.0
+SSI_STEP_S, SSI_MAX_S = DEFAULT_SSI_S, 900.0
+CHANNEL_RENEW_S = 50.0  # the agent's default --channel-wait
+TARGET_SHARE = 0.5
+
+
+@dataclass
+class Advice:
+    """What a scope (a collection's configuration, or a task server) should change."""
+
+    scope: str  # "collection Lab" or "task server ts-a"
+    computers: int
+    task_request_interval_min: float
+    send_status_interval_s: float
+    warnings: list[str] = field(default_factory=list)
+    recommended_task_request_interval_min: float | None = None
+    recommended_send_status_interval_s: float | None = None
+    # The collection whose configuration entry to change, when the scope is one.
+    collection: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings
+
+
+def on_defaults(tri_min: float, ssi_s: float) -> bool:
+    return tri_min <= DEFAULT_TRI_MIN and ssi_s <= DEFAULT_SSI_S
+
+
+def scaled(computers: int) -> tuple[float, float]:
+    """Intervals for ``computers``: one step per started 500, capped."""
+    steps = max(1, math.ceil(computers / DEFAULT_INTERVAL_LIMIT))
+    return min(TRI_MAX_MIN, TRI_STEP_MIN * steps), min(SSI_MAX_S, SSI_STEP_S * steps)
+
+
+def for_collection(name: str, computers: int, tri_min: float, ssi_s: float) -> Advice:
+    advice = Advice(f"collection {name}", computers, tri_min, ssi_s, collection=name)
+    if computers > DEFAULT_INTERVAL_LIMIT and on_defaults(tri_min, ssi_s):
+        tri, ssi = scaled(computers)
+        advice.recommended_task_request_interval_min = tri
+        advice.recommended_send_status_interval_s = ssi
+        advice.warnings.append(
+            f"{computers} computers on the default intervals ({tri_min:g} min, {ssi_s:g} s): "
+            f"more than {DEFAULT_INTERVAL_LIMIT} is too many; set the Task Request Interval to "
+            f"{tri:g} min and the Send Status Interval to {ssi:g} s (runs still start at once "
+            "by tickle)"
+        )
+    return advice
+
+
+def request_rate(task_request_intervals_s: list[float]) -> float:
+    """Requests per second a task server gets from idle agents with these intervals."""
+    return sum(1.0 / t for t in task_request_intervals_s) + len(task_request_intervals_s) / (
+        CHANNEL_RENEW_S
+    )
+
+
+def for_task_server(
+    name: str, task_request_intervals_s: list[float], capacity_rps: float
+) -> Advice:
+    n = len(task_request_intervals_s)
+    mean_tri = sum(task_request_intervals_s) / n / 60.0 if n else DEFAULT_TRI_MIN
+    advice = Advice(f"task server {name}", n, mean_tri, DEFAULT_SSI_S)
+    budget = capacity_rps * TARGET_SHARE
+    rate = request_rate(task_request_intervals_s)
+    if n and rate > budget:
+        channels = n / CHANNEL_RENEW_S
+        if channels >= budget:
+            advice.warnings.append(
+                f"{n} agents renew their notification channels at {channels:.0f} requests/s, "
+                f"more than {TARGET_SHARE:.0%} of this task server's capacity "
+                f"({capacity_rps:g}/s): add a task server and split the agents"
+            )
+            return advice
+        tri_s = n / (budget - channels)
+        advice.recommended_task_request_interval_min = math.ceil(tri_s / 60.0)
+        advice.warnings.append(
+            f"{n} agents make {rate:.0f} requests/s, more than {TARGET_SHARE:.0%} of this task "
+            f"server's capacity ({capacity_rps:g}/s): set their Task Request Interval to at "
+            f"least {math.ceil(tri_s / 60.0):g} min, or add a task server"
+        )
+    return advice
+
+
+DEFAULTS = "All Computers (defaults)"
+
+
+async def fleet_advice(
+    session: AsyncSession, capacity_rps: float, draft: bool = False
+) -> list[Advice]:
+    """Advice for every configuration entry (and the defaults) and every task server,
+    for the applied agent configuration, or for the draft as if it were applied."""
+    kind = documents.AGENT_CONFIG
+    document = await (documents.draft_document if draft else documents.applied_document)(
+        session, kind
+    )
+    membership = await load_membership(session)  # the whole fleet: no id list
+    governed: dict[str, list[Computer]] = {e["collection"]: [] for e in document["entries"]}
+    governed[DEFAULTS] = []
+    per_server: dict[int, list[float]] = {}
+    for computer in await session.scalars(select(Computer)):
+        if computer.id in membership.task_servers:
+            continue  # a task server's own computer runs no agent
+        entry = documents.entry_for(document, membership, computer)
+        governed[entry["collection"] if entry else DEFAULTS].append(computer)
+        tri_min = entry["task_request_interval_min"] if entry else DEFAULT_TRI_MIN
+        if computer.task_server_id is not None:
+            per_server.setdefault(computer.task_server_id, []).append(tri_min * 60.0)
+    intervals = {e["collection"]: e for e in document["entries"]}
+    out = []
+    for name, members in governed.items():
+        entry = intervals.get(name, {})
+        tri = entry.get("task_request_interval_min", DEFAULT_TRI_MIN)
+        ssi = entry.get("send_status_interval_s", DEFAULT_SSI_S)
+        found = for_collection(name, len(members), tri, ssi)
+        if name == DEFAULTS:
+            found.collection = "All Computers"  # the defaults are set on All Computers
+        out.append(found)
+    names = dict((await session.execute(select(TaskServer.id, TaskServer.name))).all())
+    for ts_id, tris in sorted(per_server.items()):
+        out.append(for_task_server(names.get(ts_id, str(ts_id)), tris, capacity_rps))
+    return out

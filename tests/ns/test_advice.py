@@ -1,0 +1,55 @@
+"""R7 scale advice as a table of cases: the seed's 500-computer rule, and task-server capacity."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskfleet.ns import advice
+
+CASES = [
+    # computers, Task Request Interval (min), Send Status Interval (s), warned, recommended
+    (500, 5.0, 60.0, False, None),
+    (501, 5.0, 60.0, True, (10.0, 120.0)),
+    (1200, 5.0, 60.0, True, (15.0, 180.0)),
+    (100_000, 5.0, 60.0, True, (60.0, 900.0)),
+    (5000, 30.0, 60.0, False, None),  # already raised: the admin has acted
+    (5000, 5.0, 300.0, False, None),
+    (501, 1.0, 10.0, True, (10.0, 120.0)),  # below the defaults is "on defaults" or worse
+]
+
+
+@pytest.mark.parametrize(("computers", "tri", "ssi", "warned", "recommended"), CASES)
+def test_collection_advice(
+    computers: int, tri: float, ssi: float, warned: bool, recommended: tuple[float, float] | None
+) -> None:
+    found = advice.for_collection("Lab", computers, tri, ssi)
+    assert found.ok is not warned
+    if recommended is None:
+        assert found.recommended_task_request_interval_min is None
+    else:
+        assert (
+            found.recommended_task_request_interval_min,
+            found.recommended_send_status_interval_s,
+        ) == recommended
+        assert f"{computers} computers on the default intervals" in found.warnings[0]
+
+
+def test_task_server_within_capacity_is_fine() -> None:
+    # 10,000 agents polling every 5 min: 33 polls/s + 200 channel renewals/s << 4,500/s
+    assert advice.for_task_server("ts-a", [300.0] * 10_000, 9000.0).ok
+
+
+def test_task_server_over_capacity_gets_an_interval_that_fits() -> None:
+    # 2,000 agents polling every second on a server that answers 1,000/s
+    found = advice.for_task_server("ts-a", [1.0] * 2000, 1000.0)
+    assert not found.ok
+    minutes = found.recommended_task_request_interval_min
+    assert minutes is not None
+    assert advice.request_rate([minutes * 60.0] * 2000) <= 1000.0 * advice.TARGET_SHARE
+    assert "set their Task Request Interval to at least" in found.warnings[0]
+
+
+def test_task_server_whose_channels_alone_are_too_many_needs_another_server() -> None:
+    found = advice.for_task_server("ts-a", [300.0] * 50_000, 1000.0)
+    assert not found.ok and found.recommended_task_request_interval_min is None
+    assert "add a task server and split the agents" in found.warnings[0]
