@@ -12,11 +12,14 @@ from fastapi.staticfiles import StaticFiles
 
 from taskfleet.console import (
     agent_config,
+    audit_log,
+    collections,
     computers,
     dashboard,
     policy,
     runs,
     sessions,
+    sites,
     tasks,
     taskservers,
 )
@@ -105,6 +108,9 @@ def install(app: FastAPI) -> None:
     app.include_router(runs.router)
     app.include_router(policy.router)
     app.include_router(agent_config.router)
+    app.include_router(collections.router)
+    app.include_router(sites.router)
+    app.include_router(audit_log.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(TaskfleetError, _console_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _console_validation)  # type: ignore[arg-type]

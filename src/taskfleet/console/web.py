@@ -18,6 +18,18 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(prefix=PREFIX, version=__version__)
 
+
+def _rule_value(value: Any) -> str:
+    """A collection rule's value as text: a pattern, a list of subnets, facts."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+templates.env.filters["rule_value"] = _rule_value
+
 # No inline script or style anywhere: every script and stylesheet is a file of ours.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -32,15 +44,18 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-# The pages built so far, in menu order; each new page family adds itself here.
+# The pages, in menu order; a new page family adds itself here.
 NAV = [
     ("dashboard", "Dashboard", ""),
     ("computers", "Computers", "/computers"),
+    ("collections", "Collections", "/collections"),
+    ("sites", "Sites", "/sites"),
     ("taskservers", "Task servers", "/taskservers"),
     ("policy", "Task Servers policy", "/policy"),
     ("agent-config", "Agent configuration", "/agent-config"),
     ("tasks", "Tasks", "/tasks"),
     ("runs", "Runs", "/runs"),
+    ("audit", "Audit log", "/audit"),
 ]
 
 

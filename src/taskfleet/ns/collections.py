@@ -42,7 +42,7 @@ def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
     for key in ("name_pattern", "os"):
         if rules.get(key):
             if not isinstance(rules[key], str):
-                raise InvalidInput(f"rule {key} must be a text pattern such as 'web-*'")
+                raise InvalidInput(f"rule {key} must be a text pattern such as 'web-*'", field=key)
             out[key] = rules[key]
     for key in ("cidr", "include", "exclude"):
         value = rules.get(key) or []
@@ -54,7 +54,9 @@ def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise InvalidInput(f"{cidr!r} is not a subnet; write it as 10.1.0.0/16") from None
+            raise InvalidInput(
+                f"{cidr!r} is not a subnet; write it as 10.1.0.0/16", field="cidr"
+            ) from None
     fact = rules.get("fact") or {}
     if not isinstance(fact, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in fact.items()
@@ -158,9 +160,11 @@ async def create(
 ) -> Collection:
     name = name.strip()
     if not name or len(name) > 255 or "\x00" in name:
-        raise InvalidInput("a collection name must be 1 to 255 characters, without NUL (\\u0000)")
+        raise InvalidInput(
+            "a collection name must be 1 to 255 characters, without NUL (\\u0000)", field="name"
+        )
     if await session.scalar(select(Collection.id).where(Collection.name == name)):
-        raise Conflict(f"a collection named {name!r} already exists")
+        raise Conflict(f"a collection named {name!r} already exists", field="name")
     rules = validate_rules(rules)
     for other in [*rules.get("include", []), *rules.get("exclude", [])]:
         await get(session, other)

@@ -15,7 +15,9 @@ def normalise_subnet(text: str) -> str:
     try:
         return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a subnet; write it as 10.1.0.0/16") from None
+        raise InvalidInput(
+            f"{text!r} is not a subnet; write it as 10.1.0.0/16", field="subnet"
+        ) from None
 
 
 async def get(session: AsyncSession, name: str) -> Site:
@@ -28,9 +30,9 @@ async def get(session: AsyncSession, name: str) -> Site:
 async def create(session: AsyncSession, name: str, subnets: list[str]) -> Site:
     name = name.strip()
     if not name or len(name) > 255:
-        raise InvalidInput("a site name must be 1 to 255 characters")
+        raise InvalidInput("a site name must be 1 to 255 characters", field="name")
     if await session.scalar(select(Site.id).where(Site.name == name)):
-        raise Conflict(f"a site named {name!r} already exists")
+        raise Conflict(f"a site named {name!r} already exists", field="name")
     site = Site(name=name, subnets=sorted({normalise_subnet(s) for s in subnets}))
     session.add(site)
     await session.flush()
