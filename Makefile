@@ -46,9 +46,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@$(MAKE) --no-print-directory system-deps
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/channel_kinds.py
 	$(BIN)/python bench/agent_idle.py
+	$(BIN)/python bench/console_computers.py
 
 clean:
 	rm -rf $(VENV) demo-data test-artifacts .pytest_cache .mypy_cache .ruff_cache
