@@ -45,6 +45,14 @@ class Case:
 
 CASES = [
     Case(
+        "loopback and link-local addresses, which every host has, are no subnet",
+        [ts(1, "ts-1", address="127.0.0.1/8"), ts(2, "ts-2", address="fe80::1/64")],
+        None,
+        STEP_NS,
+        ["none on its subnet", "the notification server serves it"],
+        addresses=("10.1.1.50/24", "127.0.0.1/8", "fe80::2/64"),
+    ),
+    Case(
         "first available on the policy list",
         [ts(1, "ts-1"), ts(2, "ts-2")],
         "ts-1",

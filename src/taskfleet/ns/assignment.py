@@ -79,12 +79,16 @@ class _Notes:
 
 
 def interfaces(addresses: Iterable[str]) -> list[Interface]:
+    """The addresses that say where a host is: loopback and link-local ones every host
+    has (127.0.0.1/8, fe80::/64) would put every computer "on the same subnet"."""
     out: list[Interface] = []
     for text in addresses:
         try:
-            out.append(ipaddress.ip_interface(text))
+            interface = ipaddress.ip_interface(text)
         except ValueError:
             continue
+        if not (interface.is_loopback or interface.is_link_local or interface.is_unspecified):
+            out.append(interface)
     return out
 
 
