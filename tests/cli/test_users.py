@@ -67,6 +67,7 @@ def test_roles_bind_the_cli_and_api(fleet: Fleet, tmp_path: Path) -> None:
 def test_user_mistakes_get_one_line_reasons(fleet: Fleet) -> None:
     cases = [
         (["user", "create", "bad name!"], "user name 'bad name!'"),
+        (["user", "create", "12345"], "not digits only"),
         (["user", "create", "x", "--role", "root"], "must be one of: viewer, operator, admin"),
         (["user", "set-role", "nobody", "viewer"], "no user 'nobody'"),
         (["user", "disable", "admin"], "admin is the last enabled admin"),

@@ -80,3 +80,34 @@ def test_log_in_keeps_to_the_console(console_fleet: Fleet, page: Page) -> None:
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{console_fleet.ns_url}/console/")
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+def test_parallel_guesses_are_braked_too(console_fleet: Fleet, page: Page) -> None:
+    # Given a burst of ten wrong passwords sent at once from the log-in page
+    page.goto(f"{console_fleet.ns_url}/console/login")
+    statuses = page.evaluate(
+        """async (url) => Promise.all([...Array(10).keys()].map(async () => {
+               const body = new URLSearchParams({name: "admin", password: "guess-guess"});
+               return (await fetch(url, {method: "POST", body})).status; }))""",
+        f"{console_fleet.ns_url}/console/login",
+    )
+    # Then at most five were checked; the rest were refused before any password check
+    assert statuses.count(401) <= 5 and statuses.count(429) >= 5, statuses
+    assert set(statuses) <= {401, 429}
+
+
+def test_errors_in_the_console_are_pages(console_fleet: Fleet, page: Page) -> None:
+    log_in_page = f"{console_fleet.ns_url}/console/login"
+    page.goto(log_in_page)
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(admin_password(console_fleet))
+    page.get_by_role("button", name="Log in").click()
+    # An unknown console page is an HTML page that says so, not the API's JSON
+    response = page.goto(f"{console_fleet.ns_url}/console/no-such-page")
+    assert response is not None and response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    expect(page.get_by_role("alert")).to_have_text("there is no such page in the console")
+    # A NUL character typed into a form is refused with a reason, and nothing is stored
+    response = page.goto(f"{console_fleet.ns_url}/console/computers?q=a%00b")
+    assert response is not None and response.status == 400
+    expect(page.get_by_role("alert")).to_contain_text("NUL character")

@@ -12,8 +12,10 @@ CASES = [
     (501, 5.0, 60.0, True, (10.0, 120.0)),
     (1200, 5.0, 60.0, True, (15.0, 180.0)),
     (100_000, 5.0, 60.0, True, (60.0, 900.0)),
-    (5000, 30.0, 60.0, False, None),  # already raised: the admin has acted
-    (5000, 5.0, 300.0, False, None),
+    (5000, 60.0, 900.0, False, None),  # both raised: the admin has acted
+    (5000, 30.0, 60.0, True, (50.0, 600.0)),  # one still on its default
+    (5000, 5.0, 300.0, True, (50.0, 600.0)),
+    (5000, 90.0, 60.0, True, (90.0, 600.0)),  # never advise shortening an interval
     (501, 1.0, 10.0, True, (10.0, 120.0)),  # below the defaults is "on defaults" or worse
 ]
 

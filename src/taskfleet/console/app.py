@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, Request
@@ -99,7 +100,29 @@ async def _console_validation(request: Request, exc: RequestValidationError) -> 
     return await _console_error(request, InvalidInput(describe_validation(list(exc.errors()))))
 
 
+def _as_page(handler: Any) -> Any:
+    """Wrap one of the API's error handlers: on console paths, its JSON becomes a page."""
+
+    async def wrapped(request: Request, exc: Exception) -> Response:
+        response: Response = await handler(request, exc)
+        if not _is_console(request) or response.media_type != "application/json":
+            return response
+        body = json.loads(bytes(response.body))
+        message = str(body.get("message", "something went wrong"))
+        if response.status_code == 404 and body.get("error") == "not_found":
+            message = "there is no such page in the console"
+        error = TaskfleetError(message)
+        error.status_code = response.status_code
+        return await _console_error(request, error)
+
+    return wrapped
+
+
 def install(app: FastAPI) -> None:
+    """Call after ``server.errors.install``: the console wraps the API's error handlers."""
+    for kind, handler in list(app.exception_handlers.items()):
+        if kind not in (TaskfleetError, RequestValidationError):
+            app.add_exception_handler(kind, _as_page(handler))
     app.include_router(router)
     app.include_router(dashboard.router)
     app.include_router(taskservers.router)

@@ -10,17 +10,19 @@ in ``WINDOW_S`` seconds, log-in is refused until the window has passed.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy import delete, select
 
-from taskfleet.errors import Forbidden, TooManyRequests, Unauthenticated
+from taskfleet.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from taskfleet.ns import audit, users
 from taskfleet.ns.auth import Admin
 from taskfleet.ns.state import ns_state
@@ -61,16 +63,23 @@ class LoginBrake:
                 wait = int(WINDOW_S - (now - failures[0])) + 1
                 raise TooManyRequests(f"too many failed log-ins; try again in {wait} seconds")
 
-    def failed(self, *keys: str) -> None:
+    def attempt(self, *keys: str) -> float:
+        """Count an attempt as failed *before* checking the password, so parallel
+        guesses cannot all slip in under the limit; ``succeeded`` takes it back."""
+        self.check(*keys)
         now = time.monotonic()
         for key in keys:
             self._recent(key, now).append(now)
         if len(self._failures) > 10_000:  # bounded: drop keys with no recent failure
-            for key in [k for k, v in self._failures.items() if not self._recent(k, now)]:
+            for key in [k for k in self._failures if not self._recent(k, now)]:
                 del self._failures[key]
+        return now
 
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(f"user:{name}", None)
+    def succeeded(self, stamp: float, *keys: str) -> None:
+        for key in keys:
+            failures = self._failures.get(key)
+            if failures is not None and stamp in failures:
+                failures.remove(stamp)
 
 
 brake = LoginBrake()
@@ -84,17 +93,18 @@ async def log_in(request: Request, response: Response, name: str, password: str)
     if not name or len(name) > 255 or "\x00" in name + password:
         raise Unauthenticated("wrong user name or password")
     keys = (f"user:{name}", f"addr:{client_address(request)}")
-    brake.check(*keys)
+    stamp = brake.attempt(*keys)
     async with ns_state(request).session() as session:
         user = await session.scalar(select(ApiUser).where(ApiUser.name == name))
         stored = user.password_hash if user is not None and not user.disabled else None
-        if user is None or not users.password_matches(password, stored):
+        # scrypt takes ~50 ms of CPU: off the event loop that also serves agents.
+        matches = await asyncio.to_thread(users.password_matches, password, stored)
+        if user is None or not matches:
             # Recorded and committed before refusing: a failed log-in is worth auditing.
-            brake.failed(*keys)
             audit.record(session, f"console:{name}"[:255], "console.login-failed", name[:255])
             logged_in = None
         else:
-            brake.succeeded(name)
+            brake.succeeded(stamp, *keys)
             token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
             await session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
             session.add(
@@ -133,7 +143,14 @@ async def log_out(request: Request, response: Response) -> None:
     response.delete_cookie(COOKIE, path="/")
 
 
+def _no_nul(values: Iterable[object]) -> None:
+    # PostgreSQL cannot store NUL in text; refuse it here, where a person can be told.
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        raise InvalidInput("a field holds a NUL character (\\u0000); remove it and try again")
+
+
 async def _current(request: Request) -> ConsoleUser:
+    _no_nul([*request.path_params.values(), *request.query_params.values()])
     token = request.cookies.get(COOKIE)
     if not token:
         raise Unauthenticated("log in first")
@@ -154,13 +171,14 @@ async def _current(request: Request) -> ConsoleUser:
 
 async def _changing(request: Request) -> ConsoleUser:
     user = await _current(request)
+    form = await request.form()
     sent = request.headers.get("x-csrf-token")
     if sent is None:
-        form = await request.form()
         field = form.get("csrf")
         sent = field if isinstance(field, str) else None
-    if not sent or not hmac.compare_digest(sent, user.csrf):
+    if not sent or not hmac.compare_digest(sent.encode(), user.csrf.encode()):
         raise Forbidden("this form is out of date (missing or wrong CSRF token); reload the page")
+    _no_nul(form.values())
     return user
 
 

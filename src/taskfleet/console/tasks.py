@@ -37,14 +37,14 @@ def _seconds(text: str) -> float:
         raise InvalidInput(f"{text!r} is not a number of seconds", field="timeout_s") from None
 
 
-async def _list(request: Request, **extra: Any) -> HTMLResponse:
+async def _list(request: Request, status_code: int = 200, **extra: Any) -> HTMLResponse:
     async with ns_state(request).session() as session:
         rows = (await session.scalars(select(Task).order_by(Task.name))).all()
         collections = (
             await session.scalars(select(Collection.name).order_by(Collection.name))
         ).all()
     context = {"tasks": rows, "collections": collections, **extra}
-    return await render(request, "tasks.html", context, page="tasks")
+    return await render(request, "tasks.html", context, status_code=status_code, page="tasks")
 
 
 async def _editor(
@@ -149,6 +149,7 @@ async def run_now(
     except TaskfleetError as exc:
         return await _list(
             request,
+            status_code=exc.status_code,
             run_error=exc.message,
             run_task=key,
             run_targets=chosen,

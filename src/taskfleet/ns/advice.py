@@ -57,7 +57,8 @@ class Advice:
 
 
 def on_defaults(tri_min: float, ssi_s: float) -> bool:
-    return tri_min <= DEFAULT_TRI_MIN and ssi_s <= DEFAULT_SSI_S
+    """Either interval at its default or shorter: that one still needs raising."""
+    return tri_min <= DEFAULT_TRI_MIN or ssi_s <= DEFAULT_SSI_S
 
 
 def scaled(computers: int) -> tuple[float, float]:
@@ -70,6 +71,7 @@ def for_collection(name: str, computers: int, tri_min: float, ssi_s: float) -> A
     advice = Advice(f"collection {name}", computers, tri_min, ssi_s, collection=name)
     if computers > DEFAULT_INTERVAL_LIMIT and on_defaults(tri_min, ssi_s):
         tri, ssi = scaled(computers)
+        tri, ssi = max(tri, tri_min), max(ssi, ssi_s)  # never advise shortening one
         advice.recommended_task_request_interval_min = tri
         advice.recommended_send_status_interval_s = ssi
         advice.warnings.append(

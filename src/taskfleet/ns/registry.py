@@ -94,8 +94,8 @@ async def set_approval(state: NSState, key: str, approval: str, actor: str) -> T
         ts.approval = approval
         action = "taskserver.approve" if approval == "approved" else "taskserver.revoke"
         audit.record(session, actor, action, ts.name)
-        state.agents_changed()
-        return ts
+    state.agents_changed()  # after the commit: a poll in between must not cache the old state
+    return ts
 
 
 async def loads(session: AsyncSession) -> dict[int, int]:

@@ -28,7 +28,7 @@ from taskfleet.storage.models import ApiUser, ConsoleSession, is_id
 ROLES = ("viewer", "operator", "admin")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 # scrypt cost: about 50 ms here, so a guessed password costs an attacker as much.
 _N, _R, _P = 2**14, 8, 1
 
@@ -63,6 +63,12 @@ def check_role(role: str) -> str:
 
 
 def check_password(password: str) -> str:
+    try:
+        password.encode()
+    except UnicodeEncodeError:
+        raise InvalidInput("a password must be valid text", field="password") from None
+    if "\x00" in password:
+        raise InvalidInput("a password cannot hold a NUL character", field="password")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidInput(
             f"a password needs at least {MIN_PASSWORD} characters (and at most {MAX_PASSWORD})"
@@ -82,12 +88,12 @@ def password_matches(password: str, stored: str | None) -> bool:
         # Spend the same time as a real check, so timing does not tell who has a password.
         hmac.compare_digest(hash_password(password), "")
         return False
-    _, n, r, p, salt, key = stored.split("$")
-    kdf = Scrypt(salt=base64.b64decode(salt), length=32, n=int(n), r=int(r), p=int(p))
     try:
+        _, n, r, p, salt, key = stored.split("$")
+        kdf = Scrypt(salt=base64.b64decode(salt), length=32, n=int(n), r=int(r), p=int(p))
         kdf.verify(password.encode(), base64.b64decode(key))
-    except InvalidKey:
-        return False
+    except (InvalidKey, ValueError, UnicodeEncodeError):
+        return False  # wrong, or a stored hash we cannot read: never a log-in
     return True
 
 
@@ -108,10 +114,11 @@ async def create(
     session: AsyncSession, name: str, role: str, password: str | None
 ) -> tuple[ApiUser, Credential]:
     """A new user and its API credential (the only time the secret is known)."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name) or name.isdigit():
         raise InvalidInput(
             f"user name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-', "
-            "starting with a letter or digit"
+            "starting with a letter or digit, not digits only",
+            field="name",
         )
     check_role(role)
     if await session.scalar(select(ApiUser.id).where(ApiUser.name == name)) is not None:
