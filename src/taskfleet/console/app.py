@@ -77,7 +77,12 @@ async def _console_error(request: Request, exc: TaskfleetError) -> Response:
         return error_response(exc.status_code, exc.code, exc.message, exc.field)
     htmx = request.headers.get("hx-request") == "true"
     if isinstance(exc, Unauthenticated):
-        target = f"{PREFIX}/login?next={quote(request.url.path)}"
+        # After logging in again, come back to the page (a POST's own URL is no page).
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":
+            referer = urlsplit(request.headers.get("referer", ""))
+            back = referer.path if referer.netloc == request.url.netloc else PREFIX + "/"
+        target = f"{PREFIX}/login?next={quote(safe_next(back))}"
         if htmx:
             return Response(status_code=204, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)

@@ -107,6 +107,11 @@ async def log_in(request: Request, response: Response, name: str, password: str)
             brake.succeeded(stamp, *keys)
             token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
             await session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
+            previous = request.cookies.get(COOKIE)
+            if previous:  # a new log-in replaces whatever session this browser had
+                await session.execute(
+                    delete(ConsoleSession).where(ConsoleSession.token_hash == hash_secret(previous))
+                )
             session.add(
                 ConsoleSession(
                     token_hash=hash_secret(token),
