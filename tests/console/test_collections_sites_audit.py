@@ -86,3 +86,31 @@ def test_sites_subnets_and_the_audit_log(console_fleet: Fleet, page: Page) -> No
     page.goto(f"{fleet.ns_url}/console/audit?action=site.")
     expect(page.locator("table.audit tbody tr")).to_have_count(3)  # create, add, remove
     screenshot(page, "18-audit")
+
+
+def test_names_with_url_characters_work(console_fleet: Fleet, page: Page) -> None:
+    fleet = console_fleet
+    seed(fleet, 1, prefix="pc")
+    log_in(page, fleet)
+    # Given a collection and a site whose names hold '/', '?', '#' and '%'
+    page.goto(f"{fleet.ns_url}/console/collections")
+    page.get_by_label("Name", exact=True).fill("Lab/East?x#1%")
+    page.get_by_role("button", name="Create collection").click()
+    # Then its page opens, and members can be added and removed
+    expect(page.get_by_role("heading", name="Lab/East?x#1%")).to_be_visible()
+    page.get_by_label("Add computers").fill("pc-000")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator("tr[data-computer='pc-000']")).to_contain_text("static member")
+    page.get_by_role("button", name="Remove pc-000").click()
+    expect(page.locator("#member-count")).to_have_text("0 members.")
+    page.goto(f"{fleet.ns_url}/console/collections")
+    page.get_by_role("link", name="Lab/East?x#1%").click()
+    expect(page.get_by_role("heading", name="Lab/East?x#1%")).to_be_visible()
+    # And a site so named takes subnets
+    page.goto(f"{fleet.ns_url}/console/sites")
+    page.get_by_label("Name", exact=True).fill("HQ/2#a")
+    page.get_by_role("button", name="Create site").click()
+    site = page.locator("section[data-site='HQ/2#a']")
+    site.get_by_label("Add subnet").fill("10.7.0.0/16")
+    site.get_by_role("button", name="Add").click()
+    expect(page.locator("section[data-site='HQ/2#a'] .subnets")).to_contain_text("10.7.0.0/16")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
@@ -14,9 +15,20 @@ from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import audit, computers
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import Collection, Computer
+from taskfleet.storage.models import Collection, Computer, is_id
 
 router = APIRouter(prefix=PREFIX + "/collections", include_in_schema=False)
+
+
+async def _find(session: AsyncSession, key: str) -> Collection:
+    """By id (the console's links), else by name: a name may hold '/', '?' or '#'."""
+    if is_id(key):
+        found = await session.get(Collection, int(key))
+        if found is not None:
+            return found
+    return await collections_.get(session, key)
+
+
 Text = Annotated[str, Form()]
 SHOWN_MEMBERS = 500
 
@@ -69,12 +81,12 @@ async def create(
             audit.record(session, user.name, "collection.create", made.name, rules=made.rules)
     except TaskfleetError as exc:
         return await _list(request, form, exc)
-    return RedirectResponse(f"{PREFIX}/collections/{made.name}", status_code=303)
+    return RedirectResponse(f"{PREFIX}/collections/{made.id}", status_code=303)
 
 
 async def _page(request: Request, name: str, error: str = "", typed: str = "") -> HTMLResponse:
     async with ns_state(request).session() as session:
-        collection = await collections_.get(session, name)
+        collection = await _find(session, name)
         members = await collections_.members(session, collection)
         membership = await collections_.load_membership(
             session, [m.id for m in members[:SHOWN_MEMBERS]]
@@ -107,15 +119,18 @@ async def _change(
         if not any(keys):
             raise InvalidInput("give one or more computer names, separated by commas")
         async with state.session() as session:
-            collection = await collections_.get(session, name)
+            collection = await _find(session, name)
+            collection_id = collection.id
             found = [await computers.find(session, key) for key in keys if key]
             await collections_.set_static(session, collection, found, add)
             action = "collection.add" if add else "collection.remove"
-            audit.record(session, user.name, action, name, computers=[c.name for c in found])
+            audit.record(
+                session, user.name, action, collection.name, computers=[c.name for c in found]
+            )
     except TaskfleetError as exc:
         return await _page(request, name, exc.message, ", ".join(keys))
     state.agents_changed()  # settings may follow membership
-    return RedirectResponse(f"{PREFIX}/collections/{name}", status_code=303)
+    return RedirectResponse(f"{PREFIX}/collections/{collection_id}", status_code=303)
 
 
 @router.post("/{name}/add")

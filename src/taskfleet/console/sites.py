@@ -8,15 +8,27 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import TaskfleetError
 from taskfleet.ns import audit, sites
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import Computer, Site, TaskServer
+from taskfleet.storage.models import Computer, Site, TaskServer, is_id
 
 router = APIRouter(prefix=PREFIX + "/sites", include_in_schema=False)
+
+
+async def _find(session: AsyncSession, key: str) -> Site:
+    """By id (the console's forms), else by name: a name may hold '/', '?' or '#'."""
+    if is_id(key):
+        found = await session.get(Site, int(key))
+        if found is not None:
+            return found
+    return await sites.get(session, key)
+
+
 Text = Annotated[str, Form()]
 HERE = PREFIX + "/sites"
 
@@ -87,13 +99,15 @@ async def create(request: Request, user: Changing, name: Text = "", subnets: Tex
 @router.post("/{name}/subnets")
 async def add_subnet(request: Request, name: str, user: Changing, subnet: Text = "") -> Response:
     user.require("admin")
+    site_name = name  # until the site is found: the error is shown by its form
     try:
         async with ns_state(request).session() as session:
-            site = await sites.get(session, name)
+            site = await _find(session, name)
+            site_name = site.name
             await sites.add_subnet(session, site, subnet)
-            audit.record(session, user.name, "site.add-subnet", name, subnet=subnet)
+            audit.record(session, user.name, "site.add-subnet", site.name, subnet=subnet)
     except TaskfleetError as exc:
-        return await _page(request, exc, {"for": name, "subnet": subnet})
+        return await _page(request, exc, {"for": site_name, "subnet": subnet})
     return RedirectResponse(HERE, status_code=303)
 
 
@@ -101,7 +115,7 @@ async def add_subnet(request: Request, name: str, user: Changing, subnet: Text =
 async def remove_subnet(request: Request, name: str, user: Changing, subnet: Text = "") -> Response:
     user.require("admin")
     async with ns_state(request).session() as session:
-        site = await sites.get(session, name)
+        site = await _find(session, name)
         await sites.remove_subnet(session, site, subnet)
-        audit.record(session, user.name, "site.remove-subnet", name, subnet=subnet)
+        audit.record(session, user.name, "site.remove-subnet", site.name, subnet=subnet)
     return RedirectResponse(HERE, status_code=303)
