@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -34,7 +35,7 @@ def test_task_server_killed_while_holding_status_loses_none(fleet: Fleet) -> Non
     # When a (not live) run finishes on the agents, its status is spooled at the task server
     run_id = fleet.run("hello", agents, live=False)
     spool = ts.data_dir / "spool"
-    wait_until(lambda: len(list(spool.glob("*.json"))) >= 6, 30, "6 status events in the spool")
+    wait_until(lambda: spooled_events(spool) >= 6, 30, "6 status events in the spool")
     assert fleet.api.get(f"/api/runs/{run_id}")["counts"].get("Succeeded", 0) == 0
 
     # And the task server is killed without warning, then started again normally
@@ -82,3 +83,14 @@ def test_resent_status_is_counted_once(fleet: Fleet) -> None:
     # Then the NS applied it once
     instance = fleet.api.get(f"/api/runs/{run_id}")["instances"][0]
     assert (instance["state"], instance["status_count"]) == ("Succeeded", 1)
+
+
+def spooled_events(spool: Path) -> int:
+    """Events in the spool's batch files (each file holds a JSON list of events)."""
+    count = 0
+    for path in spool.glob("*.json"):
+        try:
+            count += len(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            pass  # renamed or half-visible between glob and read: counted next time
+    return count

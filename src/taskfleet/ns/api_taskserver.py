@@ -24,13 +24,15 @@ from taskfleet.protocol.messages import (
     Registration,
     StatusAck,
     StatusBatch,
-    WorkReply,
+    WorkBatch,
     WorkRequest,
 )
 from taskfleet.storage.models import Computer, TaskServer
 
 router = APIRouter(prefix="/api/ts", tags=["task server"])
 MAX_SEEN = 100_000
+MAX_WORK_BATCH = 10_000
+MAX_KNOWN_RUNS = 10_000
 
 
 @router.post("/register", response_model=Registered)
@@ -87,8 +89,8 @@ async def events(
     if since == version and wait > 0:
         version = await state.hub.wait(ts_id, since, wait)
     async with state.session() as session:
-        pending = await runs.computers_with_work(session, ts_id, state.settings.redeliver_after_s)
-    return Events(version=version, agents_epoch=state.agents_epoch, pending=pending)
+        waiting = await runs.work_waiting(session, ts_id, state.settings.redeliver_after_s)
+    return Events(version=version, agents_epoch=state.agents_epoch, work_waiting=waiting)
 
 
 async def _entries(request: Request, ts_id: int, computer_id: int | None) -> AgentMap:
@@ -124,15 +126,18 @@ async def agent(request: Request, ts_id: TaskServerApproved, computer_id: int) -
     return found
 
 
-@router.post("/work", response_model=WorkReply)
-async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -> WorkReply:
+@router.post("/work", response_model=WorkBatch)
+async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -> WorkBatch:
+    """The work waiting for this task server's computers, many computers per call."""
+    if not 1 <= body.limit <= MAX_WORK_BATCH:
+        raise InvalidInput(f"limit: give 1 to {MAX_WORK_BATCH} instances per call", field="limit")
+    if len(body.known_runs) > MAX_KNOWN_RUNS:
+        raise InvalidInput(f"known_runs: at most {MAX_KNOWN_RUNS} run ids", field="known_runs")
     state = ns_state(request)
     async with state.session() as session:
-        computer = await session.get(Computer, body.computer_id)
-        if computer is None or computer.task_server_id != ts_id:
-            raise NotAssigned(f"computer {body.computer_id} is not assigned to this task server")
-        items = await runs.deliver(session, computer.id, state.settings.redeliver_after_s)
-    return WorkReply(work=items)
+        return await runs.deliver_batch(
+            session, ts_id, body.limit, set(body.known_runs), state.settings.redeliver_after_s
+        )
 
 
 @router.post("/status", response_model=StatusAck)

@@ -6,14 +6,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
 from taskfleet.ns import audit, computers, tasks
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.state import NSState, after_commit
-from taskfleet.protocol.messages import InstanceState, WorkItem
+from taskfleet.protocol.messages import InstanceState, RunTask, WorkBatch, WorkItem, WorkRef
 from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, Task
 
 
@@ -92,6 +92,75 @@ async def computers_with_work(
     else:
         query = query.where(Computer.task_server_id == task_server_id)
     return list((await session.scalars(query)).all())
+
+
+def _for_task_server(query: Any, task_server_id: int) -> Any:
+    return query.join(Computer, Computer.id == Instance.computer_id).where(
+        Computer.task_server_id == task_server_id
+    )
+
+
+async def work_waiting(
+    session: AsyncSession, task_server_id: int, redeliver_after_s: float
+) -> bool:
+    query = _for_task_server(select(Instance.id), task_server_id)
+    query = query.where(_deliverable(redeliver_after_s)).limit(1)
+    return (await session.scalar(query)) is not None
+
+
+async def deliver_batch(
+    session: AsyncSession,
+    task_server_id: int,
+    limit: int,
+    known_runs: set[int],
+    redeliver_after_s: float,
+) -> WorkBatch:
+    """Up to ``limit`` instances waiting for the task server's computers, in one transaction.
+
+    Each run's task travels once: runs in ``known_runs`` are left out of the reply.
+    The instances are marked delivered; if the task server loses them (it restarts,
+    its agent never asks), they are offered again after ``redeliver_after_s``.
+    """
+    query = _for_task_server(
+        select(Instance.id, Instance.computer_id, Instance.run_id), task_server_id
+    )
+    query = query.where(_deliverable(redeliver_after_s)).order_by(Instance.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        # Two NS replicas answering the same task server never hand out one instance twice.
+        query = query.with_for_update(of=Instance, skip_locked=True)
+    rows = (await session.execute(query)).all()
+    if rows:
+        now = time.time()
+        ids = [row.id for row in rows]
+        for start in range(0, len(ids), 1000):
+            await session.execute(
+                update(Instance)
+                .where(Instance.id.in_(ids[start : start + 1000]))
+                .values(delivered_at=now)
+            )
+    wanted = {row.run_id for row in rows} - known_runs
+    tasks_by_run = []
+    if wanted:
+        found = await session.execute(
+            select(Run.id, Run.live, Task.type, Task.params, Task.timeout_s)
+            .join(Task, Task.id == Run.task_id)
+            .where(Run.id.in_(wanted))
+        )
+        tasks_by_run = [
+            RunTask(
+                run_id=r.id,
+                task_type=r.type,
+                params=dict(r.params),
+                timeout_s=r.timeout_s,
+                live=r.live,
+            )
+            for r in found.all()
+        ]
+    return WorkBatch(
+        work=[WorkRef(r.computer_id, r.id, r.run_id) for r in rows],
+        runs=tasks_by_run,
+        more=len(rows) == limit,
+    )
 
 
 async def deliver(

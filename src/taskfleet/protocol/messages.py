@@ -242,7 +242,8 @@ class HeartbeatReply:
 class Events:
     version: int
     agents_epoch: int
-    pending: list[int]  # computers of this task server with work waiting
+    # Whether any computer of this task server has work to fetch (``/api/ts/work``).
+    work_waiting: bool = False
 
 
 @dataclass
@@ -259,13 +260,39 @@ class AgentMap:
 
 
 @dataclass
-class WorkRequest:
-    computer_id: int
+class RunTask:
+    """What every instance of one run shares; travels once per task server and is cached."""
+
+    run_id: int
+    task_type: str
+    params: dict[str, Any]
+    timeout_s: float
+    live: bool = False
 
 
 @dataclass
-class WorkReply:
-    work: list[WorkItem]
+class WorkRef:
+    """One instance to hand to one computer; the task itself is the run's ``RunTask``."""
+
+    computer_id: int
+    instance_id: int
+    run_id: int
+
+
+@dataclass
+class WorkRequest:
+    """A task server asks for the work waiting for its computers, many at a time."""
+
+    limit: int = 5000
+    # Runs whose RunTask the task server holds already: the reply leaves them out.
+    known_runs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class WorkBatch:
+    work: list[WorkRef]
+    runs: list[RunTask]
+    more: bool = False  # the limit was reached: ask again at once
 
 
 _NESTED.update(
@@ -273,6 +300,7 @@ _NESTED.update(
         ("Registration", "facts"): Facts,
         ("AgentEntry", "settings"): AgentSettings,
         ("AgentMap", "agents"): AgentEntry,
-        ("WorkReply", "work"): WorkItem,
+        ("WorkBatch", "work"): WorkRef,
+        ("WorkBatch", "runs"): RunTask,
     }
 )

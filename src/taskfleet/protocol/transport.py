@@ -67,9 +67,17 @@ def parse_credential(text: str) -> Credential | None:
 
 
 def client(
-    base_url: str, credential: Credential | None = None, timeout: float = 30.0
+    base_url: str,
+    credential: Credential | None = None,
+    timeout: float = 30.0,
+    max_connections: int = 20,
 ) -> httpx.AsyncClient:
-    """An HTTP client to a taskfleet server that presents ``credential``."""
+    """An HTTP client to a taskfleet server that presents ``credential``.
+
+    Keep ``max_connections`` at or above the number of requests the caller can
+    have in flight: a request queued inside the pool waits with no deadline of
+    its own, and callers should bound their concurrency themselves instead.
+    """
     headers = {"User-Agent": "taskfleet"}
     if credential is not None:
         headers.update(credential.header)
@@ -81,7 +89,10 @@ def client(
         base_url=base_url.rstrip("/"),
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=5.0),
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=min(10, max_connections),
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -21,8 +22,8 @@ from taskfleet.protocol.messages import (
     Registration,
     StatusAck,
     StatusEvent,
-    WorkItem,
-    WorkReply,
+    WorkBatch,
+    WorkRequest,
     from_json,
     to_json,
 )
@@ -30,6 +31,7 @@ from taskfleet.taskserver.settings import TaskServerSettings
 
 log = logging.getLogger("taskfleet.taskserver")
 IDENTITY_FILE = "identity.json"
+LOOKUPS = 4  # agent lookups in flight at once; more wait their turn here, not in a pool
 
 
 class NSLink:
@@ -39,7 +41,14 @@ class NSLink:
         self.credential: transport.Credential | None = None
         self.name = ""
         self.hardware_id = local_facts.hardware_id(settings.data_dir)
-        self._client = transport.client(settings.ns_url)
+        # Three clients, so that control traffic never queues behind bulk traffic: a
+        # heartbeat must get through while a large work fetch or status batch is in
+        # flight. Every loop that uses them is single-flight (agent lookups are capped
+        # by a semaphore), so no request ever waits inside a pool.
+        self._client = transport.client(settings.ns_url, max_connections=LOOKUPS + 2)
+        self._events = transport.client(settings.ns_url, max_connections=2)
+        self._bulk = transport.client(settings.ns_url, timeout=120.0, max_connections=4)
+        self._lookups = asyncio.Semaphore(LOOKUPS)
         self._load()
 
     def _load(self) -> None:
@@ -56,7 +65,8 @@ class NSLink:
 
     def _use_credential(self) -> None:
         if self.credential is not None:
-            self._client.headers.update(self.credential.header)
+            for client in (self._client, self._events, self._bulk):
+                client.headers.update(self.credential.header)
 
     async def register(self) -> Registered:
         if not self.settings.token:
@@ -104,7 +114,7 @@ class NSLink:
 
     async def events(self, since: int, wait: float) -> Events:
         data = await call(
-            self._client,
+            self._events,
             "GET",
             "/api/ts/events",
             params={"since": since, "wait": wait},
@@ -114,20 +124,23 @@ class NSLink:
 
     async def agents(self, computer_id: int | None = None) -> AgentMap:
         path = "/api/ts/agents" if computer_id is None else f"/api/ts/agents/{computer_id}"
-        return from_json(AgentMap, await call(self._client, "GET", path, timeout=60))
+        async with self._lookups:
+            return from_json(AgentMap, await call(self._client, "GET", path, timeout=60))
 
-    async def work(self, computer_id: int) -> list[WorkItem]:
-        data = await call(self._client, "POST", "/api/ts/work", json={"computer_id": computer_id})
-        return from_json(WorkReply, data).work
+    async def work(self, limit: int, known_runs: list[int]) -> WorkBatch:
+        body = WorkRequest(limit=limit, known_runs=known_runs)
+        data = await call(self._bulk, "POST", "/api/ts/work", json=to_json(body))
+        return from_json(WorkBatch, data)
 
     async def status(self, events: list[StatusEvent]) -> StatusAck:
         data = await call(
-            self._client, "POST", "/api/ts/status", json={"events": [to_json(e) for e in events]}
+            self._bulk, "POST", "/api/ts/status", json={"events": [to_json(e) for e in events]}
         )
         return from_json(StatusAck, data)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        for client in (self._client, self._events, self._bulk):
+            await client.aclose()
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:

@@ -3,8 +3,14 @@
 State held here, all rebuilt from the NS after a restart except the spool:
 - ``agents``: the agents the NS assigned to this task server, with the hash of
   their credential and their settings; refreshed when the NS's agents epoch moves.
-- ``pending``: computers that have work waiting; replaced by each events reply.
+- ``work``: work fetched from the NS in batches, waiting for agents' polls
+  (``work_cache``).
 - the status spool on disk, drained to the NS in batches.
+
+Four loops talk to the NS, each one request at a time, so their cost is per
+batch and none can queue behind another: heartbeat, events (a long poll that
+says work is waiting), work (fetches it, many computers per call, then tickles
+their agents) and the status relay.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ from taskfleet.protocol.transport import secret_matches
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.settings import TaskServerSettings
 from taskfleet.taskserver.source import Tickler
+from taskfleet.taskserver.work_cache import WorkCache
 
 log = logging.getLogger("taskfleet.taskserver")
 LOOKUP_NEGATIVE_S = 2.0
 AGENT_MAP_MIN_INTERVAL_S = 2.0
+WORK_BATCH = 5000  # instances per work fetch
+STATUS_BATCH = 2000  # status events per relay call
 
 
 class Relay:
@@ -47,13 +56,15 @@ class Relay:
         self._tickler = Tickler()
         self.approval = "unknown"
         self.agents: dict[int, AgentEntry] = {}
-        self.pending: set[int] = set()
+        self.work = WorkCache()
         self.seen: dict[int, float] = {}
         self._misses: dict[int, float] = {}
         self._agents_epoch: int | None = None
         self._map_refreshed = 0.0
         self._approval_checked = 0.0
         self._flush = asyncio.Event()
+        self._fetch = asyncio.Event()
+        self._map_refresh: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -85,6 +96,12 @@ class Relay:
                 "server; ask the notification server for another task server"
             )
         entry = self.agents.get(computer_id)
+        if entry is None and self._map_refresh is not None and not self._map_refresh.done():
+            # The whole map is on its way (a restart under many agents): wait for it
+            # rather than asking the NS about each agent on its own.
+            with contextlib.suppress(TaskfleetError):
+                await asyncio.shield(self._map_refresh)
+            entry = self.agents.get(computer_id)
         if entry is None or not secret_matches(secret, entry.credential_hash):
             entry = await self._lookup(computer_id)
             if not secret_matches(secret, entry.credential_hash):
@@ -106,6 +123,7 @@ class Relay:
         self._misses.pop(computer_id, None)
         entry = found.agents[0]
         self.agents[computer_id] = entry
+        self._fetch.set()  # just assigned here: its waiting work is ours to fetch now
         return entry
 
     def _not_assigned(self, computer_id: int) -> str:
@@ -115,19 +133,16 @@ class Relay:
         )
 
     def has_work(self, computer_id: int) -> bool:
-        return computer_id in self.pending
+        return self.work.has_work(computer_id, time.monotonic())
 
     async def fetch_work(self, computer_id: int) -> list[WorkItem]:
-        self.pending.discard(computer_id)
-        try:
-            return await self.link.work(computer_id)
-        except NotAssigned:
-            self.agents.pop(computer_id, None)
-            raise NotAssigned(self._not_assigned(computer_id)) from None
+        return self.work.take(computer_id, time.monotonic())
 
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         # Acknowledge only once the events are on disk: from here on they are ours (R8).
-        await asyncio.to_thread(self.spool.put, events)
+        # Concurrent agents' events share one write and one fsync.
+        await self.spool.put_soon(events)
+        self.work.settled(computer_id, {e.instance_id for e in events})
         if any(e.live for e in events):
             self._flush.set()
         return StatusAck(accepted=[e.id for e in events])
@@ -144,6 +159,7 @@ class Relay:
                 self._forever(self._heartbeat_once, self.settings.heartbeat_period_s)
             ),
             asyncio.create_task(self._events_loop()),
+            asyncio.create_task(self._work_loop()),
             asyncio.create_task(self._relay_loop()),
         ]
 
@@ -187,17 +203,28 @@ class Relay:
             log.info("approval: %s", self.approval)
             if self.approval != "approved":
                 self.agents.clear()
-                self.pending.clear()
+                self.work.clear()
+            else:
+                self._fetch.set()
         if reply.agents_epoch != self._agents_epoch and self.approval == "approved":
             await self._refresh_agents()
 
     async def _refresh_agents(self) -> None:
+        if self._map_refresh is not None and not self._map_refresh.done():
+            await asyncio.shield(self._map_refresh)
+            return
         if time.monotonic() - self._map_refreshed < AGENT_MAP_MIN_INTERVAL_S:
             return
         self._map_refreshed = time.monotonic()
+        # Shared: an agent lookup arriving meanwhile waits for this instead of asking alone.
+        self._map_refresh = asyncio.create_task(self._load_agent_map())
+        await asyncio.shield(self._map_refresh)
+
+    async def _load_agent_map(self) -> None:
         found = await self.link.agents()
         self.agents = {a.computer_id: a for a in found.agents}
         self._agents_epoch = found.agents_epoch
+        self.work.keep_only(self.agents)
 
     async def _events_loop(self) -> None:
         version = -1
@@ -217,16 +244,39 @@ class Relay:
                 backoff = min(backoff * 2, 10.0)
                 continue
             backoff = 0.5
+            if events.work_waiting:
+                self._fetch.set()
             version = events.version
-            fresh = set(events.pending)
-            for computer_id in fresh - self.pending:
-                self._tickler.tickle(computer_id)
-            self.pending = fresh
             if events.agents_epoch != self._agents_epoch:
                 try:
                     await self._refresh_agents()
                 except TaskfleetError as exc:
                     log.warning("agent map refresh failed: %s", exc)
+
+    async def _work_loop(self) -> None:
+        backoff = 0.5
+        while True:
+            await self._fetch.wait()
+            self._fetch.clear()
+            try:
+                await self._fetch_all()
+            except NotApproved:
+                self.approval = "revoked"
+            except TaskfleetError as exc:
+                log.warning("fetching work from the NS failed: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self._fetch.set()
+                continue
+            backoff = 0.5
+
+    async def _fetch_all(self) -> None:
+        while self.approval == "approved":
+            batch = await self.link.work(WORK_BATCH, self.work.known_runs())
+            for computer_id in self.work.add(batch):
+                self._tickler.tickle(computer_id)
+            if not batch.more:
+                return
 
     async def _relay_loop(self) -> None:
         while True:
@@ -240,10 +290,10 @@ class Relay:
 
     async def _drain(self) -> None:
         while self.approval == "approved":
-            events = await asyncio.to_thread(self.spool.pending, 500)
+            events = self.spool.pending(STATUS_BATCH)
             if not events:
                 return
             ack = await self.link.status(events)
             await asyncio.to_thread(self.spool.ack, ack.accepted + ack.rejected)
-            if len(events) < 500:
+            if len(events) < STATUS_BATCH:
                 return
