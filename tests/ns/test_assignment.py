@@ -41,6 +41,7 @@ class Case:
     addresses: tuple[str, ...] = ("10.1.1.50/24",)
     sites: list[SiteInfo] = field(default_factory=list)
     exclude: frozenset[int] = frozenset()
+    reason_lacks: list[str] = field(default_factory=list)
 
 
 CASES = [
@@ -49,7 +50,7 @@ CASES = [
         [ts(1, "ts-1", address="127.0.0.1/8"), ts(2, "ts-2", address="fe80::1/64")],
         None,
         STEP_NS,
-        ["none on its subnet", "the notification server serves it"],
+        ["none available on its subnet", "the notification server serves it"],
         addresses=("10.1.1.50/24", "127.0.0.1/8", "fe80::2/64"),
     ),
     Case(
@@ -157,11 +158,78 @@ CASES = [
         policy=[PolicyEntry("Lab", (1, 2))],
     ),
     Case(
-        "at its limit on the subnet too: NS fallback",
+        "at its limit on the subnet too: NS fallback, and the reason names it",
         [ts(1, "ts-full", address="10.1.1.2/24", load=10, client_limit=10)],
         None,
         STEP_NS,
-        ["no sites defined", "the notification server serves it"],
+        [
+            "subnet 10.1.1.0/24: ts-full skipped, at its client limit (10/10)",
+            "no sites defined",
+            "the notification server serves it",
+        ],
+    ),
+    Case(
+        "proximity names each one on its subnet it skipped, and why",
+        [
+            ts(1, "ts-stale", address="10.1.1.2/24", available=False),
+            ts(
+                2, "ts-pending", address="10.1.1.3/24", available=False, why="pending, not approved"
+            ),
+            ts(3, "ts-ok", address="10.1.1.4/24"),
+            ts(4, "ts-elsewhere", address="10.7.7.7/24", available=False),
+        ],
+        "ts-ok",
+        STEP_SUBNET,
+        [
+            "subnet 10.1.1.0/24: ts-stale skipped, heartbeat stale (40s old)",
+            "subnet 10.1.1.0/24: ts-pending skipped, pending, not approved",
+            "on the same subnet (10.1.1.0/24)",
+        ],
+        reason_lacks=["ts-elsewhere"],  # not on its subnet: not a candidate, so not "skipped"
+    ),
+    Case(
+        "proximity names the site's task servers it skipped, then chooses by site",
+        [
+            ts(1, "ts-subnet-full", address="10.1.1.2/24", load=5, client_limit=5),
+            ts(2, "ts-site-off", address="10.1.9.9/24", available=False, why="disabled"),
+            ts(3, "ts-site", address="10.2.0.5/24", site_ids=frozenset({7})),
+        ],
+        "ts-site",
+        STEP_SITE,
+        [
+            "subnet 10.1.1.0/24: ts-subnet-full skipped, at its client limit (5/5)",
+            "site 'Head office': ts-subnet-full skipped, at its client limit (5/5)",
+            "site 'Head office': ts-site-off skipped, disabled",
+            "serves its site 'Head office'",
+        ],
+        sites=[SiteInfo(7, "Head office", ("10.1.0.0/16",))],
+    ),
+    Case(
+        "every one serving its site skipped: NS fallback, each named",
+        [ts(1, "ts-site", address="10.1.7.5/24", available=False, why="no heartbeat yet")],
+        None,
+        STEP_NS,
+        [
+            "site 'Head office': ts-site skipped, no heartbeat yet",
+            "no available task server serves its site",
+        ],
+        sites=[SiteInfo(7, "Head office", ("10.1.0.0/16",))],
+    ),
+    Case(
+        "the one it failed over from, on its subnet, is named as skipped (R4)",
+        [ts(1, "ts-gone", address="10.1.1.2/24"), ts(2, "ts-next", address="10.1.1.3/24")],
+        "ts-next",
+        STEP_SUBNET,
+        ["subnet 10.1.1.0/24: ts-gone skipped, the agent could not reach it"],
+        exclude=frozenset({1}),
+    ),
+    Case(
+        "many skipped on its subnet: the first few by name, then how many more",
+        [ts(i, f"ts-{i}", address=f"10.1.1.{i + 1}/24", available=False) for i in range(1, 9)],
+        None,
+        STEP_NS,
+        ["ts-1 skipped", "ts-5 skipped", "3 more on its subnet skipped"],
+        reason_lacks=["ts-6 ", "ts-8 "],
     ),
     Case(
         "nothing available anywhere: the NS serves it",
@@ -208,3 +276,5 @@ def test_r3_assignment(case: Case) -> None:
     assert (chosen, decision.step) == (case.expect, case.step), decision.reason
     for fragment in case.reason_has:
         assert fragment in decision.reason
+    for fragment in case.reason_lacks:
+        assert fragment not in decision.reason

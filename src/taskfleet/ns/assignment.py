@@ -18,6 +18,9 @@ STEP_SUBNET = "subnet"
 STEP_SITE = "site"
 STEP_NS = "ns-fallback"
 STEPS = (STEP_POLICY, STEP_SUBNET, STEP_SITE, STEP_NS)
+# A proximity step names at most this many task servers it skipped (the reason is stored
+# with every assignment); the policy step names all, its lists being the admin's own.
+MAX_SKIPPED_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,13 @@ class _Notes:
 
     def add(self, text: str) -> None:
         self.lines.append(text)
+
+    def skipped(self, where: str, lines: list[str]) -> None:
+        """Task servers a proximity step passed over; a few by name, then how many more."""
+        for line in lines[:MAX_SKIPPED_NAMED]:
+            self.add(line)
+        if len(lines) > MAX_SKIPPED_NAMED:
+            self.add(f"{len(lines) - MAX_SKIPPED_NAMED} more {where} skipped")
 
     def text(self, conclusion: str) -> str:
         return "; ".join([*self.lines, conclusion])
@@ -130,10 +140,20 @@ def choose(
         notes.add("no Task Servers policy list applies to its collections")
 
     mine = interfaces(addresses)
-    pool = [ts for ts in servers.values() if not usable(ts.id)]
 
-    # Step 2a: a task server on the exact same subnet.
-    same_subnet = [ts for ts in pool if _shares_subnet(mine, interfaces(ts.addresses))]
+    # Step 2a: a task server on the exact same subnet. Those that are there but cannot
+    # take the computer are named in the reason, as the policy step does.
+    same_subnet, skipped = [], []
+    for ts in sorted(servers.values(), key=lambda ts: ts.id):
+        shared = _shared_subnets(mine, interfaces(ts.addresses))
+        if not shared:
+            continue
+        why_not = usable(ts.id)
+        if why_not:
+            skipped.append(f"subnet {', '.join(shared)}: {ts.name} skipped, {why_not}")
+        else:
+            same_subnet.append(ts)
+    notes.skipped("on its subnet", skipped)
     if same_subnet:
         ts = _least_loaded(same_subnet)
         nets = ", ".join(sorted({str(i.network) for i in mine}))
@@ -145,8 +165,18 @@ def choose(
     # Step 2b: a task server serving one of the computer's sites.
     my_sites = [s for s in sites if _in_site(mine, s)]
     if my_sites:
-        site_ids = {s.id for s in my_sites}
-        serving = [ts for ts in pool if site_ids & _served_sites(ts, sites)]
+        serving, skipped = [], []
+        for ts in sorted(servers.values(), key=lambda ts: ts.id):
+            theirs = [s for s in my_sites if s.id in _served_sites(ts, sites)]
+            if not theirs:
+                continue
+            why_not = usable(ts.id)
+            if why_not:
+                names = ", ".join(repr(s.name) for s in theirs)
+                skipped.append(f"site {names}: {ts.name} skipped, {why_not}")
+            else:
+                serving.append(ts)
+        notes.skipped("serving its site", skipped)
         if serving:
             ts = _least_loaded(serving)
             names = ", ".join(repr(s.name) for s in my_sites)
@@ -154,16 +184,16 @@ def choose(
             return Decision(ts.id, ts.name, STEP_SITE, notes.text(f"serves its site {names}{many}"))
         notes.add("no available task server serves its site")
     elif not sites:
-        notes.add("no sites defined (each subnet is its own site) and none on its subnet")
+        notes.add("no sites defined (each subnet is its own site) and none available on its subnet")
     else:
-        notes.add("none on its subnet and it is in no site")
+        notes.add("none available on its subnet and it is in no site")
 
     # Step 3: the NS itself.
     return Decision(None, ns_name, STEP_NS, notes.text("the notification server serves it"))
 
 
-def _shares_subnet(mine: list[Interface], theirs: list[Interface]) -> bool:
-    return any(a.network == b.network for a in mine for b in theirs)
+def _shared_subnets(mine: list[Interface], theirs: list[Interface]) -> list[str]:
+    return sorted({str(a.network) for a in mine for b in theirs if a.network == b.network})
 
 
 def _in_site(mine: list[Interface], site: SiteInfo) -> bool:

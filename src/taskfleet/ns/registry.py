@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +19,10 @@ from taskfleet.storage.models import Computer, TaskServer, is_id
 
 STALE_AFTER_PERIODS = 3  # R2
 DEFAULT_CLIENT_LIMIT = 5000
+MAX_CLIENT_LIMIT = 1_000_000
+HEARTBEAT_RANGE_S = (0.1, 3600.0)
+# What an admin may set on a task server ('taskfleet taskserver set'); None clears it.
+SETTINGS = ("client_limit", "heartbeat_period_s")
 
 
 def availability(ts: TaskServer, now: float | None = None) -> tuple[bool, str]:
@@ -44,10 +50,7 @@ async def register(
 ) -> tuple[TaskServer, Credential]:
     if not url.startswith(("http://", "https://")):
         raise InvalidInput(f"task server url {url!r} must start with http:// or https://")
-    if not 1 <= client_limit <= 1_000_000:
-        raise InvalidInput("client_limit must be between 1 and 1,000,000")
-    if not 0.1 <= heartbeat_period_s <= 3600:
-        raise InvalidInput("heartbeat_period_s must be between 0.1 and 3600")
+    check_settings(client_limit, heartbeat_period_s)
     await tokens.consume(session, token, "taskserver")
     computer, _ = await computers.upsert(session, facts)
     secret = new_secret()
@@ -62,11 +65,71 @@ async def register(
     ts.approval = "pending"
     ts.url = url
     ts.credential_hash = hash_secret(secret)
-    ts.client_limit = client_limit
-    ts.heartbeat_period_s = heartbeat_period_s
+    report(ts, client_limit, heartbeat_period_s)
     ts.last_heartbeat = now
     await session.flush()
     return ts, Credential("taskserver", ts.id, secret)
+
+
+def check_settings(client_limit: int | None, heartbeat_period_s: float | None) -> None:
+    if client_limit is not None and not 1 <= client_limit <= MAX_CLIENT_LIMIT:
+        raise InvalidInput(
+            f"client_limit must be between 1 and {MAX_CLIENT_LIMIT:,}", field="client_limit"
+        )
+    low, high = HEARTBEAT_RANGE_S
+    if heartbeat_period_s is not None and not low <= heartbeat_period_s <= high:
+        raise InvalidInput(
+            f"heartbeat_period_s must be between {low} and {high:.0f} seconds",
+            field="heartbeat_period_s",
+        )
+
+
+def report(
+    ts: TaskServer, client_limit: int | None, heartbeat_period_s: float | None
+) -> dict[str, float]:
+    """What a task server says of itself, at registration and in every heartbeat, so its
+    --client-limit and --heartbeat take effect when it restarts with new values. An
+    admin's setting still wins (``configure``). Returns what changed, for the audit log."""
+    check_settings(client_limit, heartbeat_period_s)
+    changed: dict[str, float] = {}
+    if client_limit is not None and client_limit != ts.reported_client_limit:
+        ts.reported_client_limit = changed["client_limit"] = client_limit
+    if heartbeat_period_s is not None and heartbeat_period_s != ts.reported_heartbeat_period_s:
+        ts.reported_heartbeat_period_s = changed["heartbeat_period_s"] = heartbeat_period_s
+    _in_effect(ts)
+    return changed
+
+
+def _in_effect(ts: TaskServer) -> None:
+    admin_limit, admin_period = ts.admin_client_limit, ts.admin_heartbeat_period_s
+    ts.client_limit = ts.reported_client_limit if admin_limit is None else admin_limit
+    ts.heartbeat_period_s = ts.reported_heartbeat_period_s if admin_period is None else admin_period
+
+
+async def configure(
+    state: NSState, key: str, changes: Mapping[str, float | None], actor: str
+) -> dict[str, Any]:
+    """An admin sets (a number) or clears (None) a task server's client limit or heartbeat
+    period, audited. The admin's value wins over what the task server reports until it is
+    cleared; lowering the limit below its load moves no agent (R4), it only takes no more."""
+    if not changes or set(changes) - set(SETTINGS):
+        raise InvalidInput(
+            f"give one or both of {' and '.join(SETTINGS)}: a number, or null to clear it"
+        )
+    limit, period = changes.get("client_limit"), changes.get("heartbeat_period_s")
+    if limit is not None and not isinstance(limit, int):
+        raise InvalidInput("client_limit must be a whole number", field="client_limit")
+    check_settings(limit, period)
+    async with state.session() as session:
+        ts = await find(session, key)
+        if "client_limit" in changes:
+            ts.admin_client_limit = limit
+        if "heartbeat_period_s" in changes:
+            ts.admin_heartbeat_period_s = period
+        _in_effect(ts)
+        audit.record(session, actor, "taskserver.set", ts.name, **changes)
+        await session.flush()
+        return asdict(await view(session, ts))
 
 
 async def _free_name(session: AsyncSession, wanted: str) -> str:
@@ -117,10 +180,45 @@ class TaskServerView:
     available: bool
     why_unavailable: str
     last_heartbeat: float | None
-    heartbeat_period_s: float
+    heartbeat_period_s: float  # in effect: the admin's setting, else the reported one
     agents: int
-    client_limit: int
+    client_limit: int  # in effect, as heartbeat_period_s
     addresses: list[str]
+    reported_client_limit: int  # what the task server says (its --client-limit)
+    reported_heartbeat_period_s: float
+    admin_client_limit: int | None  # set by an admin; wins until cleared
+    admin_heartbeat_period_s: float | None
+
+
+def _view(ts: TaskServer, computer: Computer, agents: int, now: float) -> TaskServerView:
+    ok, why = availability(ts, now)
+    return TaskServerView(
+        id=ts.id,
+        name=ts.name,
+        url=ts.url,
+        approval=ts.approval,
+        enabled=ts.enabled,
+        available=ok,
+        why_unavailable=why,
+        last_heartbeat=ts.last_heartbeat,
+        heartbeat_period_s=ts.heartbeat_period_s,
+        agents=agents,
+        client_limit=ts.client_limit,
+        addresses=list(computer.addresses or []),
+        reported_client_limit=ts.reported_client_limit,
+        reported_heartbeat_period_s=ts.reported_heartbeat_period_s,
+        admin_client_limit=ts.admin_client_limit,
+        admin_heartbeat_period_s=ts.admin_heartbeat_period_s,
+    )
+
+
+async def view(session: AsyncSession, ts: TaskServer) -> TaskServerView:
+    computer = await session.get(Computer, ts.computer_id)
+    assert computer is not None
+    agents = await session.scalar(
+        select(func.count()).select_from(Computer).where(Computer.task_server_id == ts.id)
+    )
+    return _view(ts, computer, agents or 0, time.time())
 
 
 async def list_all(session: AsyncSession) -> list[TaskServerView]:
@@ -128,24 +226,6 @@ async def list_all(session: AsyncSession) -> list[TaskServerView]:
     rows = await session.execute(
         select(TaskServer, Computer).join(Computer, Computer.id == TaskServer.computer_id)
     )
-    out = []
     now = time.time()
-    for ts, computer in rows.all():
-        ok, why = availability(ts, now)
-        out.append(
-            TaskServerView(
-                id=ts.id,
-                name=ts.name,
-                url=ts.url,
-                approval=ts.approval,
-                enabled=ts.enabled,
-                available=ok,
-                why_unavailable=why,
-                last_heartbeat=ts.last_heartbeat,
-                heartbeat_period_s=ts.heartbeat_period_s,
-                agents=load.get(ts.id, 0),
-                client_limit=ts.client_limit,
-                addresses=list(computer.addresses or []),
-            )
-        )
+    out = [_view(ts, computer, load.get(ts.id, 0), now) for ts, computer in rows.all()]
     return sorted(out, key=lambda v: v.name)

@@ -67,8 +67,23 @@ class TaskServer(Base):
     approval: Mapped[str] = mapped_column(String(16), default="pending")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     credential_hash: Mapped[str] = mapped_column(String(64))
+    # In effect: the admin's setting where there is one, else what the task server
+    # reports (``registry.apply_settings`` keeps them so; every reader uses these two).
     client_limit: Mapped[int] = mapped_column(Integer, default=5000)
     heartbeat_period_s: Mapped[float] = mapped_column(Float, default=10.0)
+    # What the task server says (its --client-limit and --heartbeat), at registration
+    # and in every heartbeat, so a restart with new values takes effect.
+    reported_client_limit: Mapped[int] = mapped_column(Integer, default=5000, server_default="5000")
+    reported_heartbeat_period_s: Mapped[float] = mapped_column(
+        Float, default=10.0, server_default="10"
+    )
+    # Set by an admin ('taskfleet taskserver set'): wins over the reported value until cleared.
+    admin_client_limit: Mapped[int | None] = mapped_column(Integer)
+    admin_heartbeat_period_s: Mapped[float | None] = mapped_column(Float)
+    # Computers assigned to it. Changed only by ``assigner``, in the transaction that
+    # changes Computer.task_server_id, by a conditional UPDATE: that is what makes the
+    # client limit hold when many agents are assigned at once (R3).
+    assigned_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_heartbeat: Mapped[float | None] = mapped_column(Float)
     registered_at: Mapped[float] = mapped_column(Float)
 
