@@ -7,6 +7,7 @@ import taskfleet.errors as errors
 
 def test_public_names_are_exactly_the_error_tree() -> None:
     assert set(errors.__all__) == {
+        "Busy",
         "Conflict",
         "Forbidden",
         "InvalidInput",

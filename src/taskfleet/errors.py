@@ -16,12 +16,15 @@ turn such responses back into the same classes where they need to branch.
     │                            it must ask the NS again (R3, R4)
     ├── PayloadTooLarge     413
     ├── TooManyRequests     429  slow down (console log-in after repeated failures)
+    ├── Busy                503  full (open files) or stopping: come back after
+    │                            ``retry_after_s`` (Retry-After); no fault of the server
     └── Unavailable         503  a dependency is down; try again
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "Busy",
     "Conflict",
     "Forbidden",
     "InvalidInput",
@@ -43,11 +46,15 @@ class TaskfleetError(Exception):
     status_code = 500
     code = "internal"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         # The input field at fault, when there is one: forms show the message next to it.
         self.field = field
+        # When to come back (the Retry-After header), when the server said so.
+        self.retry_after_s = retry_after_s
 
 
 class InvalidInput(TaskfleetError):
@@ -93,6 +100,17 @@ class TooManyRequests(TaskfleetError):
     code = "too_many_requests"
 
 
+class Busy(TaskfleetError):
+    """Refused for now, by design: a client waits ``retry_after_s`` and asks again.
+
+    Not an ``Unavailable``: the server is up and answering, so an agent does not count
+    it towards failing over (R4).
+    """
+
+    status_code = 503
+    code = "busy"
+
+
 class Unavailable(TaskfleetError):
     status_code = 503
     code = "unavailable"
@@ -110,6 +128,7 @@ _BY_CODE: dict[str, type[TaskfleetError]] = {
         NotAssigned,
         PayloadTooLarge,
         TooManyRequests,
+        Busy,
         Unavailable,
     )
 }

@@ -29,6 +29,7 @@ from taskfleet.agent import facts as local_facts
 from taskfleet.agent.ledger import Ledger
 from taskfleet.agent.runner import run_script
 from taskfleet.errors import (
+    Busy,
     InvalidInput,
     NotApproved,
     NotAssigned,
@@ -277,6 +278,10 @@ class Agent:
                 )
                 if data and data.get("tickle"):
                     self._wake.set()
+            except Busy as exc:
+                # Full or stopping (503, Retry-After, jittered by the server): no failed
+                # attempt (R4), the server is up; polls go on meanwhile.
+                await asyncio.sleep(exc.retry_after_s or jittered(30.0))
             except TaskfleetError:
                 await asyncio.sleep(jittered(2.0))
 

@@ -239,8 +239,13 @@ def print_run(run: dict[str, Any]) -> None:
     )
 
 
+FOLLOW_WAIT_S = 10.0  # each long poll's wait; the NS answers at once when the counts change
+
+
 def wait_for(api: Api, run_id: int, timeout: float, quiet: bool) -> dict[str, Any]:
+    """Follow the run by long poll (``/api/runs/{id}/wait``) until it is done or ``timeout``."""
     deadline = time.monotonic() + timeout
+    version = ""
     with Progress(
         TextColumn("run {task.fields[run]}"),
         BarColumn(),
@@ -253,14 +258,18 @@ def wait_for(api: Api, run_id: int, timeout: float, quiet: bool) -> dict[str, An
     ) as progress:
         bar = progress.add_task("run", total=None, run=run_id, counts="")
         while True:
-            run: dict[str, Any] = api.get(f"/api/runs/{run_id}", params={"instances": "false"})
+            left = max(0.0, deadline - time.monotonic())
+            run: dict[str, Any] = api.get(
+                f"/api/runs/{run_id}/wait",
+                params={"since": version, "timeout": min(FOLLOW_WAIT_S, left)},
+            )
+            version = run["version"]
             done = sum(n for s, n in run["counts"].items() if InstanceState(s).terminal)
             progress.update(
                 bar, total=run["total"], completed=done, counts=counts_text(run["counts"])
             )
-            if run["done"] or time.monotonic() > deadline:
+            if run["done"] or time.monotonic() >= deadline:
                 break
-            time.sleep(0.5)
     full: dict[str, Any] = api.get(f"/api/runs/{run_id}")
     return full
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
@@ -207,3 +211,48 @@ async def run_status(
 ) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         return asdict(await runs.summary(session, run_id, with_instances=instances))
+
+
+# Re-read at least this often while waiting: the bound on the delay when no wake-up
+# comes (a change made on another replica, or by a path that does not call
+# ``Hub.runs_changed``).
+RUN_RECHECK_S = 1.0
+
+
+def counts_version(summary: runs.RunSummary) -> str:
+    """A fingerprint of a run's per-state counts: the same on every NS replica and across
+    restarts, so a follower can pass it back as ``since`` to any of them."""
+    text = json.dumps([sorted(summary.counts.items()), summary.done])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@router.get("/runs/{run_id}/wait")
+async def wait_run(
+    request: Request,
+    run_id: int,
+    _: Viewer,
+    since: Annotated[str, Query(max_length=64, description="'version' of the last reply")] = "",
+    timeout: Annotated[float, Query(ge=0, le=60, description="seconds to wait at most")] = 10.0,
+) -> dict[str, Any]:
+    """Long poll: the run's counts (no instances) and their ``version`` as soon as the
+    version differs from ``since`` or the run is done, else after ``timeout`` seconds.
+
+    Woken when status for the run is ingested (``Hub.runs_changed``); without a
+    wake-up the counts are read again every ``RUN_RECHECK_S``, so following a run
+    never depends on one.
+    """
+    state = ns_state(request)
+    deadline = asyncio.get_running_loop().time() + timeout
+    with state.hub.watch_run(run_id) as changed:
+        while True:
+            if not state.hub.closed:
+                changed.clear()
+            async with state.session() as session:
+                found = await runs.summary(session, run_id, with_instances=False)
+            version = counts_version(found)
+            left = deadline - asyncio.get_running_loop().time()
+            if version != since or found.done or left <= 0 or state.hub.closed:
+                return {**asdict(found), "version": version}
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, RUN_RECHECK_S)):
+                    await changed.wait()

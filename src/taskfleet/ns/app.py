@@ -16,11 +16,17 @@ from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
 from taskfleet.server import errors
+from taskfleet.server.capacity import DEFAULT_RESERVE
 from taskfleet.server.limits import BodyLimit
+from taskfleet.server.serve import on_stop
 from taskfleet.storage import database, migrate
 from taskfleet.taskserver import agent_api
+from taskfleet.taskserver.channels import ChannelGate
 
 log = logging.getLogger("taskfleet.ns")
+# Open files besides connections: the task server's reserve plus the database pool
+# (PostgreSQL: up to 30 connections; SQLite: three files per pooled connection).
+OPEN_FILES_RESERVE = DEFAULT_RESERVE + 64
 
 
 def create_app(settings: NSSettings) -> FastAPI:
@@ -57,6 +63,15 @@ def create_app(settings: NSSettings) -> FastAPI:
                 await refresher
             await engine.dispose()
 
+    async def end_long_polls() -> None:
+        # Stopping: the agents' channels (fallback role), the task servers' events waits
+        # and 'run --wait' followers all answer now rather than at the end of their wait.
+        state: NSState | None = getattr(app.state, "ns", None)
+        if state is not None:
+            gate.stop(state.hub.local)
+            await state.hub.close()
+
+    gate = ChannelGate()  # sized by server.serve from the open-files limit
     app = FastAPI(
         title="taskfleet notification server",
         version=__version__,
@@ -64,6 +79,9 @@ def create_app(settings: NSSettings) -> FastAPI:
         description="REST API of the taskfleet notification server. Errors are "
         '`{"error": code, "message": text}`, with `"field": name` when one input is at fault.',
     )
+    app.state.channels = gate
+    app.state.open_files_reserve = OPEN_FILES_RESERVE
+    on_stop(app, end_long_polls)
     errors.install(app)
     app.include_router(api_agent.router)
     app.include_router(api_taskserver.router)

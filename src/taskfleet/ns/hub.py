@@ -6,15 +6,22 @@ list of its computers that have work (level-triggered, so a lost wake-up
 costs only the time until the next poll). Agents the NS serves itself are
 tickled directly.
 
+It also wakes whoever follows a run (``GET /api/runs/{id}/wait``, behind
+``taskfleet run --wait``): ``runs_changed`` after status for a run commits.
+
 Process-local: with several NS replicas, a later issue carries bumps across
 replicas through PostgreSQL LISTEN/NOTIFY; until then the periodic re-poll
-of every task server bounds the delay.
+of every task server, and the timeout of every run wait, bound the delay.
+
+``close`` on shutdown answers every long poll at once, and any later one
+without waiting, so the NS stops in a moment (``server.serve.on_stop``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 from taskfleet.taskserver.source import Tickler
 
@@ -26,6 +33,9 @@ class Hub:
         self.local = Tickler()
         # Computers the NS serves itself that have work waiting (answered from memory).
         self.local_pending: set[int] = set()
+        # run id -> one event per request following that run, set when it changes.
+        self._run_watchers: dict[int, set[asyncio.Event]] = {}
+        self.closed = False
 
     def version(self, task_server_id: int) -> int:
         return self._versions.get(task_server_id, 0)
@@ -60,8 +70,41 @@ class Hub:
         async with cond:
             try:
                 await asyncio.wait_for(
-                    cond.wait_for(lambda: self.version(task_server_id) != since), timeout
+                    cond.wait_for(lambda: self.closed or self.version(task_server_id) != since),
+                    timeout,
                 )
             except TimeoutError:
                 pass
         return self.version(task_server_id)
+
+    def runs_changed(self, run_ids: Iterable[int]) -> None:
+        """Wake the requests following these runs; call it once the change has committed."""
+        for run_id in run_ids:
+            for event in self._run_watchers.get(run_id, ()):
+                event.set()
+
+    @contextlib.contextmanager
+    def watch_run(self, run_id: int) -> Iterator[asyncio.Event]:
+        """An event that ``runs_changed`` sets; clear it before each read of the run, so
+        that a change committed after the read is not missed."""
+        event = asyncio.Event()
+        if self.closed:
+            event.set()
+        watchers = self._run_watchers.setdefault(run_id, set())
+        watchers.add(event)
+        try:
+            yield event
+        finally:
+            watchers.discard(event)
+            if not watchers:
+                del self._run_watchers[run_id]
+
+    async def close(self) -> None:
+        """The NS is stopping: every long poll returns now, and every later one at once."""
+        self.closed = True
+        for cond in list(self._conditions.values()):
+            async with cond:
+                cond.notify_all()
+        for watchers in self._run_watchers.values():
+            for event in watchers:
+                event.set()

@@ -32,7 +32,12 @@ async def call(
             f"{client.base_url} did not answer: {exc.__class__.__name__} {exc}"
         ) from exc
     if response.status_code >= 400:
-        raise _error(response)
+        error = _error(response)
+        # Busy (503) says when to come back; seconds only, the form taskfleet servers send.
+        retry_after = response.headers.get("retry-after", "")
+        if retry_after.isdigit():
+            error.retry_after_s = float(retry_after)
+        raise error
     if not response.content:
         return None
     return response.json()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,6 +26,13 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     if field:
         body["field"] = field  # the input at fault, for forms and scripts
     return JSONResponse(body, status_code=status)
+
+
+def retry_after(response: Response, seconds: float) -> None:
+    """Tell the client when to come back, and close the connection: a client told to
+    wait need not hold a connection (an open file here) meanwhile."""
+    response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    response.headers["Connection"] = "close"
 
 
 def describe_validation(errors: list[dict[str, object]]) -> str:
@@ -46,7 +54,10 @@ def describe_validation(errors: list[dict[str, object]]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TaskfleetError)
     async def _domain(_request: Request, exc: TaskfleetError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.field)
+        response = error_response(exc.status_code, exc.code, exc.message, exc.field)
+        if exc.retry_after_s is not None:
+            retry_after(response, exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,21 +4,75 @@
 docs/benchmarks.md records which one is the default and why. Both run one
 process with one event loop: a task server scales out by adding task servers,
 not workers, because its agent map and tickle registry live in its memory.
+
+At start the open-files limit is raised and split into connections and
+notification channels (``server.capacity``); the app's ``ChannelGate``
+(``app.state.channels``) gets its share. On SIGTERM/SIGINT/SIGHUP the listening
+socket closes, then the app's stop hooks (``on_stop``) answer its long polls at
+once, so the server exits in a moment instead of waiting out every open channel
+(up to 300 s) or events wait; requests still running after ``GRACEFUL_S`` are
+cancelled. With granian the limits apply, the stop hooks do not run.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from taskfleet.errors import InvalidInput
+from taskfleet.server.capacity import (
+    DEFAULT_RESERVE,
+    Capacity,
+    guarded_protocol,
+    raise_open_files_limit,
+)
 
 HTTPServer = Literal["uvicorn", "granian"]
 HTTP_SERVERS: tuple[HTTPServer, ...] = ("uvicorn", "granian")
 DEFAULT_HTTP_SERVER: HTTPServer = "uvicorn"
 KEEP_ALIVE_S = 75
 MAX_OPEN_REQUESTS = 100_000
+GRACEFUL_S = 5  # seconds
+StopHook = Callable[[], Awaitable[None]]
+log = logging.getLogger("taskfleet.server")
+
+
+def on_stop(app: Any, hook: StopHook) -> None:
+    """Run ``hook`` as soon as the server starts to stop, before it waits for open
+    requests: hooks end the app's long polls so that stopping takes seconds."""
+    try:
+        hooks: list[StopHook] = app.state.stop_hooks
+    except AttributeError:
+        hooks = app.state.stop_hooks = []
+    hooks.append(hook)
+
+
+async def _stop_hooks(app: Any) -> None:
+    for hook in getattr(app.state, "stop_hooks", []):
+        try:
+            await hook()
+        except Exception:  # the others still run, and the server still stops
+            log.exception("a stop hook failed")
+
+
+def size(app: Any) -> Capacity:
+    """Raise the open-files limit, give the app's channel gate its share, log the figures."""
+    before, now = raise_open_files_limit()
+    capacity = Capacity(now, getattr(app.state, "open_files_reserve", DEFAULT_RESERVE))
+    gate = getattr(app.state, "channels", None)
+    if gate is not None:
+        gate.capacity = capacity.channels
+    log.info(
+        "open files: limit %d%s; up to %d connections, %d notification channels",
+        now,
+        f" (raised from {before})" if now != before else "",
+        capacity.connections,
+        capacity.channels,
+    )
+    return capacity
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -41,34 +95,43 @@ def run(
     host, port = parse_bind(bind)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    capacity = size(app)
     if http_server == "granian":
-        _run_granian(app, host, port, log_level)
+        _run_granian(app, host, port, log_level, capacity)
     else:
-        _run_uvicorn(app, host, port, log_level)
+        _run_uvicorn(app, host, port, log_level, capacity)
 
 
-def _run_uvicorn(app: Any, host: str, port: int, log_level: str) -> None:
+def _run_uvicorn(app: Any, host: str, port: int, log_level: str, capacity: Capacity) -> None:
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for listener in self.servers:
+                listener.close()  # no new connections, then answer the open long polls
+            await _stop_hooks(app)
+            await super().shutdown(sockets)
 
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(capacity),
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_S,
         backlog=4096,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     # uvicorn handles SIGINT/SIGTERM itself; SIGHUP should stop too when a terminal closes.
     signal.signal(signal.SIGHUP, lambda *_: setattr(server, "should_exit", True))
     server.run()
 
 
-def _run_granian(app: Any, host: str, port: int, log_level: str) -> None:
+def _run_granian(app: Any, host: str, port: int, log_level: str, capacity: Capacity) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
@@ -83,9 +146,9 @@ def _run_granian(app: Any, host: str, port: int, log_level: str) -> None:
         log_level=LogLevels(log_level),
         log_access=False,
         # Granian stops accepting connections once this many requests are in flight;
-        # every open notification channel is one, so allow as many as a task server holds.
+        # every open notification channel is one, so allow as many as the open files do.
         backlog=4096,
-        backpressure=MAX_OPEN_REQUESTS,
+        backpressure=min(MAX_OPEN_REQUESTS, capacity.connections),
     )
     # One worker process, forked from this one, so it inherits the app object.
     server.serve(target_loader=lambda _target: app)

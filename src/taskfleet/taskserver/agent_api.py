@@ -26,6 +26,7 @@ from taskfleet.protocol.messages import (
     to_json,
 )
 from taskfleet.protocol.transport import parse_credential
+from taskfleet.taskserver.channels import ChannelGate
 from taskfleet.taskserver.source import WorkSource
 
 MAX_WAIT_S = 300.0
@@ -94,7 +95,15 @@ async def channel(request: Request) -> Response:
     source = source_of(request)
     if source.has_work(computer_id):
         return Response(_TICKLE, media_type="application/json")
-    tickled = await source.tickler.wait(computer_id, wait)
+    # Busy (503, Retry-After) when the open files allow no more channels, or stopping.
+    gate: ChannelGate = request.app.state.channels
+    gate.admit(computer_id)
+    try:
+        tickled = await source.tickler.wait(computer_id, wait)
+    finally:
+        gate.release(computer_id)
+    if gate.stopping:  # woken by ChannelGate.stop: come back to the restarted server
+        raise gate.stopping_error()
     return Response(_TICKLE if tickled else _QUIET, media_type="application/json")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -10,15 +11,31 @@ from fastapi import FastAPI
 from taskfleet import __version__
 from taskfleet.server import errors
 from taskfleet.server.limits import BodyLimit
+from taskfleet.server.serve import on_stop
 from taskfleet.taskserver import agent_api
+from taskfleet.taskserver.channels import UNLIMITED, ChannelGate
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.relay import Relay
 from taskfleet.taskserver.settings import TaskServerSettings
 
+log = logging.getLogger("taskfleet.taskserver")
+
 
 def create_app(settings: TaskServerSettings) -> FastAPI:
+    gate = ChannelGate()  # sized by server.serve from the open-files limit
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Reported in every heartbeat: the R7 advice compares it with the client limit.
+        settings.channel_capacity = gate.capacity if gate.capacity < UNLIMITED else None
+        if settings.client_limit > gate.capacity:
+            log.warning(
+                "client limit %d is more than the %d notification channels the open-files "
+                "limit allows: raise the limit (ulimit -n, LimitNOFILE=) or lower "
+                "--client-limit",
+                settings.client_limit,
+                gate.capacity,
+            )
         relay = Relay(settings, NSLink(settings))
         await relay.start()
         app.state.work_source = relay
@@ -33,6 +50,12 @@ def create_app(settings: TaskServerSettings) -> FastAPI:
             await relay.stop()
 
     app = FastAPI(title="taskfleet task server", version=__version__, lifespan=lifespan)
+    app.state.channels = gate
+
+    async def answer_channels() -> None:
+        gate.stop(app.state.work_source.tickler)
+
+    on_stop(app, answer_channels)
     errors.install(app)
     app.include_router(agent_api.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -20,6 +20,8 @@ class TaskServerSettings:
     # Status is relayed to the NS in batches at most this far apart (R8).
     status_batch_interval_s: float = 1.0
     max_body_bytes: int = 1024 * 1024
+    # Notification channels the open-files limit allows (server.capacity); set at start.
+    channel_capacity: int | None = None
 
     def __post_init__(self) -> None:
         if not self.url:

@@ -1,0 +1,139 @@
+"""Open files: how many connections a server process holds, and refusing the rest politely.
+
+Every connection is an open file, so the open-files limit (``ulimit -n``,
+``LimitNOFILE=`` under systemd) bounds how many agents a task server holds. Left
+alone, connections use up every file; then the kernel refuses the process
+everything else too: uvicorn's accept loop drops new connections (libuv's EMFILE
+trick), polls on new connections fail, spool files cannot be written, and the
+connections to the NS cannot be renewed.
+
+So at start the soft limit is raised to the hard limit, and the limit is split:
+
+- ``reserve``: files the process needs besides its connections (the listening
+  socket, the event loop, stdio and logs, spool files, the NS link or the database
+  pool, imports);
+- ``connections``: the rest. A new connection past it closes the oldest idle one
+  (no request in flight: a keep-alive leftover, or one that never sent a request);
+  with none idle, its one request is answered 503 Busy with ``Retry-After`` and the
+  connection closed, and past ``drop_above`` (half the reserve further) it is
+  closed at once, so a flood never eats the reserve;
+- ``channels``: of the connections, how many notification channels may be open
+  (``taskserver.channels.ChannelGate``); the remainder stays free for polls and
+  status, so those keep being answered when every channel is taken.
+
+A connection that sends nothing is closed after ``FIRST_REQUEST_S``, as uvicorn
+closes an idle keep-alive connection after its keep-alive timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+from taskfleet.errors import Busy
+from taskfleet.server.errors import error_response, retry_after
+
+DEFAULT_RESERVE = 96
+MIN_POLL_HEADROOM = 16
+FIRST_REQUEST_S = 10.0
+REFUSED_IDLE_S = 2.0  # a refused connection that does not even send its request
+FULL_RETRY_S = (30.0, 90.0)  # jittered so that refused agents do not come back together
+
+
+@dataclass(frozen=True)
+class Capacity:
+    open_files: int
+    reserve: int = DEFAULT_RESERVE
+
+    @property
+    def connections(self) -> int:
+        return max(2 * MIN_POLL_HEADROOM, self.open_files - self.reserve)
+
+    @property
+    def channels(self) -> int:
+        # A tenth of the connections (at least 16) for polls and status: an agent
+        # polls over a second connection while its channel is open.
+        return self.connections - max(MIN_POLL_HEADROOM, self.connections // 10)
+
+    @property
+    def drop_above(self) -> int:
+        return self.connections + self.reserve // 2
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft open-files limit to the hard limit; return (before, now)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # No hard limit: Linux's default ceiling (fs.nr_open) is what the kernel allows.
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return target, target
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft, soft  # not allowed here: keep what there is; the log says how much
+    return soft, target
+
+
+def busy_reply(message: str, seconds: float) -> Any:
+    """The 503 Busy answer, as an ASGI app: the error tree's body, Retry-After, close."""
+    response = error_response(Busy.status_code, Busy.code, message)
+    retry_after(response, seconds)
+    return response
+
+
+async def _refuse_full(scope: Any, receive: Any, send: Any) -> None:
+    reply = busy_reply(
+        "this server holds as many connections as its open-files limit allows; "
+        "try again after Retry-After seconds",
+        random.uniform(*FULL_RETRY_S),
+    )
+    await reply(scope, receive, send)
+
+
+def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, counting connections against ``capacity``."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    # Connections with no request in flight, oldest first: the first to close when a
+    # new connection finds every slot taken (as nginx reuses idle keep-alive ones).
+    idle: dict[HttpToolsProtocol, None] = {}
+
+    class Guarded(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            wait = FIRST_REQUEST_S
+            if len(self.connections) > capacity.connections:
+                if idle:
+                    oldest = next(iter(idle))
+                    del idle[oldest]
+                    oldest.transport.close()
+                elif len(self.connections) > capacity.drop_above:
+                    transport.abort()  # a flood: whatever happens, the reserve stays free
+                    return
+                else:
+                    self.app = _refuse_full
+                    wait = REFUSED_IDLE_S
+            idle[self] = None
+            # uvicorn's keep-alive timer, which the first byte received cancels; armed
+            # here too, so that a connection that never sends a request is closed.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                wait, self.timeout_keep_alive_handler
+            )
+
+        def data_received(self, data: bytes) -> None:
+            idle.pop(self, None)
+            super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and not self.pipeline:
+                idle[self] = None  # keep-alive: waits for its next request
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            idle.pop(self, None)
+            super().connection_lost(exc)
+
+    return Guarded
