@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -11,7 +12,9 @@ from taskfleet.cli.output import ago, emit_json, fields, table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
-taskserver = typer.Typer(help="Task servers: list, approve, revoke (R1); 'serve' runs one.")
+taskserver = typer.Typer(
+    help="Task servers: list, approve, revoke (R1), set limits; 'serve' runs one."
+)
 token = typer.Typer(help="Enrolment tokens for agents and task servers.")
 computer = typer.Typer(help="Computers: list and show (with why it has its task server).")
 collection = typer.Typer(help="Collections: named sets of computers.")
@@ -31,20 +34,28 @@ def taskserver_list(ctx: typer.Context, json: JsonOpt = False) -> None:
         return emit_json(rows)
     table(
         "Task servers",
-        ["name", "approval", "available", "agents", "limit", "heartbeat", "url"],
+        ["name", "approval", "available", "agents", "limit", "period", "heartbeat", "url"],
         [
             [
                 r["name"],
                 r["approval"],
                 "yes" if r["available"] else f"no: {r['why_unavailable']}",
                 r["agents"],
-                r["client_limit"],
+                _setting(r, "client_limit", ""),
+                _setting(r, "heartbeat_period_s", "s"),
                 ago(r["last_heartbeat"]),
                 r["url"],
             ]
             for r in rows
         ],
     )
+
+
+def _setting(row: dict[str, Any], key: str, unit: str) -> str:
+    """A value in effect, marked when an admin set it ('taskfleet taskserver set')."""
+    value = row[key]
+    text = f"{value if isinstance(value, int) else format(value, 'g')}{unit}"
+    return f"{text} (admin)" if row.get(f"admin_{key}") is not None else text
 
 
 def _approval(ctx: typer.Context, name: str, verb: str, json: bool) -> None:
@@ -64,6 +75,59 @@ def taskserver_approve(ctx: typer.Context, name: str, json: JsonOpt = False) -> 
 def taskserver_revoke(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
     """Revoke a task server: every call it makes is refused from now on (R1)."""
     _approval(ctx, name, "revoke", json)
+
+
+SET_HELP = (
+    "Set a task server's client limit or heartbeat period from the NS, audited.\n\n"
+    "A task server reports its own --client-limit and --heartbeat whenever it starts. A "
+    "value set here wins over what it reports, also after it restarts, until you clear it "
+    "with --clear-client-limit or --clear-heartbeat.\n\n"
+    "The task server keeps beating at its own --heartbeat, so a period set here below a "
+    "third of that makes it look stale (R2). A lower client limit moves no agent (R4); the "
+    "task server only takes no more."
+)
+
+
+@taskserver.command("set", help=SET_HELP)
+def taskserver_set(
+    ctx: typer.Context,
+    name: str,
+    client_limit: Annotated[int | None, typer.Option(help="most agents it takes (R3)")] = None,
+    heartbeat: Annotated[
+        float | None,
+        typer.Option(help="heartbeat period in seconds the NS expects: stale after 3 (R2)"),
+    ] = None,
+    clear_client_limit: Annotated[
+        bool, typer.Option(help="use the task server's own --client-limit again")
+    ] = False,
+    clear_heartbeat: Annotated[
+        bool, typer.Option(help="use the task server's own --heartbeat again")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Set or clear the admin's values (what users read is ``SET_HELP``)."""
+    body: dict[str, float | None] = {}
+    for key, value, clear, flag in [
+        ("client_limit", client_limit, clear_client_limit, "--client-limit"),
+        ("heartbeat_period_s", heartbeat, clear_heartbeat, "--heartbeat"),
+    ]:
+        if value is not None and clear:
+            fail(f"give {flag} or --clear-{flag[2:]}, not both")
+        if value is not None or clear:
+            body[key] = value
+    if not body:
+        fail("nothing to set: give --client-limit, --heartbeat or a --clear-... option")
+    row = _ctx(ctx).api().request("PATCH", f"/api/taskservers/{quote(name, safe='')}", json=body)
+    if json:
+        return emit_json(row)
+    typer.echo(
+        f"task server {row['name']}: client limit {_setting(row, 'client_limit', '')}, "
+        f"heartbeat every {_setting(row, 'heartbeat_period_s', 's')} "
+        f"(it reports {row['reported_client_limit']} and "
+        f"{row['reported_heartbeat_period_s']:g}s)"
+    )
+    if row.get("warning"):
+        typer.echo(f"warning: {row['warning']}", err=True)
 
 
 @token.command("create")

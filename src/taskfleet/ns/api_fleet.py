@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import select
 
 from taskfleet.ns import audit, computer_views, computers, registry, sites, tokens
@@ -41,6 +42,25 @@ async def approve(request: Request, key: str, admin: Administrator) -> dict[str,
 async def revoke(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
     ts = await registry.set_approval(ns_state(request), key, "revoked", admin.name)
     return {"name": ts.name, "approval": ts.approval}
+
+
+class TaskServerSettings(BaseModel):
+    """A JSON merge patch: a field left out stays as it is; null clears the admin's value,
+    so the task server's own (its --client-limit, --heartbeat) applies again."""
+
+    model_config = ConfigDict(extra="forbid")
+    client_limit: StrictInt | None = None
+    heartbeat_period_s: float | None = Field(default=None, allow_inf_nan=False)
+
+
+@router.patch("/taskservers/{key:path}")
+async def configure(
+    request: Request, key: str, body: TaskServerSettings, admin: Administrator
+) -> dict[str, Any]:
+    """Set or clear a task server's client limit and heartbeat period. The admin's value
+    wins over what the task server reports until cleared; audited."""
+    changes = body.model_dump(include=body.model_fields_set)
+    return await registry.configure(ns_state(request), key, changes, admin.name)
 
 
 # --- enrolment tokens -------------------------------------------------------------

@@ -51,10 +51,14 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
     state = ns_state(request)
     if len(body.seen) > MAX_SEEN:
         raise InvalidInput(f"at most {MAX_SEEN} entries in 'seen'")
+    registry.check_settings(body.client_limit, body.heartbeat_period_s)
     async with state.session() as session:
         ts = await session.get(TaskServer, ts_id)
         assert ts is not None
-        ts.last_heartbeat = time.time()
+        # The task server's own row is written last (the autoflush before the queries
+        # below would write it first), so the row lock that assignments to this task
+        # server also take (PostgreSQL) is held only from here to the commit.
+        now = time.time()
         if body.seen and ts.approval == "approved":
             try:
                 seen = {int(k): float(v) for k, v in body.seen.items()}
@@ -73,6 +77,10 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
                 await session.execute(
                     update(Computer), [{"id": cid, "last_contact": seen[cid]} for cid in mine]
                 )
+        ts.last_heartbeat = now
+        changed = registry.report(ts, body.client_limit, body.heartbeat_period_s)
+        if changed:  # it restarted with new values: say so in the audit log
+            audit.record(session, f"taskserver:{ts.name}", "taskserver.report", ts.name, **changed)
         return HeartbeatReply(ts.approval, ts.enabled, state.agents_epoch)
 
 

@@ -129,7 +129,15 @@ async def configure(
         _in_effect(ts)
         audit.record(session, actor, "taskserver.set", ts.name, **changes)
         await session.flush()
-        return asdict(await view(session, ts))
+        out = asdict(await view(session, ts))
+    beats = ts.reported_heartbeat_period_s
+    if beats >= STALE_AFTER_PERIODS * ts.heartbeat_period_s:
+        out["warning"] = (
+            f"{ts.name} heartbeats every {beats:g}s, so with {ts.heartbeat_period_s:g}s it "
+            f"will look stale (R2); set more than {beats / STALE_AFTER_PERIODS:.3g}s, or start it "
+            "with a shorter --heartbeat"
+        )
+    return out
 
 
 async def _free_name(session: AsyncSession, wanted: str) -> str:

@@ -229,6 +229,10 @@ class Heartbeat:
     seen: dict[str, float] = field(default_factory=dict)
     open_channels: int = 0
     spooled: int = 0
+    # Its --client-limit and --heartbeat, so new values take effect when it restarts
+    # (it registers only once). None: unchanged. An admin's setting on the NS wins.
+    client_limit: int | None = None
+    heartbeat_period_s: float | None = None
 
 
 @dataclass
