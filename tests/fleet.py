@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +100,14 @@ class Fleet:
         return token
 
     def start_ts(
-        self, name: str, *extra: str, port: int = 0, approve: bool = True
+        self,
+        name: str,
+        *extra: str,
+        port: int = 0,
+        approve: bool = True,
+        prefix: Sequence[str] = (),
     ) -> TaskServerProc:
+        """Start (or restart) a task server; ``prefix`` wraps the command (e.g. prlimit)."""
         if not self._ts_token:
             self._ts_token = self.token("taskserver")
         existing = self.servers.get(name)
@@ -124,6 +130,7 @@ class Fleet:
             "--heartbeat",
             "2",
             *extra,
+            prefix=prefix,
         )
         wait_http(f"http://127.0.0.1:{port}/hello", proc)
         ts = self.servers[name] = TaskServerProc(name, port, proc, data_dir)

@@ -39,6 +39,7 @@ from taskfleet.server.errors import error_response, retry_after
 DEFAULT_RESERVE = 96
 MIN_POLL_HEADROOM = 16
 FIRST_REQUEST_S = 10.0
+MIN_IDLE_S = 1.0
 REFUSED_IDLE_S = 2.0  # a refused connection that does not even send its request
 FULL_RETRY_S = (30.0, 90.0)  # jittered so that refused agents do not come back together
 
@@ -97,17 +98,20 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol, counting connections against ``capacity``."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    # Connections with no request in flight, oldest first: the first to close when a
-    # new connection finds every slot taken (as nginx reuses idle keep-alive ones).
-    idle: dict[HttpToolsProtocol, None] = {}
+    # Connections with no request in flight, by when they became idle, oldest first:
+    # the first to close when a new connection finds every slot taken (as nginx reuses
+    # idle keep-alive ones). Not one idle for less than MIN_IDLE_S: its request may be
+    # on its way, and in a herd of reconnecting agents that would cut one off unanswered.
+    idle: dict[HttpToolsProtocol, float] = {}
 
     class Guarded(HttpToolsProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             wait = FIRST_REQUEST_S
+            now = self.loop.time()
             if len(self.connections) > capacity.connections:
-                if idle:
-                    oldest = next(iter(idle))
+                oldest = next(iter(idle), None)
+                if oldest is not None and now - idle[oldest] >= MIN_IDLE_S:
                     del idle[oldest]
                     oldest.transport.close()
                 elif len(self.connections) > capacity.drop_above:
@@ -116,7 +120,7 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
                 else:
                     self.app = _refuse_full
                     wait = REFUSED_IDLE_S
-            idle[self] = None
+            idle[self] = now
             # uvicorn's keep-alive timer, which the first byte received cancels; armed
             # here too, so that a connection that never sends a request is closed.
             self.timeout_keep_alive_task = self.loop.call_later(
@@ -130,7 +134,7 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing() and not self.pipeline:
-                idle[self] = None  # keep-alive: waits for its next request
+                idle[self] = self.loop.time()  # keep-alive: waits for its next request
 
         def connection_lost(self, exc: Exception | None) -> None:
             idle.pop(self, None)

@@ -1,0 +1,144 @@
+"""Open files: a task server under ``ulimit -n 256`` holding more connections than that
+keeps answering polls, and refuses channels past its capacity with 503 and Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from taskfleet.cli.launcher import wait_until
+from tests.fleet import Fleet
+
+LIMIT = 256
+CHANNELS = 300  # more than the limit
+IDLE = 60  # connections that never send a request
+
+
+@pytest.fixture
+def sqlite_fleet(tmp_path: Path) -> Iterator[Fleet]:
+    # The database plays no part here: SQLite only.
+    f = Fleet(tmp_path / "fleet", f"sqlite:///{tmp_path / 'ns.db'}")
+    try:
+        f.start_ns()
+        yield f
+    finally:
+        f.stop()
+
+
+async def _open_channel(port: int, header: str) -> tuple[asyncio.StreamWriter | None, str, bytes]:
+    """Send one channel request; say how it went within 3 s: parked, refused or closed."""
+    request = f"GET /agent/channel?wait=60 HTTP/1.1\r\nHost: ts\r\nAuthorization: {header}\r\n\r\n"
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request.encode())
+        await writer.drain()
+    except ConnectionError:
+        return None, "closed", b""
+    try:
+        async with asyncio.timeout(3):
+            reply = await reader.read(65536)
+            while reply and not reply.endswith(b"}"):  # a refusal: read to its end
+                more = await reader.read(65536)
+                if not more:
+                    break
+                reply += more
+    except TimeoutError:
+        return writer, "parked", b""
+    except ConnectionError:
+        return writer, "closed", b""
+    return writer, ("refused" if reply else "closed"), reply
+
+
+async def _flood(port: int, url: str, header: str) -> tuple[Counter[str], list[bytes], list[int]]:
+    results = await asyncio.gather(*(_open_channel(port, header) for _ in range(CHANNELS)))
+    outcomes = Counter(kind for _, kind, _ in results)
+    refusals = [reply for _, kind, reply in results if kind == "refused"]
+    idle = []
+    for _ in range(IDLE):
+        with contextlib.suppress(ConnectionError):
+            idle.append(await asyncio.open_connection("127.0.0.1", port))
+    await asyncio.sleep(1.5)
+    # While every channel the server allows is open, and idle connections fill the rest:
+    # polls, each on a new connection.
+    polls = []
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        for _ in range(10):
+            response = await client.get("/agent/poll", headers={"Authorization": header})
+            polls.append(response.status_code)
+        # One more channel now is refused at once, with a reason and when to come back.
+        one_more = await client.get(
+            "/agent/channel", params={"wait": 60}, headers={"Authorization": header}
+        )
+        refusals.append(
+            f"HTTP/1.1 {one_more.status_code} x\r\nretry-after: "
+            f"{one_more.headers.get('retry-after')}\r\n\r\n{one_more.text}".encode()
+        )
+    for writer in [w for w, _, _ in results if w] + [w for _, w in idle]:
+        writer.close()
+    return outcomes, refusals, polls
+
+
+def test_task_server_under_a_low_open_files_limit_keeps_answering_polls(
+    sqlite_fleet: Fleet,
+) -> None:
+    fleet = sqlite_fleet
+    # Given a task server started under `ulimit -n 256` (soft and hard), and an agent on it
+    ts = fleet.start_ts("ts-1", prefix=("prlimit", f"--nofile={LIMIT}:{LIMIT}"))
+    fleet.apply_policy("Lab", "pc-*", ["ts-1"])
+    fleet.start_agent("pc-1")
+    fleet.wait_assigned(["pc-1"])
+    identity = json.loads((fleet.root / "agents" / "pc-1" / "identity.json").read_text())
+    header = f"Bearer {identity['credential']}"
+    # It logged the capacity that limit gives
+    found = re.search(
+        r"open files: limit (\d+); up to (\d+) connections, (\d+) notification channels",
+        ts.proc.output(),
+    )
+    assert found is not None, ts.proc.output()
+    assert int(found[1]) == LIMIT
+    capacity = int(found[3])
+    assert 0 < capacity < int(found[2]) < LIMIT
+
+    # When 60 connections that send nothing and 300 channels are opened to it at once
+    outcomes, refusals, polls = asyncio.run(_flood(ts.port, ts.url, header))
+
+    # Then every poll on a new connection is answered
+    assert polls == [200] * 10, (polls, outcomes, ts.proc.output()[-3000:])
+    # and its capacity of channels was parked (the agent holds one too)
+    assert capacity - 1 <= outcomes["parked"] <= capacity, outcomes
+    # and every other channel was refused with 503 Busy and a Retry-After, or closed
+    assert set(outcomes) <= {"parked", "refused", "closed"}, outcomes
+    assert len(refusals) > CHANNELS - capacity - 50, outcomes
+    for reply in refusals:
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), reply[:300]
+        retry_after = re.search(rb"(?im)^retry-after: (\d+)\r?$", head)
+        assert retry_after is not None and int(retry_after[1]) >= 1, head
+        assert json.loads(body)["error"] == "busy"
+    # and the server never ran out of files
+    log = ts.proc.output()
+    assert "Too many open files" not in log and "Traceback" not in log, log[-3000:]
+
+    # And once those channels close, a new channel is parked again
+    def parks() -> bool:
+        try:
+            httpx.get(
+                f"{ts.url}/agent/channel",
+                params={"wait": 60},
+                headers={"Authorization": header},
+                timeout=httpx.Timeout(1.5, connect=5),
+            )
+        except httpx.ReadTimeout:
+            return True  # no answer: parked
+        return False
+
+    wait_until(parks, 20, "a channel parked after the flood")
