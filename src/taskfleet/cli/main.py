@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from taskfleet.cli import demo, fleet, services, users, work
+from taskfleet.cli import demo, fleet, services, simulate, users, work
 from taskfleet.cli.client import Context
 
 app = typer.Typer(
@@ -43,3 +43,4 @@ app.add_typer(work.task, name="task")
 app.command("run")(work.run_command)
 app.command("run-status")(work.run_status)
 app.command("demo")(demo.demo)
+app.command("simulate")(simulate.simulate)

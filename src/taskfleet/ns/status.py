@@ -3,8 +3,8 @@
 An event id is recorded in ``status_seen`` in the same transaction that
 applies it, so a resend (after a lost acknowledgement, a task-server restart,
 an agent restart) is recognised and ignored. The database decides what is new:
-one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk of a batch, then
-one bulk ``UPDATE`` of the instances those events move. States only move
+one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per batch (per chunk on
+SQLite), then one bulk ``UPDATE`` of the instances those events move. States only move
 forward. The cost is a few statements per batch, not per event.
 """
 
@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ARRAY, Integer, any_, bindparam, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.protocol.messages import InstanceState, StatusAck, StatusEvent
@@ -87,57 +87,112 @@ async def _allowed_computers(
     # A task server may relay for computers it serves or has served: a status
     # spooled before a failover must still arrive (R8).
     wanted = sorted({e.computer_id for e in events})
+    query = select(AssignmentRecord.computer_id).where(
+        AssignmentRecord.task_server_id == via_task_server
+    )
+    if _postgres(session):
+        found = await session.scalars(
+            query.where(AssignmentRecord.computer_id == any_(_ints("wanted"))).distinct(),
+            {"wanted": wanted},
+        )
+        return set(found.all())
     allowed: set[int] = set()
     for chunk in _chunks(wanted):
-        allowed.update(
-            (
-                await session.scalars(
-                    select(AssignmentRecord.computer_id)
-                    .where(
-                        AssignmentRecord.task_server_id == via_task_server,
-                        AssignmentRecord.computer_id.in_(chunk),
-                    )
-                    .distinct()
-                )
-            ).all()
+        found = await session.scalars(
+            query.where(AssignmentRecord.computer_id.in_(chunk)).distinct()
         )
+        allowed.update(found.all())
     return allowed
 
 
 async def _load(session: AsyncSession, instance_ids: list[int]) -> dict[int, _Row]:
-    rows: dict[int, _Row] = {}
-    postgres = session.get_bind().dialect.name == "postgresql"
-    for chunk in _chunks(sorted(instance_ids)):
-        query = select(
-            Instance.id,
-            Instance.computer_id,
-            Instance.state,
-            Instance.received_at,
-            Instance.started_at,
-            Instance.status_count,
-        ).where(Instance.id.in_(chunk))
-        if postgres:
-            # Locked in id order, so two concurrent batches cannot deadlock.
-            query = query.order_by(Instance.id).with_for_update()
-        for r in (await session.execute(query)).all():
-            rows[r.id] = _Row(
-                r.id,
-                r.computer_id,
-                InstanceState(r.state),
-                r.received_at,
-                r.started_at,
-                r.status_count,
+    query = select(
+        Instance.id,
+        Instance.computer_id,
+        Instance.state,
+        Instance.received_at,
+        Instance.started_at,
+        Instance.status_count,
+    )
+    if _postgres(session):
+        # One statement whatever the batch size (an array, not a list of parameters),
+        # rows locked in id order so that two concurrent batches cannot deadlock.
+        query = query.where(Instance.id == any_(_ints("ids")))
+        results = [
+            await session.execute(
+                query.order_by(Instance.id).with_for_update(), {"ids": sorted(instance_ids)}
             )
-    return rows
+        ]
+    else:
+        results = [
+            await session.execute(query.where(Instance.id.in_(chunk)))
+            for chunk in _chunks(sorted(instance_ids))
+        ]
+    return {
+        r.id: _Row(
+            r.id,
+            r.computer_id,
+            InstanceState(r.state),
+            r.received_at,
+            r.started_at,
+            r.status_count,
+        )
+        for result in results
+        for r in result.all()
+    }
+
+
+# PostgreSQL takes a whole batch as arrays: one short statement, prepared once, instead
+# of thousands of bound parameters whose statement text changes with the batch size.
+_PG_FIRST_SIGHTINGS = text(
+    """
+    INSERT INTO status_seen (id, instance_id, received_at, via_task_server_id)
+    SELECT u.id, u.instance_id, :at, CAST(:via AS INTEGER)
+    FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:instance_ids AS INTEGER[])) AS u(id, instance_id)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+    """
+)
+_PG_PROGRESS = text(
+    """
+    UPDATE instance SET state = u.state, received_at = u.received_at,
+        started_at = u.started_at, status_count = u.status_count
+    FROM unnest(CAST(:ids AS INTEGER[]), CAST(:states AS VARCHAR[]),
+        CAST(:received AS FLOAT8[]), CAST(:started AS FLOAT8[]), CAST(:counts AS INTEGER[]))
+        AS u(id, state, received_at, started_at, status_count)
+    WHERE instance.id = u.id
+    """
+)
+_PG_FINISHED = text(
+    """
+    UPDATE instance SET state = u.state, received_at = u.received_at,
+        started_at = u.started_at, status_count = u.status_count,
+        finished_at = u.finished_at, return_code = u.return_code, output = u.output
+    FROM unnest(CAST(:ids AS INTEGER[]), CAST(:states AS VARCHAR[]),
+        CAST(:received AS FLOAT8[]), CAST(:started AS FLOAT8[]), CAST(:counts AS INTEGER[]),
+        CAST(:finished AS FLOAT8[]), CAST(:codes AS INTEGER[]), CAST(:outputs AS TEXT[]))
+        AS u(id, state, received_at, started_at, status_count, finished_at, return_code, output)
+    WHERE instance.id = u.id
+    """
+)
 
 
 async def _first_sightings(
     session: AsyncSession, events: list[StatusEvent], via: int | None
 ) -> set[str]:
     """Record the events' ids; the ids the database had not seen before."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = postgresql.insert if postgres else sqlite.insert
     now = time.time()
+    if _postgres(session):
+        found = await session.scalars(
+            _PG_FIRST_SIGHTINGS,
+            {
+                "at": now,
+                "via": via,
+                "ids": [e.id for e in events],
+                "instance_ids": [e.instance_id for e in events],
+            },
+        )
+        return set(found.all())
     fresh: set[str] = set()
     for chunk in _chunks(events):
         values = [
@@ -150,7 +205,7 @@ async def _first_sightings(
             for e in chunk
         ]
         statement = (
-            insert(StatusSeen)
+            sqlite.insert(StatusSeen)
             .values(values)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(StatusSeen.id)
@@ -160,35 +215,50 @@ async def _first_sightings(
 
 
 async def _write_back(session: AsyncSession, rows: list[_Row]) -> None:
-    progress = [
-        {
-            "id": r.id,
-            "state": r.state.value,
-            "received_at": r.received_at,
-            "started_at": r.started_at,
-            "status_count": r.status_count,
-        }
-        for r in rows
-        if r.finished is None
-    ]
-    finished = [
-        {
-            "id": r.id,
-            "state": r.state.value,
-            "received_at": r.received_at,
-            "started_at": r.started_at,
-            "status_count": r.status_count,
-            "finished_at": r.finished[0],
-            "return_code": r.finished[1],
-            "output": r.finished[2],
-        }
-        for r in rows
-        if r.finished is not None
-    ]
-    # ORM bulk UPDATE by primary key: one executemany per shape of row.
+    progress = [r for r in rows if r.finished is None]
+    finished = [r for r in rows if r.finished is not None]
+    if _postgres(session):
+        for group, statement in ((progress, _PG_PROGRESS), (finished, _PG_FINISHED)):
+            if not group:
+                continue
+            values: dict[str, list[Any]] = {
+                "ids": [r.id for r in group],
+                "states": [r.state.value for r in group],
+                "received": [r.received_at for r in group],
+                "started": [r.started_at for r in group],
+                "counts": [r.status_count for r in group],
+            }
+            if statement is _PG_FINISHED:
+                values["finished"] = [r.finished[0] for r in group if r.finished]
+                values["codes"] = [r.finished[1] for r in group if r.finished]
+                values["outputs"] = [r.finished[2] for r in group if r.finished]
+            await session.execute(statement, values)
+        return
+    # Elsewhere, ORM bulk UPDATE by primary key: one executemany per shape of row.
     for group in (progress, finished):
-        for chunk in _chunks(group):
+        for chunk in _chunks([_as_values(r) for r in group]):
             await session.execute(update(Instance), chunk)
+
+
+def _as_values(row: _Row) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": row.id,
+        "state": row.state.value,
+        "received_at": row.received_at,
+        "started_at": row.started_at,
+        "status_count": row.status_count,
+    }
+    if row.finished is not None:
+        values["finished_at"], values["return_code"], values["output"] = row.finished
+    return values
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _ints(name: str) -> Any:
+    return bindparam(name, type_=ARRAY(Integer))
 
 
 async def ingest(

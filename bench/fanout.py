@@ -1,0 +1,251 @@
+"""Run-now to a whole fleet: how long until every computer has Succeeded (issue 7 goals).
+
+One scenario per invocation, on 127.0.0.1 only, everything it starts stopped by
+PID at the end:
+
+1. a real NS on a fresh SQLite file or a fresh PostgreSQL database, ``--ts`` real
+   task servers, approved, each with ``--client-limit`` (agents/ts rounded up), and a
+   Task Servers policy ``Simulated computers -> ts-1, ts-2, ...`` (so each takes its share);
+2. ``taskfleet simulate`` with ``--agents`` simulated agents (real protocol, real HTTP,
+   one process): they enrol, are assigned, open their notification channels; then it
+   runs a task on them and follows it at the NS until every instance ended;
+3. prints the simulator's report: enrol+assign rate, and the run's timeline
+   (tickled / fetched / done: p50, p99, max seconds after the run started) and the
+   time until the NS counted every instance done. With ``--restart-ts`` it then
+   SIGTERMs task server 1 under its connected agents, starts it again, runs a second
+   task and reports how long its agents took to reconnect and finish.
+
+    .venv/bin/python bench/fanout.py --agents 1000 --ts 1 --store sqlite
+    .venv/bin/python bench/fanout.py --agents 10000 --ts 2 --store postgres
+
+Bounded: the simulator gives up after ``--timeout`` seconds; agents' startup window
+is ``--startup-window`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from taskfleet.cli.launcher import Launcher, free_port, wait_http, wait_until
+from taskfleet.protocol.transport import parse_credential
+
+SIMULATED = "Simulated computers"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def create_pg_database() -> tuple[str, str]:
+    import asyncio
+
+    import asyncpg  # the NS's own driver; only needed for the PostgreSQL store
+
+    name = f"fanout_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN.replace("postgresql", "postgres"))
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(create())
+    return name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_pg_database(name: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN.replace("postgresql", "postgres"))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(drop())
+
+
+class Fanout:
+    def __init__(self, root: Path, args: argparse.Namespace, db_url: str) -> None:
+        self.root, self.args, self.db_url = root, args, db_url
+        self.launcher = Launcher(root / "logs")
+        self.ns_url = f"http://127.0.0.1:{free_port()}"
+        self.api: httpx.Client | None = None
+        self.ts_ports: dict[str, int] = {}
+        self.ts_procs: dict[str, Any] = {}
+        self.ts_token = ""
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        assert self.api is not None
+        response = self.api.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise SystemExit(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    def start_ns(self) -> None:
+        ns = self.launcher.start(
+            "ns",
+            "ns",
+            "serve",
+            "--db",
+            self.db_url,
+            "--bind",
+            self.ns_url.removeprefix("http://"),
+            "--data-dir",
+            str(self.root / "ns"),
+        )
+        wait_http(f"{self.ns_url}/hello", ns, timeout=60)
+        credential = parse_credential((self.root / "ns" / "admin.credential").read_text())
+        assert credential is not None
+        self.credential = str(credential)
+        self.api = httpx.Client(base_url=self.ns_url, headers=credential.header, timeout=120)
+
+    def start_ts(self, name: str, limit: int) -> None:
+        if not self.ts_token:
+            self.ts_token = self.admin("POST", "/api/tokens", {"kind": "taskserver"})["token"]
+        port = self.ts_ports.setdefault(name, free_port())
+        proc = self.launcher.start(
+            name,
+            "taskserver",
+            "serve",
+            "--ns",
+            self.ns_url,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(self.root / name),
+            "--token",
+            self.ts_token,
+            "--name",
+            name,
+            "--client-limit",
+            str(limit),
+        )
+        wait_http(f"http://127.0.0.1:{port}/hello", proc, timeout=60)
+        self.ts_procs[name] = proc
+
+    def approve(self, name: str) -> None:
+        self.admin("POST", f"/api/taskservers/{name}/approve")
+
+        def available() -> bool:
+            rows = {r["name"]: r for r in self.admin("GET", "/api/taskservers")}
+            return bool(rows.get(name, {}).get("available"))
+
+        wait_until(available, 30, f"{name} available")
+
+    def set_up(self) -> str:
+        self.start_ns()
+        names = [f"ts-{i + 1}" for i in range(self.args.ts)]
+        limit = math.ceil(self.args.agents / self.args.ts)
+        for name in names:
+            self.start_ts(name, limit)
+            self.approve(name)
+        # The simulated computers (the task servers are computers too, without agents).
+        self.admin(
+            "POST", "/api/collections", {"name": SIMULATED, "rules": {"name_pattern": "sim-*"}}
+        )
+        self.admin(
+            "POST",
+            "/api/documents/policy/draft/entries",
+            {"entry": {"collection": SIMULATED, "task_servers": names}},
+        )
+        self.admin("POST", "/api/documents/policy/apply")
+        for task in ("fanout-1", "fanout-2"):
+            self.admin("POST", "/api/tasks", {"name": task, "script": "true"})
+        token: str = self.admin("POST", "/api/tokens", {"kind": "agent"})["token"]
+        return token
+
+    def simulate(self, token: str, task: str, state_dir: Path) -> dict[str, Any]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "taskfleet",
+            "simulate",
+            "--ns",
+            self.ns_url,
+            "--agents",
+            str(self.args.agents),
+            "--state-dir",
+            str(state_dir),
+            "--startup-window",
+            str(self.args.startup_window),
+            "--run",
+            task,
+            "--target",
+            SIMULATED,
+            "--timeout",
+            str(self.args.timeout),
+            "--connect-timeout",
+            str(self.args.timeout),
+            "--json",
+        ]
+        env = {**os.environ, "TASKFLEET_TOKEN": token, "TASKFLEET_CREDENTIAL": self.credential}
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=self.args.timeout * 3
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"simulate failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+
+def raise_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--ts", type=int, default=1)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--startup-window", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    raise_open_files()
+    root = Path(tempfile.mkdtemp(prefix="taskfleet-fanout-"))
+    pg_name = None
+    if args.store == "postgres":
+        pg_name, db_url = create_pg_database()
+    else:
+        db_url = f"sqlite:///{root}/ns.db"
+    bench = Fanout(root, args, db_url)
+    try:
+        token = bench.set_up()
+        started = time.monotonic()
+        first = bench.simulate(token, "fanout-1", root / "sim")
+        first["wall_seconds"] = round(time.monotonic() - started, 1)
+        print(json.dumps({"scenario": vars(args), "first_run": first}, indent=2))
+        run = first.get("run", {})
+        print(
+            f"\nRESULT agents={args.agents} ts={args.ts} store={args.store} "
+            f"assign_per_s={first['assign_per_s']} run_all_done_s={run.get('seconds')} "
+            f"counts={run.get('counts')} done_p50={first['timeline']['done'].get('p50')} "
+            f"done_p99={first['timeline']['done'].get('p99')}",
+            flush=True,
+        )
+    finally:
+        bench.launcher.stop_all()
+        if bench.api is not None:
+            bench.api.close()
+        if pg_name:
+            drop_pg_database(pg_name)
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(root)], check=False)
+        else:
+            print(f"kept {root}")
+
+
+if __name__ == "__main__":
+    main()

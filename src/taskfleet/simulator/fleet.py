@@ -1,0 +1,224 @@
+"""A simulated fleet: its agents, one HTTP connection pool, and what it saw happen.
+
+State:
+- ``agents``: every simulated agent; identities (computer id and credential)
+  are kept in ``STATE_DIR/identities.json``, so a second simulation of the same
+  fleet re-uses them instead of enrolling again;
+- ``counters`` and ``errors``: totals for the display and the report;
+- ``times``: per instance, when its agent was tickled, fetched it and had its
+  final status acknowledged, measured from the run's start (``run_started``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.protocol.messages import InstanceState, StatusEvent, WorkItem
+from taskfleet.simulator.agent import SimAgent
+from taskfleet.simulator.behaviour import Behaviour, Mix
+
+
+@dataclass
+class SimOptions:
+    ns_url: str
+    token: str
+    agents: int
+    mix: Mix = field(default_factory=lambda: Mix.parse("succeed"))
+    prefix: str = "sim"
+    subnet: str = "10.200.0.0/16"
+    state_dir: Path | None = None
+    startup_window_s: float = 10.0  # R11
+    channel_wait_s: float = 50.0
+    slow_s: float = 20.0
+    offline_s: float = 3600.0
+    ns_concurrency: int = 64
+    seed: int = 1
+
+
+@dataclass
+class Times:
+    tickled: float | None = None
+    fetched: float | None = None
+    done: float | None = None
+
+
+class SimFleet:
+    def __init__(self, options: SimOptions) -> None:
+        if options.agents < 1:
+            raise InvalidInput("--agents: simulate at least 1 agent", field="agents")
+        self.options = options
+        self.ns_url = options.ns_url.rstrip("/")
+        self.counters: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.times: dict[int, Times] = {}
+        self.run_started: float | None = None
+        self.started = time.monotonic()
+        self.first_assigned: float | None = None
+        self.last_assigned: float | None = None
+        self.ns_slots = asyncio.Semaphore(options.ns_concurrency)
+        self._tickled_at: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self.agents = self._make_agents()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "start() the fleet first"
+        return self._session
+
+    def _make_agents(self) -> list[SimAgent]:
+        try:
+            network = ipaddress.ip_network(self.options.subnet)
+        except ValueError:
+            raise InvalidInput(
+                f"--subnet {self.options.subnet!r} is not a network like 10.200.0.0/16",
+                field="subnet",
+            ) from None
+        if network.num_addresses - 2 < self.options.agents:
+            raise InvalidInput(
+                f"--subnet {network} has room for fewer than {self.options.agents} agents",
+                field="subnet",
+            )
+        behaviours = self.options.mix.assign(self.options.agents, self.options.seed)
+        known = self._load_identities()
+        agents = []
+        for i in range(self.options.agents):
+            name = f"{self.options.prefix}-{i + 1:05d}"
+            agent = SimAgent(
+                index=i,
+                name=name,
+                hardware_id=f"simulated-{name}",
+                address=f"{network.network_address + 1 + i}/{network.prefixlen}",
+                behaviour=behaviours[i],
+                fleet=self,
+            )
+            if agent.hardware_id in known:
+                agent.computer_id, agent.credential = known[agent.hardware_id]
+            agents.append(agent)
+        return agents
+
+    # --- identities --------------------------------------------------------------------
+
+    def _identity_file(self) -> Path | None:
+        directory = self.options.state_dir
+        return None if directory is None else directory / "identities.json"
+
+    def _load_identities(self) -> dict[str, tuple[int, str]]:
+        path = self._identity_file()
+        if path is None or not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+            return {k: (int(v[0]), str(v[1])) for k, v in data.items()}
+        except (ValueError, TypeError, IndexError, AttributeError):
+            return {}  # unreadable: the agents enrol again
+
+    def save_identities(self) -> None:
+        path = self._identity_file()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {a.hardware_id: [a.computer_id, a.credential] for a in self.agents if a.credential}
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+
+    # --- life ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(connector=connector)
+        self.started = time.monotonic()
+        for agent in self.agents:
+            self.spawn(agent.live(self.options.startup_window_s))
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.count_error(f"agent crashed: {task.exception()!r}"[:120])
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.save_identities()
+        if self._session is not None:
+            await self._session.close()
+
+    async def wait_connected(self, timeout: float) -> float:
+        """Seconds until every agent that is not offline has a task server."""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = sum(
+                1
+                for a in self.agents
+                if a.state != "connected" and a.behaviour != Behaviour.OFFLINE
+            )
+            if not waiting:
+                self.save_identities()
+                return time.monotonic() - self.started
+            if time.monotonic() > deadline:
+                raise TaskfleetError(
+                    f"{waiting} simulated agents still had no task server after {timeout:g} s"
+                )
+            await asyncio.sleep(0.2)
+
+    # --- what the agents tell us ---------------------------------------------------------
+
+    def count(self, what: str) -> None:
+        self.counters[what] += 1
+
+    def count_error(self, what: object) -> None:
+        self.errors[str(what)] += 1
+
+    def assigned(self, agent: SimAgent) -> None:
+        self.counters["assigned"] += 1
+        now = time.monotonic()
+        if self.first_assigned is None:
+            self.first_assigned = now
+        self.last_assigned = now
+
+    def _since_run(self) -> float | None:
+        return None if self.run_started is None else time.monotonic() - self.run_started
+
+    def tickled(self, agent: SimAgent) -> None:
+        self.counters["tickles"] += 1
+        self._tickled_at[agent.index] = time.monotonic()
+
+    def fetched(self, agent: SimAgent, item: WorkItem) -> None:
+        self.counters["fetched"] += 1
+        times = self.times.setdefault(item.instance_id, Times())
+        times.fetched = self._since_run()
+        tickled = self._tickled_at.pop(agent.index, None)
+        if tickled is not None and self.run_started is not None:
+            times.tickled = tickled - self.run_started
+
+    def reported(self, agent: SimAgent, event: StatusEvent) -> None:
+        state = InstanceState(event.state)
+        if state.terminal:
+            self.counters[state.value] += 1
+            self.times.setdefault(event.instance_id, Times()).done = self._since_run()
+
+    def snapshot(self) -> dict[str, int]:
+        """Agents by state, and work counters: what the live display shows."""
+        states = Counter(a.state for a in self.agents)
+        return {**states, **self.counters}

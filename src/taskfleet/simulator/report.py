@@ -1,0 +1,87 @@
+"""Starting a run on the simulated fleet, following it at the NS, and the timeline it printed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+
+from taskfleet.errors import TaskfleetError
+from taskfleet.simulator.fleet import SimFleet
+
+
+async def _admin(fleet: SimFleet, credential: str, method: str, path: str, body: Any = None) -> Any:
+    headers = {"Authorization": f"Bearer {credential}"}
+    async with fleet.http.request(
+        method,
+        fleet.ns_url + path,
+        json=body,
+        headers=headers,
+        timeout=aiohttp.ClientTimeout(total=60),
+    ) as response:
+        data = await response.json(content_type=None)
+        if response.status >= 400:
+            message = data.get("message") if isinstance(data, dict) else data
+            raise TaskfleetError(f"the NS refused {method} {path}: {message}")
+        return data
+
+
+async def start_run(fleet: SimFleet, credential: str, task: str, targets: list[str]) -> int:
+    """Run ``task`` on ``targets`` now (live, as the console's Run now does); its id."""
+    fleet.run_started = time.monotonic()
+    run = await _admin(
+        fleet, credential, "POST", "/api/runs", {"task": task, "targets": targets, "live": True}
+    )
+    return int(run["id"])
+
+
+async def follow_run(
+    fleet: SimFleet, credential: str, run_id: int, timeout: float, until_done: bool = True
+) -> dict[str, Any]:
+    """The run as the NS sees it once every instance ended (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await _admin(fleet, credential, "GET", f"/api/runs/{run_id}?instances=false")
+        if run["done"] or time.monotonic() > deadline:
+            assert fleet.run_started is not None
+            run["seconds"] = round(time.monotonic() - fleet.run_started, 3)
+            return dict(run)
+        await asyncio.sleep(0.05)
+
+
+def percentiles(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def at(share: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 3)
+
+    return {"count": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 3)}
+
+
+def summary(fleet: SimFleet) -> dict[str, Any]:
+    """What the simulation saw: enrolment and assignment rates, the run's timeline, errors."""
+    assign_s = None
+    if fleet.first_assigned is not None and fleet.last_assigned is not None:
+        assign_s = round(fleet.last_assigned - fleet.started, 3)
+    assigned = fleet.counters["assigned"]
+    times = list(fleet.times.values())
+    return {
+        "agents": len(fleet.agents),
+        "behaviours": dict(sorted(Counter(a.behaviour.value for a in fleet.agents).items())),
+        "enrolled": fleet.counters["enrolled"],
+        "assigned": assigned,
+        "assign_seconds": assign_s,
+        "assign_per_s": round(assigned / assign_s, 1) if assign_s else None,
+        "timeline": {
+            "tickled": percentiles([t.tickled for t in times if t.tickled is not None]),
+            "fetched": percentiles([t.fetched for t in times if t.fetched is not None]),
+            "done": percentiles([t.done for t in times if t.done is not None]),
+        },
+        "counters": dict(sorted(fleet.counters.items())),
+        "errors": dict(fleet.errors.most_common(10)),
+    }
