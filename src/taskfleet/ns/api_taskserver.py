@@ -108,9 +108,7 @@ async def _entries(request: Request, ts_id: int, computer_id: int | None) -> Age
         if computer_id is not None:
             query = query.where(Computer.id == computer_id)
         computers = (await session.scalars(query)).all()
-        membership = await load_membership(
-            session, [c.id for c in computers] if computer_id is not None else None
-        )
+        membership = await load_membership(session, query.with_only_columns(Computer.id))
         document = await applied_document(session, AGENT_CONFIG)
         agents = [
             AgentEntry(c.id, c.credential_hash or "", settings_for(document, membership, c))

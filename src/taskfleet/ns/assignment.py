@@ -197,7 +197,12 @@ def _shared_subnets(mine: list[Interface], theirs: list[Interface]) -> list[str]
 
 
 def _in_site(mine: list[Interface], site: SiteInfo) -> bool:
-    nets = _networks(site.subnets)
+    return within(mine, networks(site.subnets))
+
+
+def within(mine: Iterable[Interface], nets: Sequence[Network]) -> bool:
+    """Is one of these addresses in one of these subnets? Sites and the collections'
+    subnet rule both ask this, so "in 10.1.0.0/16" means the same everywhere."""
     return any(i.ip in net for i in mine for net in nets if i.version == net.version)
 
 
@@ -206,7 +211,8 @@ def _served_sites(ts: Candidate, sites: Sequence[SiteInfo]) -> set[int]:
     return set(ts.site_ids) | {s.id for s in sites if _in_site(theirs, s)}
 
 
-def _networks(subnets: Iterable[str]) -> list[Network]:
+def networks(subnets: Iterable[str]) -> list[Network]:
+    """The subnets that parse; the others are left out."""
     out: list[Network] = []
     for text in subnets:
         try:

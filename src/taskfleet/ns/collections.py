@@ -1,151 +1,147 @@
 """Collections: named sets of computers (SPEC section 2).
 
-A computer is a member when it is a static member, or matches every dynamic
-rule the collection has, or is in an included collection, and is not in an
-excluded one. The built-ins are rules too: ``All Computers``, ``Task Servers``
-(computers that registered as task servers) and ``Approved Task Servers``.
+What makes a computer a member (static members, dynamic rules, include/exclude,
+the built-ins ``All Computers``, ``Task Servers`` and ``Approved Task Servers``) is
+``ns/rules.py``; ``ns/membership.py`` stores the result whenever something changes.
+So the questions below are indexed queries on ``collection_membership``: nothing
+here loads the fleet to evaluate rules.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import ipaddress
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
-from taskfleet.storage.models import Collection, CollectionMember, Computer, TaskServer
+from taskfleet.ns import membership
+from taskfleet.ns.rules import (
+    BUILTIN_ALL,
+    BUILTIN_APPROVED_TASK_SERVERS,
+    BUILTIN_TASK_SERVERS,
+    validate_rules,
+)
+from taskfleet.storage.models import (
+    Collection,
+    CollectionMember,
+    CollectionMembership,
+    Computer,
+    TaskServer,
+)
 
 ALL_COMPUTERS = "All Computers"
 TASK_SERVERS = "Task Servers"
 APPROVED_TASK_SERVERS = "Approved Task Servers"
 BUILTINS = {
-    ALL_COMPUTERS: {"builtin": "all"},
-    TASK_SERVERS: {"builtin": "task_servers"},
-    APPROVED_TASK_SERVERS: {"builtin": "approved_task_servers"},
+    ALL_COMPUTERS: {"builtin": BUILTIN_ALL},
+    TASK_SERVERS: {"builtin": BUILTIN_TASK_SERVERS},
+    APPROVED_TASK_SERVERS: {"builtin": BUILTIN_APPROVED_TASK_SERVERS},
 }
-RULE_KEYS = {"name_pattern", "cidr", "os", "fact", "include", "exclude"}
-
-
-def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(rules) - RULE_KEYS
-    if unknown:
-        raise InvalidInput(
-            f"unknown collection rule(s) {sorted(unknown)}; known: {sorted(RULE_KEYS)}"
-        )
-    out: dict[str, Any] = {}
-    for key in ("name_pattern", "os"):
-        if rules.get(key):
-            if not isinstance(rules[key], str):
-                raise InvalidInput(f"rule {key} must be a text pattern such as 'web-*'", field=key)
-            out[key] = rules[key]
-    for key in ("cidr", "include", "exclude"):
-        value = rules.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidInput(f"rule {key} must be a list of texts")
-        if value:
-            out[key] = value
-    for cidr in out.get("cidr", []):
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise InvalidInput(
-                f"{cidr!r} is not a subnet; write it as 10.1.0.0/16", field="cidr"
-            ) from None
-    fact = rules.get("fact") or {}
-    if not isinstance(fact, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in fact.items()
-    ):
-        raise InvalidInput("rule fact must map fact names to values, e.g. {'role': 'web'}")
-    if fact:
-        out["fact"] = fact
-    return out
 
 
 @dataclass
 class Membership:
-    """Everything needed to evaluate membership of a set of computers."""
+    """The collections of a set of computers, as stored."""
 
-    collections: dict[str, Collection]
-    static: dict[int, set[int]]  # collection id -> computer ids
+    of: dict[int, set[str]]  # computer id -> names of the collections it is in
+    static: dict[int, set[int]]  # collection id -> computer ids (static members only)
     task_servers: dict[int, str]  # computer id -> approval
 
-    def contains(self, name: str, computer: Computer, _stack: tuple[str, ...] = ()) -> bool:
-        collection = self.collections.get(name)
-        if collection is None or name in _stack:
-            return False
-        rules = collection.rules or {}
-        stack = (*_stack, name)
-        for excluded in rules.get("exclude", []):
-            if self.contains(excluded, computer, stack):
-                return False
-        builtin = rules.get("builtin")
-        if builtin == "all":
-            return True
-        if builtin == "task_servers":
-            return computer.id in self.task_servers
-        if builtin == "approved_task_servers":
-            return self.task_servers.get(computer.id) == "approved"
-        if computer.id in self.static.get(collection.id, set()):
-            return True
-        if _matches_rules(rules, computer):
-            return True
-        return any(self.contains(inc, computer, stack) for inc in rules.get("include", []))
+    def contains(self, name: str, computer: Computer) -> bool:
+        return name in self.of.get(computer.id, ())
 
     def collections_of(self, computer: Computer) -> list[str]:
-        return sorted(name for name in self.collections if self.contains(name, computer))
-
-
-def _matches_rules(rules: dict[str, Any], computer: Computer) -> bool:
-    conditions = [k for k in ("name_pattern", "cidr", "os", "fact") if rules.get(k)]
-    if not conditions:
-        return False
-    if "name_pattern" in rules and not fnmatch.fnmatch(
-        computer.name.lower(), rules["name_pattern"].lower()
-    ):
-        return False
-    if "os" in rules and not fnmatch.fnmatch(computer.os.lower(), rules["os"].lower()):
-        return False
-    if "cidr" in rules:
-        nets = [ipaddress.ip_network(c, strict=False) for c in rules["cidr"]]
-        ips = []
-        for text in computer.addresses or []:
-            try:
-                ips.append(ipaddress.ip_interface(text).ip)
-            except ValueError:
-                continue
-        if not any(ip in net for ip in ips for net in nets if ip.version == net.version):
-            return False
-    facts = computer.facts or {}
-    return all(facts.get(k) == v for k, v in (rules.get("fact") or {}).items())
+        return sorted(self.of.get(computer.id, ()))
 
 
 async def load_membership(
-    session: AsyncSession, computer_ids: Iterable[int] | None = None
+    session: AsyncSession, computer_ids: Iterable[int] | Select[Any] | None = None
 ) -> Membership:
-    collections = {c.name: c for c in (await session.scalars(select(Collection))).all()}
-    query = select(CollectionMember.collection_id, CollectionMember.computer_id)
-    if computer_ids is not None:
-        query = query.where(CollectionMember.computer_id.in_(list(computer_ids)))
+    """Membership of these computers: ids, a query of ids (``select(Computer.id)...``, for
+    sets too large to list), or None for the whole fleet."""
+    of: dict[int, set[str]] = {}
     static: dict[int, set[int]] = {}
-    for collection_id, computer_id in (await session.execute(query)).all():
-        static.setdefault(collection_id, set()).add(computer_id)
+    names = select(CollectionMembership.computer_id, Collection.name).join(
+        Collection, Collection.id == CollectionMembership.collection_id
+    )
+    members = select(CollectionMember.collection_id, CollectionMember.computer_id)
+    if isinstance(computer_ids, Select) or computer_ids is None:
+        groups: list[Any] = [computer_ids]
+    else:
+        groups = list(membership.chunks(sorted(set(computer_ids))))
+    for group in groups:
+        query, static_query = names, members
+        if group is not None:
+            query = query.where(CollectionMembership.computer_id.in_(group))
+            static_query = static_query.where(CollectionMember.computer_id.in_(group))
+        for computer_id, name in (await session.execute(query)).all():
+            of.setdefault(computer_id, set()).add(name)
+        for collection_id, computer_id in (await session.execute(static_query)).all():
+            static.setdefault(collection_id, set()).add(computer_id)
     task_servers = dict(
         (await session.execute(select(TaskServer.computer_id, TaskServer.approval))).all()
     )
-    return Membership(collections, static, task_servers)
+    return Membership(of, static, task_servers)
+
+
+class Member(Protocol):
+    """A computer as far as a run needs it: a ``Computer`` is one, so is a ``MemberRef``."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def task_server_id(self) -> int | None: ...
+
+
+class MemberRef(NamedTuple):
+    id: int
+    task_server_id: int | None
+
+
+def _in(collection: Collection) -> Any:
+    return (CollectionMembership.computer_id == Computer.id) & (
+        CollectionMembership.collection_id == collection.id
+    )
+
+
+async def members(session: AsyncSession, collection: Collection) -> list[Computer]:
+    """The members, by name, as full rows (for pages and listings)."""
+    query = select(Computer).join(CollectionMembership, _in(collection))
+    return list((await session.scalars(query.order_by(Computer.name, Computer.id))).all())
+
+
+async def member_refs(session: AsyncSession, collection: Collection) -> list[MemberRef]:
+    """The members' ids and task servers only: what a run fans out to. Far cheaper than
+    ``members`` for 100,000 computers (no ORM objects)."""
+    query = select(Computer.id, Computer.task_server_id).join(CollectionMembership, _in(collection))
+    rows = await session.execute(query.order_by(Computer.id))
+    return [MemberRef(computer_id, ts_id) for computer_id, ts_id in rows.all()]
+
+
+async def counts(session: AsyncSession) -> dict[int, int]:
+    """Collection id -> number of members (collections without members are left out)."""
+    rows = await session.execute(
+        select(CollectionMembership.collection_id, func.count()).group_by(
+            CollectionMembership.collection_id
+        )
+    )
+    return dict(rows.all())
 
 
 async def ensure_builtins(session: AsyncSession) -> None:
+    """At every NS start: the built-in collections, and the membership of computers that
+    have none yet (a database from before stored membership, or bulk-inserted rows)."""
     existing = set((await session.scalars(select(Collection.name))).all())
     for name, rules in BUILTINS.items():
         if name not in existing:
             session.add(Collection(name=name, builtin=True, rules=rules, created_at=time.time()))
+    await session.flush()
+    await membership.heal(session)
 
 
 async def get(session: AsyncSession, name: str) -> Collection:
@@ -172,12 +168,6 @@ async def create(
     session.add(collection)
     await session.flush()
     return collection
-
-
-async def members(session: AsyncSession, collection: Collection) -> list[Computer]:
-    membership = await load_membership(session)
-    computers = (await session.scalars(select(Computer).order_by(Computer.name))).all()
-    return [c for c in computers if membership.contains(collection.name, c)]
 
 
 async def set_static(

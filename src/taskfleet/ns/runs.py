@@ -17,11 +17,11 @@ from taskfleet.protocol.messages import InstanceState, RunTask, WorkBatch, WorkI
 from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, Task
 
 
-async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[Computer]:
+async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[collections_.Member]:
     """Collections and computers, by name (or ``collection:NAME`` / ``computer:ID``)."""
     if not targets:
         raise InvalidInput("give at least one --target (a collection or a computer)")
-    chosen: dict[int, Computer] = {}
+    chosen: dict[int, collections_.Member] = {}
     for target in targets:
         if not isinstance(target, str) or not target.strip():
             raise InvalidInput("a target must be a non-empty collection or computer name")
@@ -32,8 +32,8 @@ async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[Com
         name = target.removeprefix("collection:")
         collection = await session.scalar(select(Collection).where(Collection.name == name))
         if collection is not None:
-            for computer in await collections_.members(session, collection):
-                chosen[computer.id] = computer
+            for member in await collections_.member_refs(session, collection):
+                chosen[member.id] = member
             continue
         if target.startswith("collection:"):
             await collections_.get(session, name)

@@ -133,6 +133,22 @@ class CollectionMember(Base):
     )
 
 
+class CollectionMembership(Base):
+    """Every computer in every collection, whatever made it a member (a rule, a static
+    membership, an include, a built-in): the stored result of ``ns/rules.py``, kept by
+    ``ns/membership.py`` in the transaction of each change, so runs, assignment and task
+    servers read membership with one indexed query instead of evaluating rules."""
+
+    __tablename__ = "collection_membership"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True
+    )
+    computer_id: Mapped[int] = mapped_column(
+        ForeignKey("computer.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class EnrolmentToken(Base):
     __tablename__ = "enrolment_token"
 
