@@ -217,6 +217,8 @@ def test_readers_use_the_stored_membership(db_url: str) -> None:
         async with sessions() as session, session.begin():
             web = await collections.get(session, "Web")
             assert [c.name for c in await collections.members(session, web)] == ["web-a", "web-b"]
+            assert [c.name for c in await collections.members(session, web, limit=1)] == ["web-a"]
+            assert await collections.counts(session, web) == {web.id: 2}
             refs = await collections.member_refs(session, web)
             assert refs == [collections.MemberRef(ids["web-b"], None), (ids["web-a"], None)]
             targets = await runs.resolve_targets(session, ["Web", "computer:x"])

@@ -15,7 +15,7 @@ from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import audit, computers
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import Collection, Computer, is_id
+from taskfleet.storage.models import Collection, is_id
 
 router = APIRouter(prefix=PREFIX + "/collections", include_in_schema=False)
 
@@ -38,9 +38,8 @@ async def _list(
 ) -> HTMLResponse:
     async with ns_state(request).session() as session:
         rows = (await session.scalars(select(Collection).order_by(Collection.name))).all()
-        membership = await collections_.load_membership(session)
-        fleet = (await session.scalars(select(Computer))).all()
-    counts = {c.name: sum(membership.contains(c.name, m) for m in fleet) for c in rows}
+        stored = await collections_.counts(session)
+    counts = {c.name: stored.get(c.id, 0) for c in rows}
     context = {
         "collections": rows,
         "counts": counts,
@@ -87,15 +86,14 @@ async def create(
 async def _page(request: Request, name: str, error: str = "", typed: str = "") -> HTMLResponse:
     async with ns_state(request).session() as session:
         collection = await _find(session, name)
-        members = await collections_.members(session, collection)
-        membership = await collections_.load_membership(
-            session, [m.id for m in members[:SHOWN_MEMBERS]]
-        )
+        members = await collections_.members(session, collection, limit=SHOWN_MEMBERS)
+        total = (await collections_.counts(session, collection)).get(collection.id, 0)
+        membership = await collections_.load_membership(session, [m.id for m in members])
     static = membership.static.get(collection.id, set())
     context = {
         "c": collection,
-        "members": members[:SHOWN_MEMBERS],
-        "total": len(members),
+        "members": members,
+        "total": total,
         "static": static,
         "error": "",
         "member_error": error,

@@ -16,7 +16,6 @@ from taskfleet.ns.state import ns_state
 from taskfleet.storage.models import (
     AuditEntry,
     Collection,
-    Computer,
     Site,
 )
 
@@ -136,8 +135,7 @@ class MembersRequest:
 @router.get("/collections")
 async def list_collections(request: Request, _: Viewer) -> list[dict[str, Any]]:
     async with ns_state(request).session() as session:
-        membership = await collections_.load_membership(session)
-        everyone = (await session.scalars(select(Computer))).all()
+        counts = await collections_.counts(session)
         rows = (await session.scalars(select(Collection).order_by(Collection.name))).all()
         return [
             {
@@ -145,7 +143,7 @@ async def list_collections(request: Request, _: Viewer) -> list[dict[str, Any]]:
                 "builtin": c.builtin,
                 "description": c.description,
                 "rules": c.rules,
-                "members": sum(1 for m in everyone if membership.contains(c.name, m)),
+                "members": counts.get(c.id, 0),
             }
             for c in rows
         ]

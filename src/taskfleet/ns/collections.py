@@ -109,10 +109,13 @@ def _in(collection: Collection) -> Any:
     )
 
 
-async def members(session: AsyncSession, collection: Collection) -> list[Computer]:
-    """The members, by name, as full rows (for pages and listings)."""
+async def members(
+    session: AsyncSession, collection: Collection, limit: int | None = None
+) -> list[Computer]:
+    """The members (the first ``limit`` of them), by name, as full rows, for pages."""
     query = select(Computer).join(CollectionMembership, _in(collection))
-    return list((await session.scalars(query.order_by(Computer.name, Computer.id))).all())
+    query = query.order_by(Computer.name, Computer.id).limit(limit)
+    return list((await session.scalars(query)).all())
 
 
 async def member_refs(session: AsyncSession, collection: Collection) -> list[MemberRef]:
@@ -123,13 +126,13 @@ async def member_refs(session: AsyncSession, collection: Collection) -> list[Mem
     return [MemberRef(computer_id, ts_id) for computer_id, ts_id in rows.all()]
 
 
-async def counts(session: AsyncSession) -> dict[int, int]:
-    """Collection id -> number of members (collections without members are left out)."""
-    rows = await session.execute(
-        select(CollectionMembership.collection_id, func.count()).group_by(
-            CollectionMembership.collection_id
-        )
-    )
+async def counts(session: AsyncSession, collection: Collection | None = None) -> dict[int, int]:
+    """Collection id -> number of members, for one collection or all; collections
+    without members are left out."""
+    query = select(CollectionMembership.collection_id, func.count())
+    if collection is not None:
+        query = query.where(CollectionMembership.collection_id == collection.id)
+    rows = await session.execute(query.group_by(CollectionMembership.collection_id))
     return dict(rows.all())
 
 
