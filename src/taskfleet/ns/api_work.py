@@ -216,7 +216,7 @@ async def run_status(
 # Re-read at least this often while waiting: the bound on the delay when no wake-up
 # comes (a change made on another replica, or by a path that does not call
 # ``Hub.runs_changed``).
-RUN_RECHECK_S = 1.0
+RUN_RECHECK_S = 0.5  # what the CLI polled at before it followed by long poll
 
 
 def counts_version(summary: runs.RunSummary) -> str:
