@@ -32,6 +32,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -190,13 +191,44 @@ class Fanout:
             "--json",
         ]
         env = {**os.environ, "TASKFLEET_TOKEN": token, "TASKFLEET_CREDENTIAL": self.credential}
-        done = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=self.args.timeout * 3
+        sim = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        if done.returncode != 0:
-            raise SystemExit(f"simulate failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(done.stdout)
+        profiler = threading.Thread(target=self.profile_run, args=(task, sim.pid), daemon=True)
+        if self.args.profile:
+            profiler.start()
+        stdout, stderr = sim.communicate(timeout=self.args.timeout * 3)
+        if self.args.profile:
+            profiler.join(self.args.profile + 30)
+        if sim.returncode != 0:
+            raise SystemExit(f"simulate failed ({sim.returncode}):\n{stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(stdout)
         return result
+
+    def profile_run(self, task: str, simulator_pid: int) -> None:
+        """Once the run of ``task`` exists, py-spy every server for --profile seconds."""
+        assert self.api is not None
+        deadline = time.monotonic() + self.args.timeout
+        while time.monotonic() < deadline:
+            runs = self.api.get("/api/runs", params={"limit": 1}).json()
+            if runs and runs[0]["task"] == task:
+                break
+            time.sleep(0.05)
+        pids = {"ns": self.launcher.procs[0].pid, "simulator": simulator_pid}
+        pids.update({name: proc.pid for name, proc in self.ts_procs.items()})
+        spies = [
+            subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid)]
+                + ["-d", str(round(self.args.profile)), "-r", "100", "--format", "speedscope"]
+                + ["-o", str(self.root / f"profile-{name}-{task}.json")],
+                stdout=subprocess.DEVNULL,
+                stderr=open(self.root / "logs" / f"py-spy-{name}.log", "ab"),  # noqa: SIM115
+            )
+            for name, pid in pids.items()
+        ]
+        for spy in spies:
+            spy.wait()
+        print(f"profiles written to {self.root}", file=sys.stderr, flush=True)
 
 
 def raise_open_files() -> None:
@@ -212,6 +244,12 @@ def main() -> None:
     parser.add_argument("--startup-window", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=0,
+        help="py-spy the servers for this long once the run starts (needs --keep)",
+    )
     args = parser.parse_args()
     raise_open_files()
     root = Path(tempfile.mkdtemp(prefix="taskfleet-fanout-"))

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from taskfleet.protocol.messages import StatusEvent, from_json, to_json
+from taskfleet.protocol.messages import StatusEvent, event_json, from_json
 
 
 class Spool:
@@ -80,7 +80,7 @@ class Spool:
         final = self.directory / f"{name}.json"
         tmp = self.directory / f"{name}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump([to_json(e) for e in events], fh)
+            fh.write(json.dumps([event_json(e) for e in events]))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -134,7 +134,7 @@ class Spool:
             path.unlink(missing_ok=True)
         for path, events in rest.items():
             tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_text(json.dumps([to_json(e) for e in events]), "utf-8")
+            tmp.write_text(json.dumps([event_json(e) for e in events]), "utf-8")
             os.replace(tmp, path)
 
     def __len__(self) -> int:

@@ -39,6 +39,7 @@ from taskfleet.protocol.messages import (
     StatusAck,
     StatusEvent,
     WorkItem,
+    event_json,
     from_json,
     to_json,
 )
@@ -285,7 +286,7 @@ class SimAgent:
             events = list(self.held.values())[:200]
             try:
                 data = await self._ts(
-                    "POST", "/agent/status", body={"events": [to_json(e) for e in events]}
+                    "POST", "/agent/status", body={"events": [event_json(e) for e in events]}
                 )
             except TaskfleetError:
                 return  # held; the timer tries again

@@ -24,6 +24,7 @@ from taskfleet.protocol.messages import (
     StatusEvent,
     WorkBatch,
     WorkRequest,
+    event_json,
     from_json,
     to_json,
 )
@@ -134,7 +135,7 @@ class NSLink:
 
     async def status(self, events: list[StatusEvent]) -> StatusAck:
         data = await call(
-            self._bulk, "POST", "/api/ts/status", json={"events": [to_json(e) for e in events]}
+            self._bulk, "POST", "/api/ts/status", json={"events": [event_json(e) for e in events]}
         )
         return from_json(StatusAck, data)
 
