@@ -187,6 +187,11 @@ class Relay:
             seen={str(k): v for k, v in seen.items()},
             open_channels=self._tickler.open_channels,
             spooled=len(self.spool),
+            # This start's own values, so a restart with new ones takes effect (the
+            # identity registers only once); an admin's setting on the NS still wins.
+            client_limit=self.settings.client_limit,
+            heartbeat_period_s=self.settings.heartbeat_period_s,
+            channel_capacity=self.settings.channel_capacity,
         )
         try:
             reply = await self.link.heartbeat(body)
