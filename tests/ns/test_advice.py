@@ -55,3 +55,25 @@ def test_task_server_whose_channels_alone_are_too_many_needs_another_server() ->
     found = advice.for_task_server("ts-a", [300.0] * 50_000, 1000.0)
     assert not found.ok and found.recommended_task_request_interval_min is None
     assert "add a task server and split the agents" in found.warnings[0]
+
+
+def test_a_client_limit_above_the_channel_capacity_is_a_warning() -> None:
+    # A task server under `ulimit -n 1024` holds 836 channels; its client limit is 5,000
+    found = advice.for_task_server("ts-a", [300.0] * 100, 9000.0)
+    advice.check_channels(found, 5000, 836)
+    assert not found.ok
+    assert "client limit (5000) is more than the 836 notification channels" in found.warnings[0]
+    # the advice names an open-files limit that holds 5,000 channels, or the lower limit
+    assert (
+        "at least 5651" in found.warnings[0]
+        and "lower its client limit to 836" in (found.warnings[0])
+    )
+
+
+@pytest.mark.parametrize(("client_limit", "capacity"), [(5000, None), (5000, 5000), (10, 836)])
+def test_a_client_limit_within_the_channel_capacity_is_fine(
+    client_limit: int, capacity: int | None
+) -> None:
+    found = advice.for_task_server("ts-a", [300.0] * 100, 9000.0)
+    advice.check_channels(found, client_limit, capacity)
+    assert found.ok

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from taskfleet.errors import Busy
-from taskfleet.server.capacity import Capacity
+from taskfleet.server.capacity import Capacity, open_files_for
 from taskfleet.taskserver.channels import RECONNECT_MIN_S, ChannelGate
 from taskfleet.taskserver.source import Tickler
 
@@ -81,3 +81,9 @@ async def test_stop_wakes_every_parked_channel_and_refuses_new_ones() -> None:
     retry = refused.value.retry_after_s
     assert retry is not None and RECONNECT_MIN_S <= retry <= 2 * RECONNECT_MIN_S
     assert "stopping" in gate.stopping_error().message
+
+
+@pytest.mark.parametrize("channels", [17, 144, 5000, 15_000, 50_000])
+def test_open_files_for_is_the_smallest_limit_that_holds_the_channels(channels: int) -> None:
+    files = open_files_for(channels)
+    assert Capacity(files).channels >= channels > Capacity(files - 1).channels

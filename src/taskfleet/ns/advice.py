@@ -15,6 +15,10 @@ Two checks, per collection of the agent configuration and per task server:
    core answers (the NS setting ``ts_capacity_rps``, by default the rate
    ``bench/poll.py`` measured). Above it, the advice is the Task Request
    Interval that brings the load back under the share.
+3. Open files: a task server reports in its heartbeat how many notification
+   channels its open-files limit allows (``server.capacity``). A client limit
+   above that lets the NS assign agents whose channels it must refuse; they
+   still poll, but are not tickled (R6), so "run now" waits for their next poll.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.ns import documents
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.documents import DEFAULT_SSI_S, DEFAULT_TRI_MIN
+from taskfleet.server.capacity import open_files_for
 from taskfleet.storage.models import Computer, TaskServer
 
 DEFAULT_INTERVAL_LIMIT = 500
@@ -117,6 +122,19 @@ def for_task_server(
     return advice
 
 
+def check_channels(advice: Advice, client_limit: int, channel_capacity: int | None) -> None:
+    """Warn when the client limit is above the channels the task server can hold."""
+    if channel_capacity is None or client_limit <= channel_capacity:
+        return
+    advice.warnings.append(
+        f"its client limit ({client_limit}) is more than the {channel_capacity} notification "
+        "channels its open-files limit allows: agents past that are not tickled and wait "
+        "for their next poll. Raise its open-files limit (LimitNOFILE= or ulimit -n) to at "
+        f"least {open_files_for(client_limit)}, or lower its client limit to "
+        f"{channel_capacity}"
+    )
+
+
 DEFAULTS = "All Computers (defaults)"
 
 
@@ -151,7 +169,14 @@ async def fleet_advice(
         if name == DEFAULTS:
             found.collection = "All Computers"  # the defaults are set on All Computers
         out.append(found)
-    names = dict((await session.execute(select(TaskServer.id, TaskServer.name))).all())
-    for ts_id, tris in sorted(per_server.items()):
-        out.append(for_task_server(names.get(ts_id, str(ts_id)), tris, capacity_rps))
+    servers = await session.execute(
+        select(
+            TaskServer.id, TaskServer.name, TaskServer.client_limit, TaskServer.channel_capacity
+        ).order_by(TaskServer.id)
+    )
+    for ts_id, name, client_limit, channel_capacity in servers.all():
+        found = for_task_server(name, per_server.get(ts_id, []), capacity_rps)
+        check_channels(found, client_limit, channel_capacity)
+        if ts_id in per_server or found.warnings:
+            out.append(found)
     return out

@@ -31,6 +31,7 @@ from taskfleet.storage.models import Computer, TaskServer
 
 router = APIRouter(prefix="/api/ts", tags=["task server"])
 MAX_SEEN = 100_000
+MAX_CHANNELS = 100_000_000
 MAX_WORK_BATCH = 10_000
 MAX_KNOWN_RUNS = 10_000
 
@@ -52,6 +53,8 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
     if len(body.seen) > MAX_SEEN:
         raise InvalidInput(f"at most {MAX_SEEN} entries in 'seen'")
     registry.check_settings(body.client_limit, body.heartbeat_period_s)
+    if body.channel_capacity is not None and not 0 <= body.channel_capacity <= MAX_CHANNELS:
+        raise InvalidInput(f"channel_capacity must be between 0 and {MAX_CHANNELS}")
     async with state.session() as session:
         ts = await session.get(TaskServer, ts_id)
         assert ts is not None
@@ -78,6 +81,8 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
                     update(Computer), [{"id": cid, "last_contact": seen[cid]} for cid in mine]
                 )
         ts.last_heartbeat = now
+        if body.channel_capacity is not None:
+            ts.channel_capacity = body.channel_capacity
         changed = registry.report(ts, body.client_limit, body.heartbeat_period_s)
         if changed:  # it restarted with new values: say so in the audit log
             audit.record(session, f"taskserver:{ts.name}", "taskserver.report", ts.name, **changed)

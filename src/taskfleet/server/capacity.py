@@ -64,6 +64,15 @@ class Capacity:
         return self.connections + self.reserve // 2
 
 
+def open_files_for(channels: int, reserve: int = DEFAULT_RESERVE) -> int:
+    """An open-files limit that gives ``channels`` notification channels (the smallest,
+    for more than the minimum of 16)."""
+    connections = max(channels + MIN_POLL_HEADROOM, channels * 10 // 9)
+    while Capacity(connections + reserve, reserve).channels < channels:
+        connections += 1  # at most a few steps: the tenth kept for polls is rounded
+    return connections + reserve
+
+
 def raise_open_files_limit() -> tuple[int, int]:
     """Raise the soft open-files limit to the hard limit; return (before, now)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

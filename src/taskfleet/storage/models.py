@@ -84,6 +84,9 @@ class TaskServer(Base):
     # changes Computer.task_server_id, by a conditional UPDATE: that is what makes the
     # client limit hold when many agents are assigned at once (R3).
     assigned_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Notification channels its open-files limit allows, from its heartbeat; the R7
+    # advice warns when the client limit is above it. None: not reported (yet).
+    channel_capacity: Mapped[int | None] = mapped_column(Integer)
     last_heartbeat: Mapped[float | None] = mapped_column(Float)
     registered_at: Mapped[float] = mapped_column(Float)
 
