@@ -131,41 +131,39 @@ async def assign(
 ) -> Assignment:
     exclude = frozenset({failed_task_server}) if failed_task_server is not None else frozenset()
     membership = await load_membership(session, [computer.id])
-    # Everything else first: the place is taken last, so the task server's row stays
-    # locked (PostgreSQL) only for the few statements up to the commit.
     settings = await agent_settings(session, computer, membership)
     previous = holds = computer.task_server_id
     full: set[int] = set()
+    record: AssignmentRecord | None = None
     while True:
         # Ends: every failed claim adds a server to ``full``, which the next decision
         # treats as at its limit, and the NS itself (None) always has room.
         decision = await decide(
             session, computer, membership, exclude, holds=holds, full=frozenset(full)
         )
+        reason = decision.reason
+        if failed_task_server is not None:
+            why = agent_reason or "unreachable"
+            reason = f"failover from task server #{failed_task_server} ({why}); {reason}"
+        now = time.time()
+        computer.task_server_id = decision.task_server_id
+        computer.assign_step = decision.step
+        computer.assign_reason = reason
+        computer.assigned_at = computer.last_contact = now
+        if record is None:
+            record = AssignmentRecord(computer_id=computer.id)
+            session.add(record)
+        record.task_server_id = decision.task_server_id
+        record.step, record.reason, record.at = decision.step, reason, now
+        # Written first, the place taken last: the task server's row then stays locked
+        # (PostgreSQL) for one statement and the commit, which is what bounds how fast
+        # one task server takes agents in a stampede.
+        await session.flush()
         holds = await _move(session, holds, decision.task_server_id)
         if holds == decision.task_server_id:
             break
         assert decision.task_server_id is not None
         full.add(decision.task_server_id)
-    reason = decision.reason
-    if failed_task_server is not None:
-        why = agent_reason or "unreachable"
-        reason = f"failover from task server #{failed_task_server} ({why}); {reason}"
-    now = time.time()
-    computer.task_server_id = decision.task_server_id
-    computer.assign_step = decision.step
-    computer.assign_reason = reason
-    computer.assigned_at = now
-    computer.last_contact = now
-    session.add(
-        AssignmentRecord(
-            computer_id=computer.id,
-            task_server_id=decision.task_server_id,
-            step=decision.step,
-            reason=reason,
-            at=now,
-        )
-    )
     state.agents_changed()
     for ts_id in {previous, decision.task_server_id}:
         if ts_id is not None:
