@@ -191,6 +191,19 @@ async def measure(url: str, count: int, repeat: int) -> list[tuple[str, float, s
         ms, n = await timed(repeat, agent_map)
         out.append(("agent map of ts-1", ms, f"{n:,} agents"))
 
+        async def agent_map_membership() -> int:
+            # What _entries loads: the stored membership of the task server's computers;
+            # before it was stored, what the rules needed for the whole fleet.
+            async with state.session() as session:
+                mine = select(Computer.id).where(Computer.task_server_id == ids["ts-1"])
+                if not hasattr(collections_, "member_refs"):
+                    await collections_.load_membership(session)
+                    return len((await session.scalars(mine)).all())
+                return len((await collections_.load_membership(session, mine)).of)
+
+        ms, n = await timed(repeat, agent_map_membership)
+        out.append(("  its membership part", ms, f"{n:,} computers"))
+
         async def listing() -> int:
             rows = await api_fleet.list_collections(request, None)  # type: ignore[arg-type]
             return sum(row["members"] for row in rows)

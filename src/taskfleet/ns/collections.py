@@ -65,21 +65,21 @@ async def load_membership(
     sets too large to list), or None for the whole fleet."""
     of: dict[int, set[str]] = {}
     static: dict[int, set[int]] = {}
-    names = select(CollectionMembership.computer_id, Collection.name).join(
-        Collection, Collection.id == CollectionMembership.collection_id
-    )
+    name_of = dict((await session.execute(select(Collection.id, Collection.name))).all())
+    stored = select(CollectionMembership.computer_id, CollectionMembership.collection_id)
     members = select(CollectionMember.collection_id, CollectionMember.computer_id)
     if isinstance(computer_ids, Select) or computer_ids is None:
         groups: list[Any] = [computer_ids]
     else:
         groups = list(membership.chunks(sorted(set(computer_ids))))
     for group in groups:
-        query, static_query = names, members
+        query, static_query = stored, members
         if group is not None:
             query = query.where(CollectionMembership.computer_id.in_(group))
             static_query = static_query.where(CollectionMember.computer_id.in_(group))
-        for computer_id, name in (await session.execute(query)).all():
-            of.setdefault(computer_id, set()).add(name)
+        for computer_id, collection_id in (await session.execute(query)).all():
+            if collection_id in name_of:  # else created since name_of was read
+                of.setdefault(computer_id, set()).add(name_of[collection_id])
         for collection_id, computer_id in (await session.execute(static_query)).all():
             static.setdefault(collection_id, set()).add(computer_id)
     task_servers = dict(
@@ -144,7 +144,7 @@ async def ensure_builtins(session: AsyncSession) -> None:
         if name not in existing:
             session.add(Collection(name=name, builtin=True, rules=rules, created_at=time.time()))
     await session.flush()
-    await membership.heal(session)
+    await session.run_sync(lambda sync: membership.heal(sync.connection()))
 
 
 async def get(session: AsyncSession, name: str) -> Collection:

@@ -39,6 +39,7 @@ from sqlalchemy import (
     delete,
     event,
     exists,
+    func,
     insert,
     inspect,
     literal,
@@ -46,7 +47,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import tuple_ as tuple_of
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from taskfleet.ns.rules import Evaluator, Subject
@@ -208,31 +208,48 @@ def refresh(conn: Connection, computer_ids: Iterable[int], fresh: Iterable[Subje
         _insert(conn, wanted - have)
 
 
+def _lock_all(conn: Connection) -> None:
+    """No refresh runs until this transaction ends (PostgreSQL; SQLite has one writer)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+
+
 def rebuild(conn: Connection, names: set[str]) -> None:
     """Re-evaluate these collections, and those that include or exclude them, for every
     computer."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    _lock_all(conn)
     collections = _collections(conn)
     affected = {n for n in Evaluator(collections, {}, {}).affected_by(names) if n in collections}
-    if not affected:
-        return
-    ids = [collections[n][0] for n in affected]
-    conn.execute(delete(CollectionMembership).where(CollectionMembership.collection_id.in_(ids)))
+    if affected:
+        ids = [collections[n][0] for n in affected]
+        conn.execute(
+            delete(CollectionMembership).where(CollectionMembership.collection_id.in_(ids))
+        )
+        _evaluate(conn, collections, affected, SUBJECTS)
+
+
+def _evaluate(
+    conn: Connection,
+    collections: dict[str, tuple[int, dict[str, Any]]],
+    names: set[str] | None,
+    subjects: Select[Any],
+) -> None:
+    """Store the membership in ``names`` (None: all) of the computers ``subjects`` selects,
+    which have none stored, in keyset pages: the fleet never sits in memory at once."""
     static: dict[int, set[int]] = {}
     for collection_id, computer_id in conn.execute(
         select(CollectionMember.collection_id, CollectionMember.computer_id)
     ):
         static.setdefault(collection_id, set()).add(computer_id)
     last = 0
-    while True:  # keyset pages: the fleet never sits in memory at once
-        page = SUBJECTS.where(Computer.id > last).order_by(Computer.id).limit(10_000)
-        subjects, approvals = _subjects(conn, page)
-        if not subjects:
+    while True:
+        page = subjects.where(Computer.id > last).order_by(Computer.id).limit(10_000)
+        found, approvals = _subjects(conn, page)
+        if not found:
             return
         evaluator = Evaluator(collections, static, approvals)
-        _insert(conn, {(c, s.id) for s in subjects for c in evaluator.member_of(s, affected)})
-        last = subjects[-1].id
+        _insert(conn, {(c, s.id) for s in found for c in evaluator.member_of(s, names)})
+        last = found[-1].id
 
 
 def _insert(conn: Connection, pairs: set[tuple[int, int]]) -> None:
@@ -241,10 +258,13 @@ def _insert(conn: Connection, pairs: set[tuple[int, int]]) -> None:
         conn.execute(insert(CollectionMembership), chunk)
 
 
-async def heal(session: AsyncSession) -> int:
-    """Compute every computer that has no membership at all; returns how many there were."""
-    has_any = exists().where(CollectionMembership.computer_id == Computer.id)
-    ids = list((await session.scalars(select(Computer.id).where(~has_any))).all())
-    if ids:
-        await session.run_sync(lambda sync: refresh(sync.connection(), ids))
-    return len(ids)
+def heal(conn: Connection) -> int:
+    """Compute every computer that has no membership at all; returns how many there were.
+    One query when there are none; with many, as fast as a full rebuild (no row locks:
+    no refresh runs meanwhile)."""
+    missing = ~exists().where(CollectionMembership.computer_id == Computer.id)
+    count = conn.execute(select(func.count()).select_from(Computer).where(missing)).scalar_one()
+    if count:
+        _lock_all(conn)
+        _evaluate(conn, _collections(conn), None, SUBJECTS.where(missing))
+    return int(count)

@@ -19,10 +19,11 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns.assignment import Network, interfaces, networks, within
+from taskfleet.ns.assignment import Interface, Network, interfaces, networks, within
 
 RULE_KEYS = {"name_pattern", "cidr", "os", "fact", "include", "exclude"}
 BUILTIN_ALL = "all"
@@ -75,6 +76,11 @@ class Subject:
     addresses: tuple[str, ...] = ()
     facts: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def interfaces(self) -> list[Interface]:
+        # Parsed once per computer, however many subnet rules there are.
+        return interfaces(self.addresses)
+
 
 def _pattern(text: str) -> Callable[[str], bool]:
     # fnmatch on lower-cased text on both sides, compiled once per collection.
@@ -104,7 +110,7 @@ class Matcher:
             return False
         # Loopback and link-local addresses every host has count for no subnet, as in
         # assignment's proximity and sites.
-        if self.nets is not None and not within(interfaces(computer.addresses), self.nets):
+        if self.nets is not None and not within(computer.interfaces, self.nets):
             return False
         facts = computer.facts or {}
         return all(facts.get(k) == v for k, v in self.fact.items())
@@ -123,14 +129,23 @@ class Evaluator:
     def __post_init__(self) -> None:
         self._matchers = {name: Matcher(rules) for name, (_, rules) in self.collections.items()}
 
-    def contains(self, name: str, computer: Subject, _stack: tuple[str, ...] = ()) -> bool:
+    def contains(
+        self,
+        name: str,
+        computer: Subject,
+        _stack: tuple[str, ...] = (),
+        _matched: dict[str, bool] | None = None,
+    ) -> bool:
+        """``_matched``: results of the dynamic rules for this computer so far, so a
+        collection included by many is matched once."""
         found = self.collections.get(name)
         if found is None or name in _stack:
             return False
         collection_id, rules = found
         stack = (*_stack, name)
+        matched = {} if _matched is None else _matched
         for excluded in rules.get("exclude", []):
-            if self.contains(excluded, computer, stack):
+            if self.contains(excluded, computer, stack, matched):
                 return False
         builtin = rules.get("builtin")
         if builtin == BUILTIN_ALL:
@@ -141,16 +156,19 @@ class Evaluator:
             return self.task_servers.get(computer.id) == "approved"
         if computer.id in self.static.get(collection_id, set()):
             return True
-        if self._matchers[name].matches(computer):
+        if name not in matched:
+            matched[name] = self._matchers[name].matches(computer)
+        if matched[name]:
             return True
-        return any(self.contains(inc, computer, stack) for inc in rules.get("include", []))
+        return any(self.contains(inc, computer, stack, matched) for inc in rules.get("include", []))
 
     def member_of(self, computer: Subject, names: set[str] | None = None) -> set[int]:
         """Ids of the collections (of ``names``, or all) that hold ``computer``."""
+        matched: dict[str, bool] = {}
         return {
             self.collections[name][0]
             for name in (self.collections if names is None else names)
-            if self.contains(name, computer)
+            if self.contains(name, computer, (), matched)
         }
 
     def affected_by(self, names: set[str]) -> set[str]:
