@@ -43,6 +43,7 @@ from taskfleet.protocol.messages import (
     AgentSettings,
     Assignment,
     AssignmentRequest,
+    ChannelReply,
     Enrolled,
     Enrolment,
     InstanceState,
@@ -276,13 +277,17 @@ class Agent:
                     params={"wait": self.options.channel_wait_s},
                     timeout=self.options.channel_wait_s + 15,
                 )
-                if data and data.get("tickle"):
+                reply = from_json(ChannelReply, data or {"tickle": False})
+                for item in reply.work:
+                    self._accept(item)
+                if reply.tickle and not reply.work:
                     self._wake.set()
             except Busy as exc:
                 # Full or stopping (503, Retry-After, jittered by the server): no failed
                 # attempt (R4), the server is up; polls go on meanwhile.
                 await asyncio.sleep(exc.retry_after_s or jittered(30.0))
-            except TaskfleetError:
+            except (TaskfleetError, ValueError, TypeError) as exc:  # also a malformed reply
+                log.debug("notification channel failed: %s", exc)
                 await asyncio.sleep(jittered(2.0))
 
     async def _poll_loop(self) -> None:

@@ -134,6 +134,10 @@ class PollReply:
 @dataclass
 class ChannelReply:
     tickle: bool
+    # Work waiting when the channel answered: the agent takes it as from a poll, and
+    # saves the round trip (an agent that ignores it polls, and gets it after the
+    # task server's hand-out retry delay).
+    work: list[WorkItem] = field(default_factory=list)
 
 
 @dataclass
@@ -207,6 +211,7 @@ _NESTED: dict[tuple[str, str], type[Any]] = {
     ("Assignment", "settings"): AgentSettings,
     ("PollReply", "work"): WorkItem,
     ("PollReply", "settings"): AgentSettings,
+    ("ChannelReply", "work"): WorkItem,
     ("StatusBatch", "events"): StatusEvent,
 }
 

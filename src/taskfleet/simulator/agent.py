@@ -32,6 +32,7 @@ from taskfleet.protocol.messages import (
     AgentSettings,
     Assignment,
     AssignmentRequest,
+    ChannelReply,
     Enrolment,
     Facts,
     InstanceState,
@@ -202,9 +203,13 @@ class SimAgent:
             except TaskfleetError:
                 await asyncio.sleep(jittered(2.0))
                 continue
-            if reply and reply.get("tickle"):
+            answer = from_json(ChannelReply, reply or {"tickle": False})
+            if answer.tickle:
                 self.fleet.tickled(self)
-                await self.poll()
+                if answer.work:
+                    await self._take(answer.work)
+                else:
+                    await self.poll()
 
     async def _timer_loop(self) -> None:
         next_poll = time.monotonic() + jittered(self.settings.task_request_interval_s)
@@ -226,7 +231,10 @@ class SimAgent:
         except TaskfleetError:
             return
         self.settings = reply.settings
-        for item in reply.work:
+        await self._take(reply.work)
+
+    async def _take(self, work: list[WorkItem]) -> None:
+        for item in work:
             if item.instance_id in self.accepted:
                 continue  # never run twice (R8)
             self.accepted.add(item.instance_id)

@@ -2,7 +2,7 @@
 
 GET  /agent/poll             work waiting for me, and my current settings (R5)
 GET  /agent/channel?wait=S   notification channel: a long poll that returns
-                             at once when tickled (R6)
+                             at once when tickled (R6), with the work waiting
 POST /agent/status           a batch of status events (R8), body ``StatusBatch``
 GET  /hello                  bare endpoint, the poll benchmark's baseline
 """
@@ -88,7 +88,7 @@ async def channel(request: Request) -> Response:
     wait = _wait_seconds(request.query_params.get("wait"))
     source = source_of(request)
     if source.has_work(computer_id):
-        return Response(_TICKLE, media_type="application/json")
+        return await _tickle_with_work(source, computer_id)
     # Busy (503, Retry-After) when the open files allow no more channels, or stopping.
     gate: ChannelGate = request.app.state.channels
     gate.admit(computer_id)
@@ -98,7 +98,18 @@ async def channel(request: Request) -> Response:
         gate.release(computer_id)
     if gate.stopping:  # woken by ChannelGate.stop: come back to the restarted server
         raise gate.stopping_error()
+    if tickled and source.has_work(computer_id) and not await request.is_disconnected():
+        # (work handed to a connection the agent already closed would wait for the
+        # hand-out retry; its next channel gets it instead)
+        return await _tickle_with_work(source, computer_id)
     return Response(_TICKLE if tickled else _QUIET, media_type="application/json")
+
+
+async def _tickle_with_work(source: WorkSource, computer_id: int) -> Response:
+    # The tickle carries the work itself: one request per agent less when a run starts
+    # on thousands of computers at once (R6), and the work arrives a round trip sooner.
+    reply = ChannelReply(tickle=True, work=await source.fetch_work(computer_id))
+    return Response(json.dumps(to_json(reply)), media_type="application/json")
 
 
 # Plain Starlette routes, documented in this module's docstring rather than in OpenAPI:

@@ -32,46 +32,49 @@ class WorkSource(Protocol):
 
 
 class Tickler:
-    """Open notification channels, one waiter per agent (R6).
+    """Open notification channels, one per agent (R6).
 
-    A tickle for an agent whose channel is not open right now is remembered
-    until it next opens one, so a tickle that races a reconnect is not lost.
+    State: ``_waiters`` holds the one parked channel of each agent (a future that a
+    tickle resolves); ``_remembered`` the agents tickled while no channel of theirs
+    was open, so a tickle that races a reconnect is not lost.
+
+    A newer channel from the same agent replaces the older one, which answers "no
+    tickle" at once: the older one is most often a connection the agent already gave
+    up on (it failed over and back, or restarted), and a tickle woken there — or the
+    work handed out with it — would be lost.
     """
 
     def __init__(self) -> None:
-        self._events: dict[int, asyncio.Event] = {}
-        self._open: dict[int, int] = {}
-
-    def _event(self, computer_id: int) -> asyncio.Event:
-        event = self._events.get(computer_id)
-        if event is None:
-            event = self._events[computer_id] = asyncio.Event()
-        return event
+        self._waiters: dict[int, asyncio.Future[bool]] = {}
+        self._remembered: set[int] = set()
 
     def tickle(self, computer_id: int) -> None:
-        self._event(computer_id).set()
+        waiter = self._waiters.pop(computer_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+        else:
+            self._remembered.add(computer_id)
 
     async def wait(self, computer_id: int, timeout: float) -> bool:
-        event = self._event(computer_id)
-        self._open[computer_id] = self._open.get(computer_id, 0) + 1
+        """True when tickled (now or while no channel was open), False after ``timeout``."""
+        if computer_id in self._remembered:
+            self._remembered.discard(computer_id)
+            return True
+        older = self._waiters.get(computer_id)
+        if older is not None and not older.done():
+            older.set_result(False)  # replaced by this channel
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters[computer_id] = waiter
         try:
             # asyncio.timeout, not wait_for: no extra Task per parked channel.
             async with asyncio.timeout(timeout):
-                await event.wait()
-            event.clear()
-            return True
+                return await waiter
         except TimeoutError:
             return False
         finally:
-            left = self._open[computer_id] - 1
-            if left:
-                self._open[computer_id] = left
-            else:
-                del self._open[computer_id]
-                if not event.is_set():
-                    # Nothing remembered: drop the event so idle agents cost nothing.
-                    self._events.pop(computer_id, None)
+            if self._waiters.get(computer_id) is waiter:
+                del self._waiters[computer_id]
 
     @property
     def open_channels(self) -> int:
-        return sum(self._open.values())
+        return len(self._waiters)
