@@ -11,7 +11,17 @@ from fastapi import FastAPI
 
 from taskfleet import __version__
 from taskfleet.console.app import install as install_console
-from taskfleet.ns import api_agent, api_fleet, api_taskserver, api_users, api_work, bootstrap
+from taskfleet.ns import (
+    api_agent,
+    api_fleet,
+    api_taskserver,
+    api_users,
+    api_work,
+    bootstrap,
+    duties,
+    replicas,
+    singleton,
+)
 from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
@@ -33,11 +43,13 @@ def create_app(settings: NSSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = database.create_engine(settings.db_url)
-        await migrate.upgrade(engine)
         state = NSState(settings, engine, database.sessionmaker(engine))
-        async with state.session() as session:
-            await bootstrap.ensure_builtins(session)
-            created = await bootstrap.ensure_admin(session, settings.data_dir)
+        # Replicas starting together (PostgreSQL) migrate and create the first admin in turn.
+        async with singleton.exclusive(engine, "start"):
+            await migrate.upgrade(engine)
+            async with state.session() as session:
+                await bootstrap.ensure_builtins(session)
+                created = await bootstrap.ensure_admin(session, settings.data_dir)
         if created is not None:
             credential_file, password_file = created
             print(
@@ -51,6 +63,9 @@ def create_app(settings: NSSettings) -> FastAPI:
         app.state.ns = state
         app.state.work_source = role
         refresher = asyncio.create_task(role.refresh_forever())
+        # PostgreSQL: the hub's changes cross to the other replicas (None on SQLite).
+        link = await replicas.start(state.hub, engine)
+        background = duties.start(state)  # each on one replica at a time
         print(
             f"taskfleet: notification server {__version__} listening on {settings.public_url}",
             flush=True,
@@ -58,6 +73,9 @@ def create_app(settings: NSSettings) -> FastAPI:
         try:
             yield
         finally:
+            await duties.stop(background)
+            if link is not None:
+                await link.stop()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher

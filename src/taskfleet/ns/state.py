@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,13 +19,16 @@ class NSState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     hub: Hub = field(default_factory=Hub)
-    # Changes whenever an assignment or the agent configuration changes, so task
-    # servers know to refresh their agent map. Starts at the boot time so that a
-    # restarted NS never repeats an earlier value.
-    agents_epoch: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    @property
+    def agents_epoch(self) -> int:
+        """Changes whenever an assignment or the agent configuration changes, so task
+        servers know to refresh their agent map; kept by the hub, which shares it
+        between replicas."""
+        return self.hub.agents_epoch
 
     def agents_changed(self) -> None:
-        self.agents_epoch += 1
+        self.hub.agents_changed()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

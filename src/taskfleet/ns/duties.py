@@ -1,0 +1,60 @@
+"""Background duties of the NS that run once fleet-wide, on one replica at a time.
+
+Each is run by ``singleton.run_duty`` under its own advisory lock, so N
+replicas do it once, not N times; on SQLite the one process does it. A duty
+must be safe to run twice (see ``ns.singleton``). Duties that every replica
+does for itself, such as re-reading the work of the agents it serves
+(``LocalRole.refresh_forever``), are not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sqlalchemy import delete
+
+from taskfleet.ns import singleton
+from taskfleet.ns.state import NSState
+from taskfleet.storage.models import ConsoleSession
+
+log = logging.getLogger("taskfleet.ns.duties")
+SWEEP_SESSIONS = "sweep expired console sessions"
+SWEEP_EVERY_S = 3600.0
+
+
+async def sweep_console_sessions(state: NSState) -> int:
+    """Delete console sessions past their expiry (each log-in deletes them too, but
+    without log-ins they would stay); returns how many went."""
+    async with state.session() as session:
+        result = await session.execute(
+            delete(ConsoleSession).where(ConsoleSession.expires_at < time.time())
+        )
+    swept: int = getattr(result, "rowcount", 0) or 0
+    if swept:
+        log.info("swept %d expired console sessions", swept)
+    return swept
+
+
+def start(state: NSState) -> list[asyncio.Task[None]]:
+    """Start every duty; each runs only while this replica holds its lock."""
+
+    async def sweep() -> None:
+        await sweep_console_sessions(state)
+
+    return [
+        asyncio.create_task(
+            singleton.run_duty(state.engine, SWEEP_SESSIONS, SWEEP_EVERY_S, sweep),
+            name=SWEEP_SESSIONS,
+        )
+    ]
+
+
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
