@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,8 +50,12 @@ def simulate(
         float, typer.Option(help="seconds an 'offline' agent stays quiet after assignment")
     ] = 3600.0,
     run: Annotated[
-        str | None, typer.Option(help="once every agent is connected, run this task on them")
+        list[str] | None,
+        typer.Option(help="once every agent is connected, run this task on them; repeatable"),
     ] = None,
+    between: Annotated[
+        float, typer.Option(help="seconds between one --run ending and the next starting")
+    ] = 5.0,
     target: Annotated[
         list[str] | None, typer.Option(help="the run's targets (default: All Computers)")
     ] = None,
@@ -95,7 +100,15 @@ def simulate(
         fleet = SimFleet(options)
     except TaskfleetError as exc:
         fail(exc.message)
-    plan = _Plan(run, target or ["All Computers"], credential, connect_timeout, timeout, duration)
+    plan = _Plan(
+        run or [],
+        target or ["All Computers"],
+        credential,
+        connect_timeout,
+        timeout,
+        duration,
+        between,
+    )
     try:
         result = _run_event_loop(_simulate(fleet, plan, live=not json and console.is_terminal))
     except TaskfleetError as exc:
@@ -108,18 +121,15 @@ def simulate(
         _print(result)
 
 
+@dataclass
 class _Plan:
-    def __init__(
-        self,
-        task: str | None,
-        targets: list[str],
-        credential: str,
-        connect_timeout: float,
-        timeout: float,
-        duration: float | None,
-    ) -> None:
-        self.task, self.targets, self.credential = task, targets, credential
-        self.connect_timeout, self.timeout, self.duration = connect_timeout, timeout, duration
+    tasks: list[str]
+    targets: list[str]
+    credential: str
+    connect_timeout: float
+    timeout: float
+    duration: float | None
+    between: float
 
 
 def _run_event_loop(coroutine: Any) -> dict[str, Any]:
@@ -140,11 +150,18 @@ async def _simulate(fleet: SimFleet, plan: _Plan, live: bool) -> dict[str, Any]:
             display.start()
         connected_s = await fleet.wait_connected(plan.connect_timeout)
         result: dict[str, Any] = {"connected_seconds": round(connected_s, 3)}
-        if plan.task:
-            run_id = await report.start_run(fleet, plan.credential, plan.task, plan.targets)
-            run = await report.follow_run(fleet, plan.credential, run_id, plan.timeout)
-            result["run"] = {k: run[k] for k in ("id", "total", "counts", "done", "seconds")}
-            await asyncio.sleep(0.5)  # the last acknowledgements reach the agents' counters
+        if plan.tasks:
+            runs = []
+            for n, task in enumerate(plan.tasks):
+                if n:
+                    await asyncio.sleep(plan.between)
+                run_id = await report.start_run(fleet, plan.credential, task, plan.targets)
+                run = await report.follow_run(fleet, plan.credential, run_id, plan.timeout)
+                await asyncio.sleep(0.5)  # the last acknowledgements reach the agents' counters
+                keys = ("id", "total", "counts", "done", "seconds")
+                runs.append({**{k: run[k] for k in keys}, "timeline": report.timeline(fleet)})
+            result["runs"] = runs
+            result["run"] = runs[-1]
         elif plan.duration is not None:
             await asyncio.sleep(plan.duration)
         else:

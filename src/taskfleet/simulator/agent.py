@@ -85,6 +85,7 @@ class SimAgent:
         if body is not None:
             headers["Content-Type"] = "application/json"
         data = None if body is None else json.dumps(body)
+        self.fleet.count_request(url)
         try:
             async with self.fleet.http.request(
                 method,

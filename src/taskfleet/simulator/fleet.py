@@ -5,8 +5,11 @@ State:
   are kept in ``STATE_DIR/identities.json``, so a second simulation of the same
   fleet re-uses them instead of enrolling again;
 - ``counters`` and ``errors``: totals for the display and the report;
-- ``times``: per instance, when its agent was tickled, fetched it and had its
-  final status acknowledged, measured from the run's start (``run_started``).
+- ``times``: per instance of the current run, when its agent was tickled,
+  fetched it and had its final status acknowledged, measured from the run's
+  start (``run_started``); ``next_run`` clears them;
+- ``requests``: requests sent per whole second since the start, to the NS and to
+  task servers, so a report can show the load a restart or a run puts on them.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class SimFleet:
         self.errors: Counter[str] = Counter()
         self.times: dict[int, Times] = {}
         self.run_started: float | None = None
+        self.requests: dict[str, Counter[int]] = {"ns": Counter(), "ts": Counter()}
         self.started = time.monotonic()
         self.first_assigned: float | None = None
         self.last_assigned: float | None = None
@@ -186,6 +190,16 @@ class SimFleet:
 
     def count(self, what: str) -> None:
         self.counters[what] += 1
+
+    def count_request(self, url: str) -> None:
+        second = int(time.monotonic() - self.started)
+        self.requests["ns" if url.startswith(self.ns_url) else "ts"][second] += 1
+
+    def next_run(self) -> None:
+        """Start timing a new run."""
+        self.times.clear()
+        self._tickled_at.clear()
+        self.run_started = time.monotonic()
 
     def count_error(self, what: object) -> None:
         self.errors[str(what)] += 1

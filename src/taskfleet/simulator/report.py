@@ -31,7 +31,7 @@ async def _admin(fleet: SimFleet, credential: str, method: str, path: str, body:
 
 async def start_run(fleet: SimFleet, credential: str, task: str, targets: list[str]) -> int:
     """Run ``task`` on ``targets`` now (live, as the console's Run now does); its id."""
-    fleet.run_started = time.monotonic()
+    fleet.next_run()
     run = await _admin(
         fleet, credential, "POST", "/api/runs", {"task": task, "targets": targets, "live": True}
     )
@@ -69,7 +69,6 @@ def summary(fleet: SimFleet) -> dict[str, Any]:
     if fleet.first_assigned is not None and fleet.last_assigned is not None:
         assign_s = round(fleet.last_assigned - fleet.started, 3)
     assigned = fleet.counters["assigned"]
-    times = list(fleet.times.values())
     return {
         "agents": len(fleet.agents),
         "behaviours": dict(sorted(Counter(a.behaviour.value for a in fleet.agents).items())),
@@ -77,11 +76,28 @@ def summary(fleet: SimFleet) -> dict[str, Any]:
         "assigned": assigned,
         "assign_seconds": assign_s,
         "assign_per_s": round(assigned / assign_s, 1) if assign_s else None,
-        "timeline": {
-            "tickled": percentiles([t.tickled for t in times if t.tickled is not None]),
-            "fetched": percentiles([t.fetched for t in times if t.fetched is not None]),
-            "done": percentiles([t.done for t in times if t.done is not None]),
-        },
+        "timeline": timeline(fleet),
+        "requests_per_s": {kind: _rates(counts) for kind, counts in fleet.requests.items()},
         "counters": dict(sorted(fleet.counters.items())),
         "errors": dict(fleet.errors.most_common(10)),
     }
+
+
+def timeline(fleet: SimFleet) -> dict[str, Any]:
+    """The current run: seconds from its start until agents were tickled, fetched, done."""
+    times = list(fleet.times.values())
+    return {
+        "tickled": percentiles([t.tickled for t in times if t.tickled is not None]),
+        "fetched": percentiles([t.fetched for t in times if t.fetched is not None]),
+        "done": percentiles([t.done for t in times if t.done is not None]),
+    }
+
+
+def _rates(per_second: Counter[int]) -> dict[str, Any]:
+    """Requests per second: the median second, the busiest one and when it was."""
+    if not per_second:
+        return {"median": 0, "peak": 0, "peak_at_s": None}
+    seconds = range(min(per_second), max(per_second) + 1)
+    counts = sorted(per_second.get(s, 0) for s in seconds)
+    peak_at = max(per_second, key=lambda s: per_second[s])
+    return {"median": counts[len(counts) // 2], "peak": per_second[peak_at], "peak_at_s": peak_at}
