@@ -166,7 +166,7 @@ class Fanout:
         token: str = self.admin("POST", "/api/tokens", {"kind": "agent"})["token"]
         return token
 
-    def simulate(self, token: str, task: str, state_dir: Path) -> dict[str, Any]:
+    def simulate(self, token: str, tasks: list[str], state_dir: Path) -> dict[str, Any]:
         cmd = [
             sys.executable,
             "-m",
@@ -180,8 +180,9 @@ class Fanout:
             str(state_dir),
             "--startup-window",
             str(self.args.startup_window),
-            "--run",
-            task,
+            *(arg for task in tasks for arg in ("--run", task)),
+            "--between",
+            str(self.args.restart_pause),
             "--target",
             SIMULATED,
             "--timeout",
@@ -194,7 +195,7 @@ class Fanout:
         sim = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        profiler = threading.Thread(target=self.profile_run, args=(task, sim.pid), daemon=True)
+        profiler = threading.Thread(target=self.profile_run, args=(tasks[-1], sim.pid), daemon=True)
         if self.args.profile:
             profiler.start()
         stdout, stderr = sim.communicate(timeout=self.args.timeout * 3)
@@ -230,6 +231,39 @@ class Fanout:
             spy.wait()
         print(f"profiles written to {self.root}", file=sys.stderr, flush=True)
 
+    def restart_ts_after_first_run(self, restart: dict[str, Any]) -> None:
+        """Once run 1 is done: SIGTERM ts-1 under its connected agents and start it again."""
+        deadline = time.monotonic() + self.args.timeout
+        while time.monotonic() < deadline:
+            runs = self.admin("GET", "/api/runs")
+            if runs and runs[-1]["id"] == 1 and runs[-1]["done"]:
+                break
+            time.sleep(0.2)
+        time.sleep(self.args.restart_pause / 2)  # halfway between the runs
+        proc = self.ts_procs["ts-1"]
+        started = time.monotonic()
+        self.launcher.stop(proc, timeout=60)
+        restart["stop_seconds"] = round(time.monotonic() - started, 2)
+        self.start_ts("ts-1", math.ceil(self.args.agents / self.args.ts))
+        restart["restart_seconds"] = round(time.monotonic() - started, 2)
+        restart["at_s"] = round(time.time(), 1)
+
+
+def restart_load(report: dict[str, Any], restart: dict[str, Any], pause: float) -> dict[str, Any]:
+    """Requests per second to the task servers: the median second of the quiet time
+    between run 1 and the restart (steady: agents polling and renewing channels) and
+    the busiest second from the restart until the second run starts."""
+    series = report["requests_by_second"]
+    counts: list[int] = series["ts"]
+    restart_at = int(restart["at_s"] - restart["restart_seconds"] - series["started_at"])
+    # The restart begins pause/2 after run 1 ended; run 2 starts pause/2 after that.
+    second_run_at = restart_at + int(pause / 2) - 1
+    before = sorted(counts[restart_at - int(pause / 2) + 10 : restart_at - 1]) or [0]
+    after = counts[restart_at:second_run_at] or [0]
+    steady = before[len(before) // 2]
+    peak = max(after)
+    return {"steady": steady, "peak": peak, "ratio": round(peak / steady, 2) if steady else None}
+
 
 def raise_open_files() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -244,6 +278,14 @@ def main() -> None:
     parser.add_argument("--startup-window", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--restart-ts",
+        action="store_true",
+        help="after the first run, restart ts-1 under its agents, then run again",
+    )
+    parser.add_argument(
+        "--restart-pause", type=float, default=90.0, help="seconds between the two runs"
+    )
     parser.add_argument(
         "--profile",
         type=float,
@@ -262,7 +304,15 @@ def main() -> None:
     try:
         token = bench.set_up()
         started = time.monotonic()
-        first = bench.simulate(token, "fanout-1", root / "sim")
+        restart: dict[str, Any] = {}
+        tasks = ["fanout-1"]
+        if args.restart_ts:
+            tasks.append("fanout-2")
+            threading.Thread(
+                target=bench.restart_ts_after_first_run, args=(restart,), daemon=True
+            ).start()
+        first = bench.simulate(token, tasks, root / "sim")
+        first["restart"] = restart
         first["wall_seconds"] = round(time.monotonic() - started, 1)
         print(json.dumps({"scenario": vars(args), "first_run": first}, indent=2))
         run = first.get("run", {})
@@ -273,6 +323,18 @@ def main() -> None:
             f"done_p99={first['timeline']['done'].get('p99')}",
             flush=True,
         )
+        if args.restart_ts:
+            rates = restart_load(first, restart, args.restart_pause)
+            runs = first["runs"]
+            print(
+                f"RESTART ts-1 stop_s={restart.get('stop_seconds')} "
+                f"back_s={restart.get('restart_seconds')} run1_counts={runs[0]['counts']} "
+                f"run2_counts={runs[1]['counts']} run2_all_done_s={runs[1]['seconds']} "
+                f"ts_requests_per_s steady={rates['steady']} peak={rates['peak']} "
+                f"peak_over_steady={rates['ratio']} "
+                f"failovers={first['counters'].get('failovers', 0)}",
+                flush=True,
+            )
     finally:
         bench.launcher.stop_all()
         if bench.api is not None:

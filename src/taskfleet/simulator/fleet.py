@@ -69,6 +69,7 @@ class SimFleet:
         self.run_started: float | None = None
         self.requests: dict[str, Counter[int]] = {"ns": Counter(), "ts": Counter()}
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self.first_assigned: float | None = None
         self.last_assigned: float | None = None
         self.ns_slots = asyncio.Semaphore(options.ns_concurrency)
@@ -147,6 +148,7 @@ class SimFleet:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(connector=connector)
         self.started = time.monotonic()
+        self.started_wall = time.time()
         for agent in self.agents:
             self.spawn(agent.live(self.options.startup_window_s))
 

@@ -78,6 +78,11 @@ def summary(fleet: SimFleet) -> dict[str, Any]:
         "assign_per_s": round(assigned / assign_s, 1) if assign_s else None,
         "timeline": timeline(fleet),
         "requests_per_s": {kind: _rates(counts) for kind, counts in fleet.requests.items()},
+        # Every second's count, from started_at (wall clock), to line up with other events.
+        "requests_by_second": {
+            "started_at": fleet.started_wall,
+            **{kind: _series(counts) for kind, counts in fleet.requests.items()},
+        },
         "counters": dict(sorted(fleet.counters.items())),
         "errors": dict(fleet.errors.most_common(10)),
     }
@@ -101,3 +106,7 @@ def _rates(per_second: Counter[int]) -> dict[str, Any]:
     counts = sorted(per_second.get(s, 0) for s in seconds)
     peak_at = max(per_second, key=lambda s: per_second[s])
     return {"median": counts[len(counts) // 2], "peak": per_second[peak_at], "peak_at_s": peak_at}
+
+
+def _series(per_second: Counter[int]) -> list[int]:
+    return [per_second.get(s, 0) for s in range(max(per_second, default=-1) + 1)]
