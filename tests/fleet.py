@@ -54,6 +54,20 @@ class TaskServerProc:
 
 
 @dataclass
+class Replica:
+    """Another NS process on the Fleet's database (PostgreSQL): the same fleet, its own API."""
+
+    name: str
+    port: int
+    proc: Proc
+    api: Api
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
 class Fleet:
     root: Path
     db_url: str
@@ -63,6 +77,7 @@ class Fleet:
     api: Api = field(init=False)
     servers: dict[str, TaskServerProc] = field(default_factory=dict)
     agents: dict[str, Proc] = field(default_factory=dict)
+    replicas: dict[str, Replica] = field(default_factory=dict)
     _ts_token: str = ""
     _agent_token: str = ""
 
@@ -95,6 +110,29 @@ class Fleet:
         assert credential is not None
         self.api = Api(httpx.Client(base_url=self.ns_url, headers=credential.header, timeout=30))
 
+    def start_replica(self, name: str) -> Replica:
+        """Start another NS on the same database, with its own port and data directory.
+
+        It finds the database's admin already there, so it writes no credential of its
+        own: the first NS's admin credential works on it."""
+        port = free_port()
+        proc = self.launcher.start(
+            name,
+            "ns",
+            "serve",
+            "--db",
+            self.db_url,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(self.root / name),
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/hello", proc, timeout=60)
+        api = Api(httpx.Client(base_url=url, headers=self.api.client.headers, timeout=30))
+        replica = self.replicas[name] = Replica(name, port, proc, api)
+        return replica
+
     def token(self, kind: str) -> str:
         token: str = self.api.post("/api/tokens", {"kind": kind})["token"]
         return token
@@ -106,8 +144,10 @@ class Fleet:
         port: int = 0,
         approve: bool = True,
         prefix: Sequence[str] = (),
+        ns_url: str = "",
     ) -> TaskServerProc:
-        """Start (or restart) a task server; ``prefix`` wraps the command (e.g. prlimit)."""
+        """Start (or restart) a task server; ``prefix`` wraps the command (e.g. prlimit);
+        ``ns_url`` points it at a replica instead of the first NS."""
         if not self._ts_token:
             self._ts_token = self.token("taskserver")
         existing = self.servers.get(name)
@@ -118,7 +158,7 @@ class Fleet:
             "taskserver",
             "serve",
             "--ns",
-            self.ns_url,
+            ns_url or self.ns_url,
             "--bind",
             f"127.0.0.1:{port}",
             "--data-dir",
@@ -146,7 +186,7 @@ class Fleet:
 
         wait_until(check, timeout, f"task server {name} available={available}")
 
-    def start_agent(self, name: str, *extra: str) -> Proc:
+    def start_agent(self, name: str, *extra: str, ns_url: str = "") -> Proc:
         if not self._agent_token:
             self._agent_token = self.token("agent")
         proc = self.launcher.start(
@@ -154,7 +194,7 @@ class Fleet:
             "agent",
             "run",
             "--ns",
-            self.ns_url,
+            ns_url or self.ns_url,
             "--state-dir",
             str(self.root / "agents" / name),
             "--token",
@@ -238,6 +278,8 @@ class Fleet:
         self.launcher.stop_all()
         if hasattr(self, "api"):
             self.api.client.close()
+        for replica in self.replicas.values():
+            replica.api.client.close()
 
 
 def elapsed(since: float) -> float:
