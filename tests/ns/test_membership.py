@@ -234,6 +234,9 @@ def test_readers_use_the_stored_membership(db_url: str) -> None:
             one = await collections.load_membership(session, [x.id])
             assert one.collections_of(x) == ["All Computers"]
             assert one.contains("All Computers", x) and not one.contains("Web", x)
+            named = await collections.load_membership(session, only, names=["Web", "Pilot"])
+            assert named.of == {ids["web-a"]: {"Web"}, ids["web-b"]: {"Web"}}
+            assert (await collections.load_membership(session, only, names=[])).of == {}
             document = {"entries": [{"collection": "Web", "task_request_interval_min": 9}]}
             await documents.save_draft(session, documents.AGENT_CONFIG, document, "test")
             await documents.apply(session, documents.AGENT_CONFIG, "test")

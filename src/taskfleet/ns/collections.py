@@ -59,14 +59,22 @@ class Membership:
 
 
 async def load_membership(
-    session: AsyncSession, computer_ids: Iterable[int] | Select[Any] | None = None
+    session: AsyncSession,
+    computer_ids: Iterable[int] | Select[Any] | None = None,
+    names: Iterable[str] | None = None,
 ) -> Membership:
     """Membership of these computers: ids, a query of ids (``select(Computer.id)...``, for
-    sets too large to list), or None for the whole fleet."""
+    sets too large to list), or None for the whole fleet; in the collections ``names``
+    only (``contains`` is then False for any other), or in all."""
     of: dict[int, set[str]] = {}
     static: dict[int, set[int]] = {}
-    name_of = dict((await session.execute(select(Collection.id, Collection.name))).all())
+    collections = select(Collection.id, Collection.name)
+    if names is not None:
+        collections = collections.where(Collection.name.in_(list(names)))
+    name_of = dict((await session.execute(collections)).all())
     stored = select(CollectionMembership.computer_id, CollectionMembership.collection_id)
+    if names is not None:
+        stored = stored.where(CollectionMembership.collection_id.in_(list(name_of)))
     members = select(CollectionMember.collection_id, CollectionMember.computer_id)
     if isinstance(computer_ids, Select) or computer_ids is None:
         groups: list[Any] = [computer_ids]

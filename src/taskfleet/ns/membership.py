@@ -50,6 +50,7 @@ from sqlalchemy import tuple_ as tuple_of
 from sqlalchemy.orm import Session
 
 from taskfleet.ns.rules import Evaluator, Subject
+from taskfleet.ns.singleton import lock_key
 from taskfleet.storage.models import (
     Collection,
     CollectionMember,
@@ -58,9 +59,8 @@ from taskfleet.storage.models import (
     TaskServer,
 )
 
-# The advisory lock every NS replica uses for membership (any constant works, as long
-# as nothing else in the database uses it).
-LOCK_KEY = 0x7A5F_C011
+# The advisory lock every NS replica takes for membership.
+LOCK_KEY = lock_key("membership")
 CHUNK = 2000  # computers per statement: well below both stores' limits on parameters
 RULE_COLUMNS = ("name", "os", "addresses", "facts")
 _PENDING = "taskfleet.membership"
