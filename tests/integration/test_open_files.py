@@ -18,8 +18,8 @@ from taskfleet.cli.launcher import wait_until
 from tests.fleet import Fleet
 
 LIMIT = 256
-CHANNELS = 300  # more than the limit
-IDLE = 60  # connections that never send a request
+AGENTS = 200  # one channel each: more than the channels 256 open files allow
+IDLE = 100  # connections that never send a request: 300 connections in all
 
 
 @pytest.fixture
@@ -57,8 +57,29 @@ async def _open_channel(port: int, header: str) -> tuple[asyncio.StreamWriter | 
     return writer, ("refused" if reply else "closed"), reply
 
 
-async def _flood(port: int, url: str, header: str) -> tuple[Counter[str], list[bytes], list[int]]:
-    results = await asyncio.gather(*(_open_channel(port, header) for _ in range(CHANNELS)))
+async def _enrol(ns_url: str, token: str) -> list[str]:
+    """AGENTS computers enrolled and assigned (to ts-1 by the policy); their credentials."""
+    slots = asyncio.Semaphore(8)
+
+    async def one(client: httpx.AsyncClient, i: int) -> str:
+        facts = {"name": f"pc-{i:03d}", "hardware_id": f"hw-open-files-{i}"}
+        async with slots:
+            enrolled = await client.post("/api/agent/enrol", json={"token": token, "facts": facts})
+            header = f"Bearer {enrolled.json()['credential']}"
+            assigned = await client.post(
+                "/api/agent/assignment", json={"facts": facts}, headers={"Authorization": header}
+            )
+            assert assigned.json()["task_server_name"] == "ts-1", assigned.text
+        return header
+
+    async with httpx.AsyncClient(base_url=ns_url, timeout=30) as client:
+        return await asyncio.gather(*(one(client, i) for i in range(AGENTS)))
+
+
+async def _flood(
+    port: int, url: str, headers: list[str]
+) -> tuple[Counter[str], list[bytes], list[int]]:
+    results = await asyncio.gather(*(_open_channel(port, header) for header in headers))
     outcomes = Counter(kind for _, kind, _ in results)
     refusals = [reply for _, kind, reply in results if kind == "refused"]
     idle = []
@@ -71,12 +92,16 @@ async def _flood(port: int, url: str, header: str) -> tuple[Counter[str], list[b
     polls = []
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
-        for _ in range(10):
+        for header in headers[:10]:
             response = await client.get("/agent/poll", headers={"Authorization": header})
             polls.append(response.status_code)
-        # One more channel now is refused at once, with a reason and when to come back.
+        # One more channel, from an agent that has none open, is refused at once, with a
+        # reason and when to come back.
+        without = next(
+            h for h, (_, kind, _) in zip(headers, results, strict=True) if kind != "parked"
+        )
         one_more = await client.get(
-            "/agent/channel", params={"wait": 60}, headers={"Authorization": header}
+            "/agent/channel", params={"wait": 60}, headers={"Authorization": without}
         )
         refusals.append(
             f"HTTP/1.1 {one_more.status_code} x\r\nretry-after: "
@@ -91,13 +116,11 @@ def test_task_server_under_a_low_open_files_limit_keeps_answering_polls(
     sqlite_fleet: Fleet,
 ) -> None:
     fleet = sqlite_fleet
-    # Given a task server started under `ulimit -n 256` (soft and hard), and an agent on it
+    # Given a task server started under `ulimit -n 256` (soft and hard)
     ts = fleet.start_ts("ts-1", prefix=("prlimit", f"--nofile={LIMIT}:{LIMIT}"))
     fleet.apply_policy("Lab", "pc-*", ["ts-1"])
-    fleet.start_agent("pc-1")
-    fleet.wait_assigned(["pc-1"])
-    identity = json.loads((fleet.root / "agents" / "pc-1" / "identity.json").read_text())
-    header = f"Bearer {identity['credential']}"
+    # and 200 computers assigned to it
+    headers = asyncio.run(_enrol(fleet.ns_url, fleet.token("agent")))
     # It logged the capacity that limit gives
     found = re.search(
         r"open files: limit (\d+); up to (\d+) connections, (\d+) notification channels",
@@ -117,13 +140,14 @@ def test_task_server_under_a_low_open_files_limit_keeps_answering_polls(
 
     wait_until(warned, 20, "the R7 advice on ts-1's channel capacity")
 
-    # When 60 connections that send nothing and 300 channels are opened to it at once
-    outcomes, refusals, polls = asyncio.run(_flood(ts.port, ts.url, header))
+    # When those 200 agents open their channels at once, then 100 connections that
+    # send nothing are opened
+    outcomes, refusals, polls = asyncio.run(_flood(ts.port, ts.url, headers))
 
     # Then every poll on a new connection is answered
     assert polls == [200] * 10, (polls, outcomes, ts.proc.output()[-3000:])
-    # and its capacity of channels was parked (the agent holds one too)
-    assert capacity - 1 <= outcomes["parked"] <= capacity, outcomes
+    # and its capacity of channels was parked
+    assert outcomes["parked"] == capacity, outcomes
     # and every other channel was refused with 503 Busy and a Retry-After, or closed
     assert set(outcomes) <= {"parked", "refused", "closed"}, outcomes
     # (how many of each depends on how fast the flood arrives: past the connections
@@ -139,13 +163,14 @@ def test_task_server_under_a_low_open_files_limit_keeps_answering_polls(
     log = ts.proc.output()
     assert "Too many open files" not in log and "Traceback" not in log, log[-3000:]
 
-    # And once those channels close, a new channel is parked again
+    # And an agent whose channel is parked may open a new one, which replaces it (the
+    # old one is most often a connection it gave up on)
     def parks() -> bool:
         try:
             httpx.get(
                 f"{ts.url}/agent/channel",
                 params={"wait": 60},
-                headers={"Authorization": header},
+                headers={"Authorization": headers[0]},
                 timeout=httpx.Timeout(1.5, connect=5),
             )
         except httpx.ReadTimeout:

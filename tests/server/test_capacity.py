@@ -62,10 +62,19 @@ def test_the_gate_refuses_channels_past_its_capacity_with_a_retry_after() -> Non
     assert gate.open == 2
 
 
+def test_an_agent_with_a_parked_channel_may_replace_it_when_the_gate_is_full() -> None:
+    # (the Tickler answers the older channel at once, which releases its place)
+    gate = ChannelGate(capacity=1)
+    gate.admit(1)
+    gate.admit(1)
+    with pytest.raises(Busy):
+        gate.admit(2)
+
+
 async def test_stop_wakes_every_parked_channel_and_refuses_new_ones() -> None:
     tickler, gate = Tickler(), ChannelGate()
     parked = []
-    for computer_id in (1, 1, 2):
+    for computer_id in (1, 2, 3):
         gate.admit(computer_id)
         parked.append(asyncio.create_task(tickler.wait(computer_id, 30)))
     await asyncio.sleep(0.01)
@@ -77,7 +86,7 @@ async def test_stop_wakes_every_parked_channel_and_refuses_new_ones() -> None:
         assert await asyncio.gather(*parked) == [True, True, True]
     assert gate.stopping
     with pytest.raises(Busy) as refused:
-        gate.admit(3)
+        gate.admit(4)
     retry = refused.value.retry_after_s
     assert retry is not None and RECONNECT_MIN_S <= retry <= 2 * RECONNECT_MIN_S
     assert "stopping" in gate.stopping_error().message

@@ -41,7 +41,9 @@ class ChannelGate:
         """Count one channel in, or raise Busy (full or stopping)."""
         if self.stopping:
             raise self.stopping_error()
-        if self.open >= self.capacity:
+        # An agent with a channel parked already is let in: its new channel replaces the
+        # old one (``Tickler.wait``), which is most often a connection it gave up on.
+        if self.open >= self.capacity and computer_id not in self._parked:
             raise Busy(
                 f"this server holds {self.capacity} notification channels, as many as its "
                 "open-files limit allows; polls still deliver work. Try again after "
