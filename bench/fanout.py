@@ -231,6 +231,22 @@ class Fanout:
             spy.wait()
         print(f"profiles written to {self.root}", file=sys.stderr, flush=True)
 
+    def memory_when_connected(self, memory: dict[str, Any]) -> None:
+        """Each task server's memory growth per connected agent, once the first run starts
+        (every agent connected, its notification channel open)."""
+        base = {name: pss_kib(proc.pid) for name, proc in self.ts_procs.items()}
+        deadline = time.monotonic() + self.args.timeout
+        while time.monotonic() < deadline and not self.admin("GET", "/api/runs"):
+            time.sleep(0.2)
+        for name, proc in self.ts_procs.items():
+            connections = established(self.ts_ports[name])
+            grown = pss_kib(proc.pid) - base[name]
+            memory[name] = {
+                "connections": connections,
+                "pss_growth_mib": round(grown / 1024, 1),
+                "kib_per_connection": round(grown / connections, 1) if connections else None,
+            }
+
     def restart_ts_after_first_run(self, restart: dict[str, Any]) -> None:
         """Once run 1 is done: SIGTERM ts-1 under its connected agents and start it again."""
         deadline = time.monotonic() + self.args.timeout
@@ -247,6 +263,23 @@ class Fanout:
         self.start_ts("ts-1", math.ceil(self.args.agents / self.args.ts))
         restart["restart_seconds"] = round(time.monotonic() - started, 2)
         restart["at_s"] = round(time.time(), 1)
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def established(port: int) -> int:
+    """Server-side TCP connections on ``port`` in state ESTABLISHED (01), from /proc."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+            count += 1
+    return count
 
 
 def restart_load(report: dict[str, Any], restart: dict[str, Any], pause: float) -> dict[str, Any]:
@@ -305,6 +338,9 @@ def main() -> None:
         token = bench.set_up()
         started = time.monotonic()
         restart: dict[str, Any] = {}
+        memory: dict[str, Any] = {}
+        watcher = threading.Thread(target=bench.memory_when_connected, args=(memory,), daemon=True)
+        watcher.start()
         tasks = ["fanout-1"]
         if args.restart_ts:
             tasks.append("fanout-2")
@@ -313,6 +349,8 @@ def main() -> None:
             ).start()
         first = bench.simulate(token, tasks, root / "sim")
         first["restart"] = restart
+        watcher.join()
+        first["task_server_memory"] = memory
         first["wall_seconds"] = round(time.monotonic() - started, 1)
         print(json.dumps({"scenario": vars(args), "first_run": first}, indent=2))
         run = first.get("run", {})
@@ -323,6 +361,13 @@ def main() -> None:
             f"done_p99={first['timeline']['done'].get('p99')}",
             flush=True,
         )
+        for name, figures in memory.items():
+            print(
+                f"MEMORY {name} connections={figures['connections']} "
+                f"pss_growth_mib={figures['pss_growth_mib']} "
+                f"kib_per_connection={figures['kib_per_connection']}",
+                flush=True,
+            )
         if args.restart_ts:
             rates = restart_load(first, restart, args.restart_pause)
             runs = first["runs"]

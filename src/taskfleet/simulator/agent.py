@@ -87,7 +87,7 @@ class SimAgent:
         data = None if body is None else json.dumps(body)
         self.fleet.count_request(url)
         try:
-            async with self.fleet.http.request(
+            async with self.fleet.http_for(self.index).request(
                 method,
                 url,
                 data=data,

@@ -32,6 +32,8 @@ from taskfleet.protocol.messages import InstanceState, StatusEvent, WorkItem
 from taskfleet.simulator.agent import SimAgent
 from taskfleet.simulator.behaviour import Behaviour, Mix
 
+AGENTS_PER_POOL = 32
+
 
 @dataclass
 class SimOptions:
@@ -75,13 +77,23 @@ class SimFleet:
         self.ns_slots = asyncio.Semaphore(options.ns_concurrency)
         self._tickled_at: dict[int, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: list[aiohttp.ClientSession] = []
         self.agents = self._make_agents()
 
     @property
     def http(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "start() the fleet first"
-        return self._session
+        """The pool for the simulator's own calls (starting and following runs)."""
+        return self.http_for(0)
+
+    def http_for(self, index: int) -> aiohttp.ClientSession:
+        """Agent ``index``'s connection pool: one per AGENTS_PER_POOL agents.
+
+        A real agent has a client of its own; one pool for thousands of agents would
+        rescan thousands of connections on every request (aiohttp's connector, like
+        httpcore's pool, is built for a few hosts and tens of connections).
+        """
+        assert self._sessions, "start() the fleet first"
+        return self._sessions[index // AGENTS_PER_POOL]
 
     def _make_agents(self) -> list[SimAgent]:
         try:
@@ -145,8 +157,11 @@ class SimFleet:
     # --- life ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(connector=connector)
+        pools = -(-len(self.agents) // AGENTS_PER_POOL)
+        self._sessions = [
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+            for _ in range(pools)
+        ]
         self.started = time.monotonic()
         self.started_wall = time.time()
         for agent in self.agents:
@@ -167,8 +182,8 @@ class SimFleet:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.save_identities()
-        if self._session is not None:
-            await self._session.close()
+        for session in self._sessions:
+            await session.close()
 
     async def wait_connected(self, timeout: float) -> float:
         """Seconds until every agent that is not offline has a task server."""
