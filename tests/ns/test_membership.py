@@ -287,6 +287,47 @@ def test_two_transactions_changing_one_computer_take_turns(db_url: str) -> None:
     run(db_url, body)
 
 
+def test_an_approval_while_the_task_server_registers_again_does_not_deadlock(
+    db_url: str,
+) -> None:
+    """Registration changes the computer, then the task_server row; an approval changes
+    that row, then refreshes the computer. Each takes the computer's lock before it
+    writes, so the approval waits instead of holding the row the registration needs."""
+    _postgres_only(db_url)
+
+    async def body(sessions: Sessions) -> None:
+        pc = await enrol(sessions, "ts-host", "10.5.0.1/16")
+        async with sessions() as session, session.begin():
+            session.add(
+                TaskServer(computer_id=pc, name="ts-1", url="http://a", credential_hash="x",
+                           registered_at=1.0)
+            )  # fmt: skip
+        async with sessions() as registering:
+            await registering.begin()
+            computer = await registering.get(Computer, pc)
+            assert computer is not None
+            computer.name = "web-ts"
+            await registering.flush()
+
+            async def approve() -> None:
+                async with sessions() as approving, approving.begin():
+                    ts = await approving.scalar(select(TaskServer))
+                    assert ts is not None
+                    ts.approval = "approved"
+
+            other = asyncio.create_task(approve())
+            await asyncio.sleep(0.5)
+            ts = await registering.scalar(select(TaskServer))
+            assert ts is not None
+            ts.url = "http://b"
+            await registering.flush()  # would wait for the approval, which waits for us
+            await registering.commit()
+            await asyncio.wait_for(other, 10)
+        await check(sessions, {"Approved Task Servers": {"web-ts"}, "Web": {"web-ts"}})
+
+    run(db_url, body)
+
+
 def test_an_enrolment_waits_for_a_collection_being_created(db_url: str) -> None:
     _postgres_only(db_url)
 

@@ -18,11 +18,12 @@ hook: code that writes those columns that way calls ``refresh``. (No rule reads
 every start the NS computes the computers that have no membership at all (``heal``):
 a database from before this table, or computers inserted in bulk.
 
-Concurrency. On PostgreSQL a refresh takes a shared advisory lock, then locks the
-computers' rows (``FOR NO KEY UPDATE``, in id order) before it reads anything about
-them, so two transactions refreshing one computer take turns and the second reads
-what the first committed; a collection change takes the advisory lock exclusively,
-so no refresh evaluates with the old collections while the fleet is re-evaluated.
+Concurrency. On PostgreSQL a refresh takes a shared advisory lock, then an advisory
+lock per computer (in id order) before it reads anything about them, so two
+transactions refreshing one computer take turns and the second reads what the first
+committed (every change that matters refreshes, so every such transaction takes the
+computer's lock); a collection change takes the shared lock exclusively, so no
+refresh evaluates with the old collections while the fleet is re-evaluated.
 On SQLite one writer at a time gives the same order: each refresh follows a write
 of its own transaction.
 """
@@ -61,6 +62,15 @@ from taskfleet.storage.models import (
 
 # The advisory lock every NS replica takes for membership.
 LOCK_KEY = lock_key("membership")
+# One advisory lock per computer, in a key space of their own (two 32-bit keys), taken in
+# id order. Not the computer's row lock: an approval refreshes the task server's computer
+# with the task_server row locked, while a re-registration locks the computer row and
+# then the task_server row, and the two would deadlock.
+COMPUTER_LOCKS = lock_key("membership of a computer") >> 32
+LOCK_COMPUTERS = text(
+    "SELECT count(pg_advisory_xact_lock(:space, id)) "
+    "FROM (SELECT unnest(CAST(:ids AS integer[])) AS id ORDER BY id) AS ids"
+)
 CHUNK = 2000  # computers per statement: well below both stores' limits on parameters
 RULE_COLUMNS = ("name", "os", "addresses", "facts")
 _PENDING = "taskfleet.membership"
@@ -108,6 +118,23 @@ def _note_changes(session: Session, _flush: Any, _instances: Any) -> None:
             pending.computer_ids.add(obj.computer_id)
         elif isinstance(obj, Collection):
             pending.collections.add(obj.name)
+    ids = pending.computer_ids | {c.id for c in pending.changed}
+    if ids or pending.added or pending.collections:
+        # Before the flush writes: a transaction holding a computer's lock that goes on
+        # to lock a task_server row, and one holding that row that wants the computer's
+        # lock (an approval), would deadlock.
+        _lock(session.connection(), ids, everything=bool(pending.collections))
+
+
+def _lock(conn: Connection, computer_ids: Iterable[int] = (), everything: bool = False) -> None:
+    """PostgreSQL: the membership lock, shared (exclusive to re-evaluate collections over
+    the fleet), then each computer's lock in id order. SQLite has one writer anyway."""
+    if conn.dialect.name != "postgresql":
+        return
+    mode = "" if everything else "_shared"
+    conn.execute(text(f"SELECT pg_advisory_xact_lock{mode}(:key)"), {"key": LOCK_KEY})
+    for chunk in chunks(sorted(set(computer_ids))):
+        conn.execute(LOCK_COMPUTERS, {"space": COMPUTER_LOCKS, "ids": chunk})
 
 
 @event.listens_for(Session, "after_flush_postexec")
@@ -116,14 +143,14 @@ def _apply_changes(session: Session, _flush: Any) -> None:
     if pending is None:
         return
     if pending.collections:
-        rebuild(session.connection(), pending.collections)
+        rebuild(session.connection(), pending.collections, locked=True)
     ids = pending.computer_ids | {c.id for c in pending.changed}
     # A computer inserted by this flush, and not also made a static member or a task
     # server by it, has no static membership, no approval and no rows yet: evaluate it
     # as it is, without reading it back (the common case: an agent enrols).
     fresh = [_subject(c) for c in pending.added if c.id not in ids]
     if ids or fresh:
-        refresh(session.connection(), ids, fresh)
+        refresh(session.connection(), ids, fresh, locked=True)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -168,20 +195,23 @@ def chunks(ids: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield ids[start : start + size]
 
 
-def refresh(conn: Connection, computer_ids: Iterable[int], fresh: Iterable[Subject] = ()) -> None:
+def refresh(
+    conn: Connection,
+    computer_ids: Iterable[int],
+    fresh: Iterable[Subject] = (),
+    locked: bool = False,
+) -> None:
     """Recompute the membership of these computers (those that still exist). ``fresh``:
-    computers this transaction inserted and did nothing else to, evaluated as given."""
-    postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": LOCK_KEY})
+    computers this transaction inserted and did nothing else to, evaluated as given.
+    ``locked``: the caller took the locks (``_lock``) before it wrote."""
+    computer_ids = sorted(set(computer_ids))
+    if not locked:
+        _lock(conn, computer_ids)
     collections = _collections(conn)
     evaluator = Evaluator(collections, {}, {})
     _insert(conn, {(c, s.id) for s in fresh for c in evaluator.member_of(s)})
-    for chunk in chunks(sorted(set(computer_ids))):
-        query = SUBJECTS.where(Computer.id.in_(chunk)).order_by(Computer.id)
-        if postgres:  # lock first: what is read next is what the last refresh committed
-            query = query.with_for_update(of=Computer, key_share=True)
-        subjects, approvals = _subjects(conn, query)
+    for chunk in chunks(computer_ids):
+        subjects, approvals = _subjects(conn, SUBJECTS.where(Computer.id.in_(chunk)))
         # Static members and the stored rows, in one round trip.
         static: dict[int, set[int]] = {}
         have: set[tuple[int, int]] = set()
@@ -208,16 +238,11 @@ def refresh(conn: Connection, computer_ids: Iterable[int], fresh: Iterable[Subje
         _insert(conn, wanted - have)
 
 
-def _lock_all(conn: Connection) -> None:
-    """No refresh runs until this transaction ends (PostgreSQL; SQLite has one writer)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-
-
-def rebuild(conn: Connection, names: set[str]) -> None:
+def rebuild(conn: Connection, names: set[str], locked: bool = False) -> None:
     """Re-evaluate these collections, and those that include or exclude them, for every
     computer."""
-    _lock_all(conn)
+    if not locked:
+        _lock(conn, everything=True)
     collections = _collections(conn)
     affected = {n for n in Evaluator(collections, {}, {}).affected_by(names) if n in collections}
     if affected:
@@ -265,6 +290,6 @@ def heal(conn: Connection) -> int:
     missing = ~exists().where(CollectionMembership.computer_id == Computer.id)
     count = conn.execute(select(func.count()).select_from(Computer).where(missing)).scalar_one()
     if count:
-        _lock_all(conn)
+        _lock(conn, everything=True)  # no refresh runs meanwhile
         _evaluate(conn, _collections(conn), None, SUBJECTS.where(missing))
     return int(count)
