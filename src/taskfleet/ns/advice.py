@@ -19,6 +19,11 @@ Two checks, per collection of the agent configuration and per task server:
    channels its open-files limit allows (``server.capacity``). A client limit
    above that lets the NS assign agents whose channels it must refuse; they
    still poll, but are not tickled (R6), so "run now" waits for their next poll.
+
+The capacity figures come from ``task_server_capacities`` and the NS setting
+``ts_capacity_rps``, which ``/metrics`` exports as they are (``ns.metrics``), so a
+dashboard shows what the advice compares: ``taskfleet_ns_task_server_capacity_rps``,
+``taskfleet_ns_task_server_channel_capacity``, ``taskfleet_ns_task_server_client_limit``.
 """
 
 from __future__ import annotations
@@ -135,6 +140,30 @@ def check_channels(advice: Advice, client_limit: int, channel_capacity: int | No
     )
 
 
+@dataclass(frozen=True)
+class TaskServerCapacity:
+    """What one task server may hold, as the advice and ``/metrics`` both read it."""
+
+    id: int
+    name: str
+    client_limit: int  # in effect: the admin's setting, else the task server's own
+    channel_capacity: int | None  # from its heartbeat (its open-files limit); None: unknown
+    assigned: int  # computers assigned to it now
+
+
+async def task_server_capacities(session: AsyncSession) -> list[TaskServerCapacity]:
+    rows = await session.execute(
+        select(
+            TaskServer.id,
+            TaskServer.name,
+            TaskServer.client_limit,
+            TaskServer.channel_capacity,
+            TaskServer.assigned_count,
+        ).order_by(TaskServer.id)
+    )
+    return [TaskServerCapacity(*row) for row in rows.all()]
+
+
 DEFAULTS = "All Computers (defaults)"
 
 
@@ -169,14 +198,9 @@ async def fleet_advice(
         if name == DEFAULTS:
             found.collection = "All Computers"  # the defaults are set on All Computers
         out.append(found)
-    servers = await session.execute(
-        select(
-            TaskServer.id, TaskServer.name, TaskServer.client_limit, TaskServer.channel_capacity
-        ).order_by(TaskServer.id)
-    )
-    for ts_id, name, client_limit, channel_capacity in servers.all():
-        found = for_task_server(name, per_server.get(ts_id, []), capacity_rps)
-        check_channels(found, client_limit, channel_capacity)
-        if ts_id in per_server or found.warnings:
+    for ts in await task_server_capacities(session):
+        found = for_task_server(ts.name, per_server.get(ts.id, []), capacity_rps)
+        check_channels(found, ts.client_limit, ts.channel_capacity)
+        if ts.id in per_server or found.warnings:
             out.append(found)
     return out

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from taskfleet.ns import assigner, audit, computers
 from taskfleet.ns.auth import AgentComputer
+from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Assignment, AssignmentRequest, Enrolled, Enrolment
 from taskfleet.storage.models import Computer
@@ -18,7 +19,8 @@ async def enrol(request: Request, body: Enrolment) -> Enrolled:
     async with ns_state(request).session() as session:
         credential = await computers.enrol(session, body.token, body.facts)
         audit.record(session, f"agent:{body.facts.name}", "computer.enrol", body.facts.name)
-        return Enrolled(computer_id=credential.principal, credential=str(credential))
+    ns_metrics(request).enrolments.inc()
+    return Enrolled(computer_id=credential.principal, credential=str(credential))
 
 
 @router.post("/assignment", response_model=Assignment)
@@ -32,6 +34,8 @@ async def assignment(
         computers.check_facts(body.facts)
         if body.facts.hardware_id == computer.hardware_id:
             computers.apply_facts(computer, body.facts)
-        return await assigner.assign(
+        assigned = await assigner.assign(
             state, session, computer, body.failed_task_server, body.reason[:500]
         )
+    ns_metrics(request).assigned(assigned, failover=body.failed_task_server is not None)
+    return assigned

@@ -13,6 +13,7 @@ from taskfleet.ns import audit, registry, runs, status
 from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
+from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import (
     AgentEntry,
@@ -150,9 +151,11 @@ async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -
         raise InvalidInput(f"known_runs: at most {MAX_KNOWN_RUNS} run ids", field="known_runs")
     state = ns_state(request)
     async with state.session() as session:
-        return await runs.deliver_batch(
+        batch = await runs.deliver_batch(
             session, ts_id, body.limit, set(body.known_runs), state.settings.redeliver_after_s
         )
+    ns_metrics(request).work_handed_out(batch)
+    return batch
 
 
 @router.post("/status", response_model=StatusAck)
@@ -162,4 +165,6 @@ async def relay_status(
     if len(batch.events) > 5000:
         raise InvalidInput("at most 5000 status events per batch")
     async with ns_state(request).session() as session:
-        return await status.ingest(session, batch.events, via_task_server=ts_id)
+        ack = await status.ingest(session, batch.events, via_task_server=ts_id)
+    ns_metrics(request).relayed_status(len(batch.events), ack)
+    return ack

@@ -23,6 +23,7 @@ from taskfleet.ns import (
     singleton,
 )
 from taskfleet.ns.local_role import LocalRole
+from taskfleet.ns.metrics import install as install_metrics
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
 from taskfleet.server import errors
@@ -109,4 +110,5 @@ def create_app(settings: NSSettings) -> FastAPI:
     app.include_router(agent_api.router)
     install_console(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_metrics(app, settings)  # last: its request counter is the outermost middleware
     return app

@@ -26,6 +26,7 @@ from taskfleet.protocol.messages import (
 )
 from taskfleet.protocol.transport import parse_credential
 from taskfleet.server.errors import describe_validation
+from taskfleet.server.metrics import ServerMetrics
 from taskfleet.taskserver.channels import ChannelGate
 from taskfleet.taskserver.source import WorkSource
 
@@ -156,6 +157,8 @@ async def status(request: Request) -> Response:
                 f"but the credential is computer {computer_id}"
             )
     ack = await source_of(request).accept_status(computer_id, batch.events)
+    metrics: ServerMetrics = request.app.state.metrics
+    metrics.agent_reported(ack)
     return Response(json.dumps(to_json(ack)), media_type="application/json")
 
 

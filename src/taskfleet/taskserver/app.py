@@ -6,14 +6,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from taskfleet import __version__
 from taskfleet.server import errors
 from taskfleet.server.limits import BodyLimit
+from taskfleet.server.metrics import RequestMetrics
 from taskfleet.server.serve import on_stop
 from taskfleet.taskserver import agent_api
 from taskfleet.taskserver.channels import UNLIMITED, ChannelGate
+from taskfleet.taskserver.metrics import TaskServerMetrics
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.relay import Relay
 from taskfleet.taskserver.settings import TaskServerSettings
@@ -23,6 +25,7 @@ log = logging.getLogger("taskfleet.taskserver")
 
 def create_app(settings: TaskServerSettings) -> FastAPI:
     gate = ChannelGate()  # sized by server.serve from the open-files limit
+    metrics = TaskServerMetrics()  # this app's own registry, exported on /metrics
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,7 +39,8 @@ def create_app(settings: TaskServerSettings) -> FastAPI:
                 settings.client_limit,
                 gate.capacity,
             )
-        relay = Relay(settings, NSLink(settings))
+        relay = Relay(settings, NSLink(settings, metrics))
+        metrics.watch_relay(relay, settings)
         await relay.start()
         app.state.work_source = relay
         print(
@@ -58,6 +62,7 @@ def create_app(settings: TaskServerSettings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.channels = gate
+    app.state.metrics = metrics
 
     async def answer_channels() -> None:
         gate.stop(app.state.work_source.tickler)
@@ -65,5 +70,12 @@ def create_app(settings: TaskServerSettings) -> FastAPI:
     on_stop(app, answer_channels)
     errors.install(app)
     app.include_router(agent_api.router)
+
+    async def export_metrics(request: Request) -> Response:
+        # Open, like /hello: aggregate numbers only, and no users here to check (README).
+        return metrics.response(request)
+
+    app.add_route("/metrics", export_metrics, methods=["GET"], include_in_schema=False)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
     return app

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from taskfleet.agent import facts as local_facts
-from taskfleet.errors import InvalidInput
+from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.protocol import transport
 from taskfleet.protocol.calls import call
 from taskfleet.protocol.messages import (
@@ -28,6 +28,7 @@ from taskfleet.protocol.messages import (
     from_json,
     to_json,
 )
+from taskfleet.taskserver.metrics import TaskServerMetrics
 from taskfleet.taskserver.settings import TaskServerSettings
 
 log = logging.getLogger("taskfleet.taskserver")
@@ -36,8 +37,11 @@ LOOKUPS = 4  # agent lookups in flight at once; more wait their turn here, not i
 
 
 class NSLink:
-    def __init__(self, settings: TaskServerSettings) -> None:
+    def __init__(
+        self, settings: TaskServerSettings, metrics: TaskServerMetrics | None = None
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else TaskServerMetrics()
         self.identity_path = settings.data_dir / IDENTITY_FILE
         self.credential: transport.Credential | None = None
         self.name = ""
@@ -86,7 +90,8 @@ class NSLink:
             heartbeat_period_s=self.settings.heartbeat_period_s,
         )
         reply = from_json(
-            Registered, await call(self._client, "POST", "/api/ts/register", json=to_json(body))
+            Registered,
+            await self._call(self._client, "POST", "/api/ts/register", json=to_json(body)),
         )
         self.credential = transport.parse_credential(reply.credential)
         self.name = reply.name
@@ -110,11 +115,11 @@ class NSLink:
         return self.credential.principal if self.credential else None
 
     async def heartbeat(self, body: Heartbeat) -> HeartbeatReply:
-        data = await call(self._client, "POST", "/api/ts/heartbeat", json=to_json(body))
+        data = await self._call(self._client, "POST", "/api/ts/heartbeat", json=to_json(body))
         return from_json(HeartbeatReply, data)
 
     async def events(self, since: int, wait: float) -> Events:
-        data = await call(
+        data = await self._call(
             self._events,
             "GET",
             "/api/ts/events",
@@ -126,18 +131,25 @@ class NSLink:
     async def agents(self, computer_id: int | None = None) -> AgentMap:
         path = "/api/ts/agents" if computer_id is None else f"/api/ts/agents/{computer_id}"
         async with self._lookups:
-            return from_json(AgentMap, await call(self._client, "GET", path, timeout=60))
+            return from_json(AgentMap, await self._call(self._client, "GET", path, timeout=60))
 
     async def work(self, limit: int, known_runs: list[int]) -> WorkBatch:
         body = WorkRequest(limit=limit, known_runs=known_runs)
-        data = await call(self._bulk, "POST", "/api/ts/work", json=to_json(body))
+        data = await self._call(self._bulk, "POST", "/api/ts/work", json=to_json(body))
         return from_json(WorkBatch, data)
 
     async def status(self, events: list[StatusEvent]) -> StatusAck:
-        data = await call(
+        data = await self._call(
             self._bulk, "POST", "/api/ts/status", json={"events": [event_json(e) for e in events]}
         )
         return from_json(StatusAck, data)
+
+    async def _call(self, client: Any, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return await call(client, method, path, **kwargs)
+        except TaskfleetError as exc:
+            self.metrics.link_error(path, exc)  # /metrics: NS link errors by call
+            raise
 
     async def close(self) -> None:
         for client in (self._client, self._events, self._bulk):

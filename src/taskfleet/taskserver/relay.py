@@ -52,6 +52,7 @@ class Relay:
     def __init__(self, settings: TaskServerSettings, link: NSLink) -> None:
         self.settings = settings
         self.link = link
+        self.metrics = link.metrics  # /metrics: its figures, kept by the link and here
         self.spool = Spool(settings.data_dir / "spool")
         self._tickler = Tickler()
         self.approval = "unknown"
@@ -277,7 +278,9 @@ class Relay:
 
     async def _fetch_all(self) -> None:
         while self.approval == "approved":
+            started = time.monotonic()
             batch = await self.link.work(WORK_BATCH, self.work.known_runs())
+            self.metrics.fetched(batch, time.monotonic() - started)
             for computer_id in self.work.add(batch):
                 self._tickler.tickle(computer_id)
             if not batch.more:
@@ -298,7 +301,9 @@ class Relay:
             events = self.spool.pending(STATUS_BATCH)
             if not events:
                 return
+            started = time.monotonic()
             ack = await self.link.status(events)
+            self.metrics.relayed(len(events), ack, time.monotonic() - started)
             await asyncio.to_thread(self.spool.ack, ack.accepted + ack.rejected)
             if len(events) < STATUS_BATCH:
                 return
