@@ -177,7 +177,8 @@ class ReplicaLink:
                     raise ConnectionResetError("connection closed")
                 notice, self._outbox = self._outbox, Notice()
                 if notice.empty():
-                    await conn.execute("SELECT 1")  # idle: is the connection still there?
+                    # Idle: is the connection still there? (A dead peer raises TimeoutError.)
+                    await conn.execute("SELECT 1", timeout=KEEPALIVE_S)
                 else:
                     await self._send(conn, notice)
         finally:
@@ -189,7 +190,9 @@ class ReplicaLink:
         payloads = encode(notice, self.origin)
         # One transaction (asyncpg's executemany is atomic): the parts are delivered
         # together, in order.
-        await conn.executemany("SELECT pg_notify($1, $2)", [(CHANNEL, p) for p in payloads])
+        await conn.executemany(
+            "SELECT pg_notify($1, $2)", [(CHANNEL, p) for p in payloads], timeout=KEEPALIVE_S
+        )
 
     async def _receive(self, inbox: asyncio.Queue[str]) -> None:
         while True:

@@ -4,10 +4,10 @@
 together migrate the database and create the first admin one after the other.
 
 ``run_duty`` runs a periodic duty (an expiry sweep, a schedule) on whichever
-replica holds the duty's lock: each replica tries to take it every
-``TAKEOVER_S``; the one that gets it runs the duty every ``every_s`` until it
-stops or loses its connection. The lock is a session lock held by a connection
-of its own, so when that replica stops or dies PostgreSQL releases it and
+replica holds the duty's lock: each replica keeps a connection for the duty
+and tries to take the lock on it every ``TAKEOVER_S``; the one that gets it
+runs the duty every ``every_s`` until it stops or loses that connection. It is a
+session lock, so when that replica stops or dies PostgreSQL releases it and
 another replica takes the duty over within ``TAKEOVER_S``. The holder checks
 its connection before each round, so two replicas overlap only if a connection
 is lost in the middle of a round: a duty must be safe to run twice.
@@ -71,45 +71,37 @@ async def run_duty(
             await _round(name, duty)
             await asyncio.sleep(every_s)
     key = lock_key(name)
-    holder: asyncpg.Connection | None = None
+    conn: asyncpg.Connection | None = None  # kept open while waiting too: no reconnects
+    holding = False
     due = 0.0
     loop = asyncio.get_running_loop()
     try:
         while True:
             try:
-                if holder is None:
-                    holder = await _take(engine, name, key)
-                    due = loop.time()
-                else:
-                    await holder.execute("SELECT 1")  # still connected, so still holding
+                if conn is None:
+                    conn = await connect(engine, f"duty {name}")
+                if holding:
+                    # Still connected, so still holding (a dead peer raises TimeoutError).
+                    await conn.execute("SELECT 1", timeout=takeover_s + 5)
+                elif await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                    holding, due = True, loop.time()
+                    # Printed, not only logged: an admin (and a test) sees who runs it.
+                    print(f"taskfleet: this replica runs the duty {name!r}", flush=True)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("duty %r: lost its lock connection (%s)", name, exc)
-                if holder is not None:
-                    holder.terminate()
-                holder = None
-            if holder is not None and loop.time() >= due:
+                # OSError includes TimeoutError.
+                if holding:
+                    log.warning("duty %r: lost its lock with its connection (%s)", name, exc)
+                if conn is not None:
+                    conn.terminate()
+                conn, holding = None, False
+            if holding and loop.time() >= due:
                 await _round(name, duty)
                 due = loop.time() + every_s
-            wait = takeover_s if holder is None else min(takeover_s, due - loop.time())
+            wait = min(takeover_s, due - loop.time()) if holding else takeover_s
             await asyncio.sleep(max(wait, 0.0))
     finally:
-        if holder is not None:
-            holder.terminate()
-
-
-async def _take(engine: AsyncEngine, name: str, key: int) -> asyncpg.Connection | None:
-    conn = await connect(engine, f"duty {name}")
-    try:
-        taken = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
-    except BaseException:
-        conn.terminate()
-        raise
-    if not taken:
-        await conn.close()
-        return None
-    # Printed, not only logged: an admin (and the test) sees which replica runs it.
-    print(f"taskfleet: this replica runs the duty {name!r}", flush=True)
-    return conn
+        if conn is not None:
+            conn.terminate()
 
 
 async def _round(name: str, duty: Callable[[], Awaitable[None]]) -> None:
