@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -86,7 +87,9 @@ async def channel(request: Request) -> Response:
     # Every agent keeps one of these open all the time, so it is kept lean like poll:
     # no dependency injection, a pre-encoded reply (docs/notification-channel.md).
     computer_id, _ = await authenticated(request)
-    wait = _wait_seconds(request.query_params.get("wait"))
+    # Held 80-100 % of what the agent asked (R11): channels that a run tickled all at
+    # once would otherwise all come back together at every wait, forever.
+    wait = _wait_seconds(request.query_params.get("wait")) * random.uniform(0.8, 1.0)
     source = source_of(request)
     if source.has_work(computer_id):
         return await _tickle_with_work(source, computer_id)
