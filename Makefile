@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/channel_kinds.py
 	$(BIN)/python bench/agent_idle.py
 	$(BIN)/python bench/console_computers.py
+	$(BIN)/python bench/collections.py
 
 clean:
 	rm -rf $(VENV) demo-data test-artifacts .pytest_cache .mypy_cache .ruff_cache

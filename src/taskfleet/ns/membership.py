@@ -18,14 +18,13 @@ hook: code that writes those columns that way calls ``refresh``. (No rule reads
 every start the NS computes the computers that have no membership at all (``heal``):
 a database from before this table, or computers inserted in bulk.
 
-Concurrency. On PostgreSQL a refresh takes a shared advisory lock, then an advisory
-lock per computer (in id order) before it reads anything about them, so two
-transactions refreshing one computer take turns and the second reads what the first
-committed (every change that matters refreshes, so every such transaction takes the
-computer's lock); a collection change takes the shared lock exclusively, so no
-refresh evaluates with the old collections while the fleet is re-evaluated.
-On SQLite one writer at a time gives the same order: each refresh follows a write
-of its own transaction.
+Concurrency. On PostgreSQL a flush with such changes first takes a shared advisory
+lock, then an advisory lock per computer it changes (in id order), before it writes
+anything; so two transactions changing one computer take turns, and the second reads
+what the first committed. A collection change takes the shared lock exclusively, so
+no refresh evaluates with the old collections while the fleet is re-evaluated. On
+SQLite one writer at a time gives the same order: a refresh runs after a write of
+its own transaction, which waited for any other writer to finish.
 """
 
 from __future__ import annotations
@@ -285,8 +284,7 @@ def _insert(conn: Connection, pairs: set[tuple[int, int]]) -> None:
 
 def heal(conn: Connection) -> int:
     """Compute every computer that has no membership at all; returns how many there were.
-    One query when there are none; with many, as fast as a full rebuild (no row locks:
-    no refresh runs meanwhile)."""
+    One query when there are none; with many, one pass over them like ``rebuild``."""
     missing = ~exists().where(CollectionMembership.computer_id == Computer.id)
     count = conn.execute(select(func.count()).select_from(Computer).where(missing)).scalar_one()
     if count:
