@@ -11,13 +11,16 @@ and times, as the median of ``--repeat`` rounds, each in its own transaction:
 - run targets: ``runs.resolve_targets`` for All Computers and for rule collections;
 - assignment: the membership of one computer as ``assigner.assign`` reads it;
 - the agent map of ts-1 (5,000 computers with their settings), as ``GET /api/ts/agents``
-  builds it;
+  builds it, and the membership it loads for that;
 - the collection list with member counts (``GET /api/collections``);
 - one computer enrolled (``computers.upsert``), rolled back;
 - one more rule collection created over the whole fleet, rolled back.
 
     .venv/bin/python bench/collections.py [--computers 100000] [--repeat 5]
         [--store sqlite --store postgres] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+It runs unchanged against the code from before membership was stored (put that
+checkout's ``src`` first on PYTHONPATH), for the comparison in docs/benchmarks.md.
 """
 
 from __future__ import annotations
