@@ -6,7 +6,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
@@ -15,9 +15,9 @@ from rich.table import Table
 from taskfleet.cli.client import Context, fail
 from taskfleet.cli.output import console, emit_json, fields
 from taskfleet.errors import TaskfleetError
-from taskfleet.simulator import report
-from taskfleet.simulator.behaviour import Mix
-from taskfleet.simulator.fleet import SimFleet, SimOptions
+
+if TYPE_CHECKING:  # imported when the command runs: aiohttp costs every other command
+    from taskfleet.simulator.fleet import SimFleet
 
 STATES = ("waiting", "enrolling", "assigning", "connected", "offline")
 WORK = ("tickles", "fetched", "Succeeded", "Failed", "failovers", "restarts")
@@ -84,6 +84,10 @@ def simulate(
     if not token:
         fail("give an agent enrolment token: --token or TASKFLEET_TOKEN")
     credential = str(obj.credential()) if run else ""
+    from taskfleet.simulator import report
+    from taskfleet.simulator.behaviour import Mix
+    from taskfleet.simulator.fleet import SimFleet, SimOptions
+
     try:
         options = SimOptions(
             ns_url=ns_url,
@@ -142,6 +146,8 @@ def _run_event_loop(coroutine: Any) -> dict[str, Any]:
 
 
 async def _simulate(fleet: SimFleet, plan: _Plan, live: bool) -> dict[str, Any]:
+    from taskfleet.simulator import report
+
     display = Live(_table(fleet), console=console, refresh_per_second=2) if live else None
     await fleet.start()
     refresher = asyncio.create_task(_refresh(display, fleet)) if display else None

@@ -164,7 +164,9 @@ async def relay_status(
 ) -> StatusAck:
     if len(batch.events) > 5000:
         raise InvalidInput("at most 5000 status events per batch")
-    async with ns_state(request).session() as session:
-        ack = await status.ingest(session, batch.events, via_task_server=ts_id)
-    ns_metrics(request).relayed_status(len(batch.events), ack)
-    return ack
+    state = ns_state(request)
+    async with state.session() as session:
+        ingested = await status.ingest(session, batch.events, via_task_server=ts_id)
+    state.hub.runs_changed(ingested.runs)  # committed: 'run --wait' followers see it now
+    ns_metrics(request).relayed_status(len(batch.events), ingested.ack)
+    return ingested.ack

@@ -53,7 +53,9 @@ class LocalRole:
 
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         async with self.state.session() as session:
-            return await status.ingest(session, events, via_task_server=None)
+            ingested = await status.ingest(session, events, via_task_server=None)
+        self.state.hub.runs_changed(ingested.runs)  # committed: wake the run's followers
+        return ingested.ack
 
     async def refresh_forever(self, every_s: float = 10.0) -> None:
         """Re-read which of its own computers have work, so redeliveries happen."""

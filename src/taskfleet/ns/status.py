@@ -35,6 +35,7 @@ class _Row:
 
     id: int
     computer_id: int
+    run_id: int
     state: InstanceState
     received_at: float | None
     started_at: float | None
@@ -109,6 +110,7 @@ async def _load(session: AsyncSession, instance_ids: list[int]) -> dict[int, _Ro
     query = select(
         Instance.id,
         Instance.computer_id,
+        Instance.run_id,
         Instance.state,
         Instance.received_at,
         Instance.started_at,
@@ -132,6 +134,7 @@ async def _load(session: AsyncSession, instance_ids: list[int]) -> dict[int, _Ro
         r.id: _Row(
             r.id,
             r.computer_id,
+            r.run_id,
             InstanceState(r.state),
             r.received_at,
             r.started_at,
@@ -261,9 +264,15 @@ def _ints(name: str) -> Any:
     return bindparam(name, type_=ARRAY(Integer))
 
 
+@dataclass
+class Ingested:
+    ack: StatusAck
+    runs: set[int]  # runs whose instances changed: wake their followers after commit
+
+
 async def ingest(
     session: AsyncSession, events: list[StatusEvent], via_task_server: int | None
-) -> StatusAck:
+) -> Ingested:
     """Apply events relayed by ``via_task_server`` (None: the agent talks to the NS itself)."""
     accepted: list[str] = []
     rejected: list[str] = []
@@ -300,5 +309,6 @@ async def ingest(
         if event.id in fresh:
             rows[event.instance_id].apply(event)
         accepted.append(event.id)
-    await _write_back(session, [r for r in rows.values() if r.changed])
-    return StatusAck(accepted=accepted, rejected=rejected)
+    changed = [r for r in rows.values() if r.changed]
+    await _write_back(session, changed)
+    return Ingested(StatusAck(accepted=accepted, rejected=rejected), {r.run_id for r in changed})
