@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from taskfleet.cli.launcher import wait_until
+from taskfleet.cli.launcher import Launcher, free_port, wait_http, wait_until
 from tests.fleet import Api, Fleet
 
 pytestmark = [
@@ -135,3 +136,28 @@ def test_a_fleet_wide_duty_runs_on_one_replica_and_moves_when_it_stops(
         10,
         "the expired console session to be swept",
     )
+
+
+def test_replicas_started_together_on_an_empty_database_take_turns_to_set_it_up(
+    db_url: str, tmp_path: Path
+) -> None:
+    # When three replicas start at the same moment on an empty database
+    launcher = Launcher(tmp_path / "logs")
+    try:
+        started = {}
+        for name in ("ns-1", "ns-2", "ns-3"):
+            port = free_port()
+            proc = launcher.start(
+                name, "ns", "serve", "--db", db_url, "--bind", f"127.0.0.1:{port}",
+                "--data-dir", str(tmp_path / name),
+            )  # fmt: skip
+            started[name] = (port, proc)
+        # Then all of them come up (one migrated, the others waited for it)
+        for port, proc in started.values():
+            wait_http(f"http://127.0.0.1:{port}/hello", proc, timeout=60)
+        # and exactly one created the admin and wrote its credential
+        wrote = [n for n in started if (tmp_path / n / "admin.credential").exists()]
+        assert len(wrote) == 1, [proc.output()[-2000:] for _, proc in started.values()]
+        assert _psql(db_url, "SELECT count(*) FROM api_user") == "1"
+    finally:
+        launcher.stop_all()
