@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -36,7 +36,6 @@ class NSState:
         callbacks: list[Callable[[], Awaitable[None]]] = []
         async with self.sessions() as session:
             session.info["after_commit"] = callbacks
-            session.info["hub"] = self.hub
             async with session.begin():
                 yield session
         for callback in callbacks:
@@ -49,23 +48,6 @@ def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]])
     Notifications go out only then, so a task server woken by one reads committed data.
     """
     session.info["after_commit"].append(callback)
-
-
-def runs_changed(session: AsyncSession, run_ids: Iterable[int]) -> None:
-    """Wake whoever follows these runs, on every replica, once the session commits.
-
-    For services that get only a session (status ingest); nothing happens for a
-    session that ``NSState.session`` did not open (a benchmark's or a test's).
-    """
-    hub: Hub | None = session.info.get("hub")
-    ids = sorted(set(run_ids))
-    if hub is None or not ids:
-        return
-
-    async def wake() -> None:
-        hub.runs_changed(ids)
-
-    after_commit(session, wake)
 
 
 def ns_state(request: Request) -> NSState:
