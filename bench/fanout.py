@@ -311,6 +311,7 @@ def main() -> None:
     parser.add_argument("--startup-window", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--goal", type=float, default=0, help="say whether the run met this (s)")
     parser.add_argument(
         "--restart-ts",
         action="store_true",
@@ -361,6 +362,14 @@ def main() -> None:
             f"done_p99={first['timeline']['done'].get('p99')}",
             flush=True,
         )
+        if args.goal:
+            took = run.get("seconds") or float("inf")
+            verdict = (
+                f"met ({took} s)"
+                if run.get("done") and took < args.goal
+                else f"MISSED by {took - args.goal:.1f} s ({took / args.goal:.1f}x)"
+            )
+            print(f"GOAL every computer Succeeded in < {args.goal:g} s: {verdict}", flush=True)
         for name, figures in memory.items():
             print(
                 f"MEMORY {name} connections={figures['connections']} "

@@ -221,6 +221,10 @@ def main() -> None:
         f"\nRESULT store={result['store']} events={result['events']} "
         f"events_per_s={result['events_per_s']} resent_per_s={result['resent_events_per_s']}"
     )
+    goal = 20_000
+    rate = result["events_per_s"]
+    verdict = "met" if rate >= goal else f"MISSED by {goal - rate} events/s ({rate / goal:.2f}x)"
+    print(f"GOAL >= {goal:,} events/s on one NS process: {verdict}")
     if result["counts"] != {"Succeeded": args.computers}:
         sys.exit(f"not every instance Succeeded: {result['counts']}")
 
