@@ -51,7 +51,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/channel_kinds.py
 	$(BIN)/python bench/agent_idle.py
 	$(BIN)/python bench/console_computers.py
-	$(BIN)/python bench/collections.py
+	$(BIN)/python bench/membership.py
+	$(BIN)/python bench/status_ingest.py
+	$(BIN)/python bench/fanout.py --agents 1000 --ts 1 --store sqlite --goal 3
+	$(BIN)/python bench/fanout.py --agents 1000 --ts 1 --store postgres --goal 3
+	$(BIN)/python bench/fanout.py --agents 10000 --ts 2 --store postgres --goal 15 --restart-ts
 
 clean:
 	rm -rf $(VENV) demo-data test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,7 @@ and times, as the median of ``--repeat`` rounds, each in its own transaction:
 - one computer enrolled (``computers.upsert``), rolled back;
 - one more rule collection created over the whole fleet, rolled back.
 
-    .venv/bin/python bench/collections.py [--computers 100000] [--repeat 5]
+    .venv/bin/python bench/membership.py [--computers 100000] [--repeat 5]
         [--store sqlite --store postgres] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 
 It runs unchanged against the code from before membership was stored (put that
