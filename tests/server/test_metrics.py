@@ -9,7 +9,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from taskfleet.server.metrics import RequestMetrics, ServerMetrics
+from taskfleet.server import errors
+from taskfleet.server.metrics import ServerMetrics, count_requests
 from tests.scrape import Scrape
 
 
@@ -36,7 +37,8 @@ def build(tmp_path: Path) -> tuple[FastAPI, ServerMetrics]:
     app.include_router(api)
     (tmp_path / "app.css").write_text("body {}")
     app.mount("/static", StaticFiles(directory=tmp_path), name="static")
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    errors.install(app)
+    count_requests(app, metrics)
     return app, metrics
 
 

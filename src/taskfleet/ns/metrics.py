@@ -34,7 +34,7 @@ from taskfleet.ns.auth import Viewer
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Assignment, StatusAck, WorkBatch
-from taskfleet.server.metrics import BATCH_BUCKETS, RequestMetrics, ServerMetrics
+from taskfleet.server.metrics import BATCH_BUCKETS, ServerMetrics, count_requests
 from taskfleet.taskserver.channels import UNLIMITED
 
 PREFIX = "taskfleet_ns"
@@ -209,4 +209,4 @@ def install(app: Any, settings: NSSettings) -> None:
     app.state.metrics = metrics
     metrics.watch_app(app)
     app.include_router(router)
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    count_requests(app, metrics)

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from taskfleet import __version__
 from taskfleet.server import errors
 from taskfleet.server.limits import BodyLimit
-from taskfleet.server.metrics import RequestMetrics
+from taskfleet.server.metrics import count_requests
 from taskfleet.server.serve import on_stop
 from taskfleet.taskserver import agent_api
 from taskfleet.taskserver.channels import UNLIMITED, ChannelGate
@@ -77,5 +77,5 @@ def create_app(settings: TaskServerSettings) -> FastAPI:
 
     app.add_route("/metrics", export_metrics, methods=["GET"], include_in_schema=False)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
+    count_requests(app, metrics)  # last: the outermost middleware, so 413s count too
     return app
