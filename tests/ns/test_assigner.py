@@ -102,7 +102,7 @@ def test_an_assignment_that_lost_the_last_place_chooses_again(
         decided, taken = asyncio.Event(), asyncio.Event()
         seen: list[str] = []
 
-        async def interleaved(session: Any, comp: Computer, *args: Any, **kw: Any) -> Any:
+        async def interleaved(session: Any, comp: assigner.Asker, *args: Any, **kw: Any) -> Any:
             decision = await decide(session, comp, *args, **kw)
             if comp.name == "pc-slow":
                 seen.append(decision.task_server_name)

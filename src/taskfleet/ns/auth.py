@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
@@ -79,26 +80,37 @@ async def load_task_server(session: AsyncSession, credential: Credential) -> Tas
     return ts
 
 
-async def _task_server_any(request: Request) -> int:
+async def _task_server(request: Request, approved: bool) -> int:
+    """The calling task server's id, checked by one statement outside any transaction:
+    task servers call for every agent they meet, so this is kept lean."""
     credential = _credential(request, "taskserver")
-    async with ns_state(request).session() as session:
-        ts = await load_task_server(session, credential)
-    return ts.id
+    query = select(
+        TaskServer.name, TaskServer.credential_hash, TaskServer.approval, TaskServer.enabled
+    ).where(TaskServer.id == credential.principal)
+    async with ns_state(request).engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        ts = (await autocommit.execute(query)).first()
+    if ts is None or not secret_matches(credential.secret, ts.credential_hash):
+        raise Unauthenticated("task server credential not recognised; register again")
+    if not approved:
+        return credential.principal
+    if ts.approval != "approved":
+        raise NotApproved(
+            f"task server {ts.name!r} is {ts.approval}, not approved: it may not serve "
+            "agents or read data until an admin runs 'taskfleet taskserver approve "
+            f"{ts.name}'"
+        )
+    if not ts.enabled:
+        raise NotApproved(f"task server {ts.name!r} is disabled by an admin")
+    return credential.principal
+
+
+async def _task_server_any(request: Request) -> int:
+    return await _task_server(request, approved=False)
 
 
 async def _task_server_approved(request: Request) -> int:
-    credential = _credential(request, "taskserver")
-    async with ns_state(request).session() as session:
-        ts = await load_task_server(session, credential)
-        if ts.approval != "approved":
-            raise NotApproved(
-                f"task server {ts.name!r} is {ts.approval}, not approved: it may not serve "
-                "agents or read data until an admin runs 'taskfleet taskserver approve "
-                f"{ts.name}'"
-            )
-        if not ts.enabled:
-            raise NotApproved(f"task server {ts.name!r} is disabled by an admin")
-    return ts.id
+    return await _task_server(request, approved=True)
 
 
 # Any registered task server (heartbeat), and an approved one (everything else, R1).
@@ -124,4 +136,11 @@ async def _agent(request: Request) -> int:
     return computer.id
 
 
+async def _agent_credential(request: Request) -> Credential:
+    # async: FastAPI would run a plain function in a worker thread, a thread hop per call
+    return _credential(request, "agent")
+
+
 AgentComputer = Annotated[int, Depends(_agent)]
+# An agent's credential as presented, checked by the caller in its own transaction.
+AgentCredential = Annotated[Credential, Depends(_agent_credential)]

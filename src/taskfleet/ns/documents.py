@@ -10,11 +10,15 @@ version, which is what assignment and agents use from then on.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+from collections.abc import Container
+from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
@@ -45,16 +49,61 @@ async def latest(session: AsyncSession, kind: str) -> AppliedVersion | None:
     )
 
 
+@dataclass(frozen=True)
+class _Applied:
+    key: tuple[int, float] | None  # the newest applied version's id and time
+    documents: dict[str, dict[str, Any]]
+
+
+# Per database (its engine): the applied documents, as of ``key``. Applied versions are
+# never changed once written, and each apply adds a row with a larger id, so the newest
+# row names the applied documents exactly: a reader that finds the same newest row in
+# its own transaction may use what was read before, whichever NS replica applied them.
+# (Its time is in the key too, in case a database is made again with the same ids.)
+_applied: WeakKeyDictionary[Engine, _Applied] = WeakKeyDictionary()
+
+
+async def applied_documents(session: AsyncSession) -> dict[str, dict[str, Any]]:
+    """Every kind's applied document. Shared by every request: read them, never change
+    them (``copy.deepcopy`` first)."""
+    newest = (
+        await session.execute(
+            select(AppliedVersion.id, AppliedVersion.applied_at)
+            .order_by(AppliedVersion.id.desc())
+            .limit(1)
+        )
+    ).first()
+    key = (newest.id, newest.applied_at) if newest is not None else None
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    cached = _applied.get(engine)
+    if cached is not None and cached.key == key:
+        return cached.documents
+    found = {kind: _empty() for kind in KINDS}
+    if key is not None:
+        for kind in KINDS:
+            version = await session.scalar(
+                select(AppliedVersion)
+                .where(AppliedVersion.kind == kind, AppliedVersion.id <= key[0])
+                .order_by(AppliedVersion.version.desc())
+                .limit(1)
+            )
+            if version is not None:
+                found[kind] = version.document
+    _applied[engine] = _Applied(key, found)
+    return found
+
+
 async def applied_document(session: AsyncSession, kind: str) -> dict[str, Any]:
-    version = await latest(session, kind)
-    return version.document if version is not None else _empty()
+    """The applied document of this kind: read it, never change it (shared)."""
+    return (await applied_documents(session))[kind]
 
 
 async def draft_document(session: AsyncSession, kind: str) -> dict[str, Any]:
     draft = await session.get(Draft, kind)
     if draft is not None:
         return draft.document
-    return await applied_document(session, kind)
+    return copy.deepcopy(await applied_document(session, kind))
 
 
 async def validate(session: AsyncSession, kind: str, document: Any) -> dict[str, Any]:
@@ -211,9 +260,14 @@ def entry_for(
     document: dict[str, Any], membership: Membership, computer: Computer
 ) -> dict[str, Any] | None:
     """R5: the first configuration, in priority order, of a collection the computer is in."""
+    return entry_in(document, membership.of.get(computer.id, set()))
+
+
+def entry_in(document: dict[str, Any], collections: Container[str]) -> dict[str, Any] | None:
+    """The first configuration, in priority order, of one of these collections."""
     entries: list[dict[str, Any]] = document["entries"]
     for entry in entries:
-        if membership.contains(entry["collection"], computer):
+        if entry["collection"] in collections:
             return entry
     return None
 
@@ -221,7 +275,12 @@ def entry_for(
 def settings_for(
     document: dict[str, Any], membership: Membership, computer: Computer
 ) -> AgentSettings:
-    entry = entry_for(document, membership, computer)
+    return settings_in(document, membership.of.get(computer.id, set()))
+
+
+def settings_in(document: dict[str, Any], collections: Container[str]) -> AgentSettings:
+    """R5: the agent settings of a computer in these collections."""
+    entry = entry_in(document, collections)
     if entry is None:
         return AgentSettings(DEFAULT_TRI_MIN * 60.0, DEFAULT_SSI_S)
     return AgentSettings(

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
+from taskfleet.ns.assignment import SiteInfo
 from taskfleet.storage.models import Site, TaskServer, TaskServerSite
 
 
@@ -61,6 +62,25 @@ async def serve(session: AsyncSession, site: Site, ts: TaskServer, serving: bool
 async def served_by(session: AsyncSession) -> dict[int, set[int]]:
     """task server id -> ids of sites it serves explicitly."""
     out: dict[int, set[int]] = {}
-    for link in (await session.scalars(select(TaskServerSite))).all():
-        out.setdefault(link.task_server_id, set()).add(link.site_id)
+    rows = await session.execute(select(TaskServerSite.task_server_id, TaskServerSite.site_id))
+    for ts_id, site_id in rows.all():
+        out.setdefault(ts_id, set()).add(site_id)
     return out
+
+
+async def layout(session: AsyncSession) -> tuple[list[SiteInfo], dict[int, set[int]]]:
+    """Every site, and the sites each task server serves explicitly, in one query: what
+    assignment reads (R3 step 2)."""
+    rows = await session.execute(
+        select(Site.id, Site.name, Site.subnets, TaskServerSite.task_server_id)
+        .outerjoin(TaskServerSite, TaskServerSite.site_id == Site.id)
+        .order_by(Site.id)
+    )
+    found: dict[int, SiteInfo] = {}
+    served: dict[int, set[int]] = {}
+    for site_id, name, subnets, ts_id in rows.all():
+        if site_id not in found:
+            found[site_id] = SiteInfo(site_id, name, tuple(subnets or ()))
+        if ts_id is not None:
+            served.setdefault(ts_id, set()).add(site_id)
+    return list(found.values()), served

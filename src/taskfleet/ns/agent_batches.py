@@ -1,0 +1,125 @@
+"""The agents' own requests to the NS (enrolment, assignment), in batches.
+
+After a power cut 100,000 agents enrol or ask for their task server within their
+start-up window (R11). Each kind of request goes through a ``Batcher``: the
+requests that arrive while one batch is written go together in the next, one
+transaction each (``computers.enrol_many``, ``assigner.assign_many``). An agent
+that asks again with its credential and keeps its task server (most of them after
+a power cut) costs its share of a few statements: its computer and collections
+are read with the batch's, its row and record written with theirs, and no task
+server is told anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from fastapi import Request
+from sqlalchemy import select
+
+from taskfleet.errors import TaskfleetError, Unauthenticated
+from taskfleet.ns import assigner, computers
+from taskfleet.ns.assigner import Asker
+from taskfleet.ns.batches import Batcher
+from taskfleet.ns.state import NSState, ns_state
+from taskfleet.protocol.messages import Assignment, Enrolment, Facts
+from taskfleet.protocol.transport import Credential, secret_matches
+from taskfleet.storage.models import Computer
+
+MAX_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Ask:
+    """An agent asking which task server to use (R3), with the credential it presented."""
+
+    computer_id: int
+    secret: str
+    facts: Facts
+    failed_task_server: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class AgentBatches:
+    enrolments: Batcher[Enrolment, Credential]
+    assignments: Batcher[Ask, Assignment]
+
+
+def agent_batches(request: Request) -> AgentBatches:
+    """This NS application's batchers, made at its first agent request."""
+    found = getattr(request.app.state, "agent_batches", None)
+    if isinstance(found, AgentBatches):
+        return found
+    state = ns_state(request)
+    made = AgentBatches(
+        Batcher("enrolments", partial(enrol, state), MAX_BATCH),
+        Batcher("assignments", partial(assign, state), MAX_BATCH, key=lambda ask: ask.computer_id),
+    )
+    request.app.state.agent_batches = made
+    return made
+
+
+async def enrol(
+    state: NSState, enrolments: Sequence[Enrolment]
+) -> list[Credential | TaskfleetError]:
+    async with state.session() as session:
+        return await computers.enrol_many(session, enrolments)
+
+
+async def assign(state: NSState, asks: Sequence[Ask]) -> list[Assignment | TaskfleetError]:
+    """Authenticate each asker, store facts that changed, then assign them together."""
+    out: list[Assignment | TaskfleetError] = [
+        Unauthenticated("agent credential not recognised; enrol the agent again") for _ in asks
+    ]
+    async with state.session() as session:
+        rows = await session.execute(
+            select(
+                Computer.id,
+                Computer.credential_hash,
+                Computer.task_server_id,
+                *computers.FACT_COLUMNS,
+            ).where(Computer.id.in_(sorted({ask.computer_id for ask in asks})))
+        )
+        found = {row.id: row for row in rows}
+        known: list[tuple[int, Ask, Facts]] = []  # (position, ask, the facts it will have)
+        moved: dict[int, Facts] = {}  # computer id -> its new facts
+        for i, ask in enumerate(asks):
+            row = found.get(ask.computer_id)
+            if row is None or not row.credential_hash:
+                continue
+            if not secret_matches(ask.secret, row.credential_hash):
+                continue
+            stored = computers.facts_of(row)
+            # Facts are taken from the agent whose hardware the computer is.
+            if ask.facts.hardware_id == stored.hardware_id and ask.facts != stored:
+                moved[ask.computer_id] = stored = ask.facts
+            known.append((i, ask, stored))
+        if moved:
+            # Rare (an agent whose address or name changed): through the ORM, whose flush
+            # hooks keep the stored membership true (ns/membership.py).
+            for computer in await session.scalars(
+                select(Computer).where(Computer.id.in_(sorted(moved)))
+            ):
+                computers.apply_facts(computer, moved[computer.id])
+            await session.flush()
+        collections = await assigner.collections_of(session, [a.computer_id for _, a, _ in known])
+        askers = [
+            Asker(
+                id=ask.computer_id,
+                name=facts.name,
+                addresses=tuple(facts.addresses),
+                holds=found[ask.computer_id].task_server_id,
+                collections=frozenset(collections.get(ask.computer_id, ())),
+                failed_task_server=ask.failed_task_server,
+                agent_reason=ask.reason,
+                changed=ask.computer_id in moved,
+            )
+            for _, ask, facts in known
+        ]
+        assigned = await assigner.assign_many(state, session, askers) if askers else []
+    for (i, _, _), assignment in zip(known, assigned, strict=True):
+        out[i] = assignment
+    return out
