@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
-import random
+import math
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -87,9 +88,7 @@ async def channel(request: Request) -> Response:
     # Every agent keeps one of these open all the time, so it is kept lean like poll:
     # no dependency injection, a pre-encoded reply (docs/notification-channel.md).
     computer_id, _ = await authenticated(request)
-    # Held 80-100 % of what the agent asked (R11): channels that a run tickled all at
-    # once would otherwise all come back together at every wait, forever.
-    wait = _wait_seconds(request.query_params.get("wait")) * random.uniform(0.8, 1.0)
+    wait = held_for(computer_id, _wait_seconds(request.query_params.get("wait")), time.time())
     source = source_of(request)
     if source.has_work(computer_id):
         return await _tickle_with_work(source, computer_id)
@@ -126,6 +125,21 @@ router.add_route("/agent/channel", channel, methods=["GET"], include_in_schema=F
 
 _TICKLE = json.dumps(to_json(ChannelReply(tickle=True))).encode()
 _QUIET = json.dumps(to_json(ChannelReply(tickle=False))).encode()
+
+
+def held_for(computer_id: int, wait: float, now: float) -> float:
+    """How long to hold an agent's channel: until its own next renewal instant (R11).
+
+    Each agent renews at instants of its own phase, every ``wait/2`` seconds, so a
+    channel is held between half and all of the wait the agent asked. Renewals stay
+    spread evenly over time whatever opened the channels together: a run that tickled
+    every agent at once, a restart, a power cut. (Holding each for the same time would
+    bring them all back together at every wait, forever.)
+    """
+    period = wait / 2
+    phase = (computer_id * 2654435761 % 2**32) / 2**32 * period  # Knuth's multiplicative hash
+    until = math.floor((now - phase) / period + 2) * period + phase
+    return min(wait, max(period, until - now))
 
 
 def _wait_seconds(text: str | None) -> float:
