@@ -283,17 +283,17 @@ def established(port: int) -> int:
 
 
 def restart_load(report: dict[str, Any], restart: dict[str, Any], pause: float) -> dict[str, Any]:
-    """Requests per second to the task servers: the median second of the quiet time
-    between run 1 and the restart (steady: agents polling and renewing channels) and
-    the busiest second from the restart until the second run starts."""
+    """Requests per second to the task servers: the mean of the quiet time between run 1
+    and the restart (steady: agents polling and renewing channels) and the busiest
+    second from the restart until the second run starts."""
     series = report["requests_by_second"]
     counts: list[int] = series["ts"]
     restart_at = int(restart["at_s"] - restart["restart_seconds"] - series["started_at"])
     # The restart begins pause/2 after run 1 ended; run 2 starts pause/2 after that.
     second_run_at = restart_at + int(pause / 2) - 1
-    before = sorted(counts[restart_at - int(pause / 2) + 10 : restart_at - 1]) or [0]
+    before = counts[restart_at - int(pause / 2) + 10 : restart_at - 1] or [0]
     after = counts[restart_at:second_run_at] or [0]
-    steady = before[len(before) // 2]
+    steady = round(sum(before) / len(before))  # the mean: renewals come every channel wait
     peak = max(after)
     return {"steady": steady, "peak": peak, "ratio": round(peak / steady, 2) if steady else None}
 
