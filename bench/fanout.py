@@ -354,12 +354,12 @@ def main() -> None:
         first["task_server_memory"] = memory
         first["wall_seconds"] = round(time.monotonic() - started, 1)
         print(json.dumps({"scenario": vars(args), "first_run": first}, indent=2))
-        run = first.get("run", {})
+        run = first["runs"][0] if first.get("runs") else {}
         print(
             f"\nRESULT agents={args.agents} ts={args.ts} store={args.store} "
             f"assign_per_s={first['assign_per_s']} run_all_done_s={run.get('seconds')} "
-            f"counts={run.get('counts')} done_p50={first['timeline']['done'].get('p50')} "
-            f"done_p99={first['timeline']['done'].get('p99')}",
+            f"counts={run.get('counts')} done_p50={run['timeline']['done'].get('p50')} "
+            f"done_p99={run['timeline']['done'].get('p99')}",
             flush=True,
         )
         if args.goal:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import time
 
 from fastapi import APIRouter, Request
@@ -33,6 +32,7 @@ from taskfleet.taskserver.channels import ChannelGate
 from taskfleet.taskserver.source import WorkSource
 
 MAX_WAIT_S = 300.0
+MIN_HOLD_S = 2.0
 DEFAULT_WAIT_S = 50.0
 MAX_EVENTS_PER_BATCH = 1000
 
@@ -130,16 +130,16 @@ _QUIET = json.dumps(to_json(ChannelReply(tickle=False))).encode()
 def held_for(computer_id: int, wait: float, now: float) -> float:
     """How long to hold an agent's channel: until its own next renewal instant (R11).
 
-    Each agent renews at instants of its own phase, every ``wait/2`` seconds, so a
-    channel is held between half and all of the wait the agent asked. Renewals stay
-    spread evenly over time whatever opened the channels together: a run that tickled
-    every agent at once, a restart, a power cut. (Holding each for the same time would
-    bring them all back together at every wait, forever.)
+    Each agent renews at instants of a phase of its own, one ``wait`` apart, so after
+    its first channel each is held the whole wait, and renewals stay spread evenly over
+    time whatever opened the channels together: a run that tickled every agent at once,
+    a restart, a power cut. (Holding each for the same time would bring them all back
+    together at every wait, forever.) The first hold is at least MIN_HOLD_S and at most
+    ``wait + MIN_HOLD_S``, well inside the agent's own timeout (wait + 15 s).
     """
-    period = wait / 2
-    phase = (computer_id * 2654435761 % 2**32) / 2**32 * period  # Knuth's multiplicative hash
-    until = math.floor((now - phase) / period + 2) * period + phase
-    return min(wait, max(period, until - now))
+    phase = (computer_id * 2654435761 % 2**32) / 2**32 * wait  # Knuth's multiplicative hash
+    hold = (phase - now) % wait
+    return hold + wait if hold < MIN_HOLD_S else hold
 
 
 def _wait_seconds(text: str | None) -> float:
