@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from taskfleet.ns import computers
 from taskfleet.ns.agent_batches import Ask, agent_batches
-from taskfleet.ns.auth import AgentCredential
+from taskfleet.ns.auth import agent_credential
 from taskfleet.ns.metrics import ns_metrics
 from taskfleet.protocol.messages import Assignment, AssignmentRequest, Enrolled, Enrolment
 
@@ -19,16 +19,14 @@ router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 @router.post("/enrol", response_model=Enrolled)
 async def enrol(request: Request, body: Enrolment) -> Enrolled:
-    computers.check_facts(body.facts)
     credential = await agent_batches(request).enrolments.submit(body)
     ns_metrics(request).enrolments.inc()
     return Enrolled(computer_id=credential.principal, credential=str(credential))
 
 
 @router.post("/assignment", response_model=Assignment)
-async def assignment(
-    request: Request, credential: AgentCredential, body: AssignmentRequest
-) -> Assignment:
+async def assignment(request: Request, body: AssignmentRequest) -> Assignment:
+    credential = agent_credential(request)
     computers.check_facts(body.facts)
     ask = Ask(
         credential.principal,

@@ -136,11 +136,10 @@ async def _agent(request: Request) -> int:
     return computer.id
 
 
-async def _agent_credential(request: Request) -> Credential:
-    # async: FastAPI would run a plain function in a worker thread, a thread hop per call
+def agent_credential(request: Request) -> Credential:
+    """The agent credential presented, not checked yet: the caller checks it in its own
+    transaction (``ns.agent_batches``)."""
     return _credential(request, "agent")
 
 
 AgentComputer = Annotated[int, Depends(_agent)]
-# An agent's credential as presented, checked by the caller in its own transaction.
-AgentCredential = Annotated[Credential, Depends(_agent_credential)]
