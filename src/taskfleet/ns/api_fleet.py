@@ -190,8 +190,9 @@ async def _members(
             name,
             computers=[c.name for c in found],
         )
-        state.agents_changed()  # settings may follow membership
-        return {"name": name, "changed": [c.name for c in found]}
+        changed = {"name": name, "changed": [c.name for c in found]}
+    state.agents_changed()  # settings may follow membership; once committed
+    return changed
 
 
 @router.post("/collections/{name}/members")

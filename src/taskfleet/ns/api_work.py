@@ -90,8 +90,9 @@ async def apply(request: Request, kind: Kind, admin: Administrator) -> dict[str,
     state = ns_state(request)
     async with state.session() as session:
         version = await documents.apply(session, kind, admin.name)
-        state.agents_changed()
-        return {"kind": kind, "version": version.version, "document": version.document}
+        applied = {"kind": kind, "version": version.version, "document": version.document}
+    state.agents_changed()  # once committed: a task server refreshing now reads it
+    return applied
 
 
 @router.get("/advice")
