@@ -91,3 +91,17 @@ def test_a_bad_behaviour_mix_is_refused_with_a_clear_message(tmp_path: Path) -> 
     assert done.returncode == 1
     assert "unknown behaviour 'explode'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_simulator_imports_neither_the_ns_nor_storage() -> None:
+    # The simulator stands in for agents: it may know the wire protocol, not the servers.
+    check = (
+        "import sys, taskfleet.simulator.fleet, taskfleet.simulator.report, "
+        "taskfleet.cli.simulate\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(("
+        "'taskfleet.ns', 'taskfleet.storage', 'taskfleet.taskserver', 'sqlalchemy')))\n"
+        "print(bad)"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
