@@ -88,8 +88,9 @@ async def _task_server(request: Request, approved: bool) -> int:
         TaskServer.name, TaskServer.credential_hash, TaskServer.approval, TaskServer.enabled
     ).where(TaskServer.id == credential.principal)
     async with ns_state(request).engine.connect() as conn:
-        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        ts = (await autocommit.execute(query)).first()
+        if conn.dialect.name == "postgresql":  # no BEGIN and ROLLBACK round trips
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        ts = (await conn.execute(query)).first()
     if ts is None or not secret_matches(credential.secret, ts.credential_hash):
         raise Unauthenticated("task server credential not recognised; register again")
     if not approved:
