@@ -32,7 +32,7 @@ from taskfleet.taskserver.channels import ChannelGate
 from taskfleet.taskserver.source import WorkSource
 
 MAX_WAIT_S = 300.0
-MIN_HOLD_S = 2.0
+MIN_HOLD_S = 10.0  # inside the agent's own timeout: it waits for wait + 15 s
 DEFAULT_WAIT_S = 50.0
 MAX_EVENTS_PER_BATCH = 1000
 

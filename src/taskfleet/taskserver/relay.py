@@ -66,6 +66,7 @@ class Relay:
         self._flush = asyncio.Event()
         self._fetch = asyncio.Event()
         self._map_refresh: asyncio.Task[None] | None = None
+        self._approval_check: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -86,11 +87,8 @@ class Relay:
         return entry.settings
 
     async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
-        if self.approval != "approved" and time.monotonic() - self._approval_checked > 1.0:
-            # Just approved? The NS may have assigned agents before our next heartbeat.
-            self._approval_checked = time.monotonic()
-            with contextlib.suppress(TaskfleetError):
-                await self._heartbeat_once()
+        if self.approval != "approved":
+            await self._check_approval()
         if self.approval != "approved":
             raise NotApproved(
                 f"task server {self.link.name or '?'} is not approved by the notification "
@@ -109,6 +107,21 @@ class Relay:
                 raise Unauthenticated("agent credential not recognised; enrol the agent again")
         self.seen[computer_id] = time.time()
         return entry.settings
+
+    async def _check_approval(self) -> None:
+        """Just approved? The NS may send agents before our next heartbeat: ask it now.
+
+        One heartbeat at a time, at most one a second, and every request that arrives
+        meanwhile waits for its answer (a herd right after approval is not refused).
+        """
+        check = self._approval_check
+        if check is None or check.done():
+            if time.monotonic() - self._approval_checked <= 1.0:
+                return
+            self._approval_checked = time.monotonic()
+            check = self._approval_check = asyncio.create_task(self._heartbeat_once())
+        with contextlib.suppress(TaskfleetError):
+            await asyncio.shield(check)
 
     async def _lookup(self, computer_id: int) -> AgentEntry:
         """An agent we do not know yet (just assigned, or re-enrolled): ask the NS once."""
