@@ -47,15 +47,16 @@ format: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@$(MAKE) --no-print-directory system-deps
-	$(BIN)/python bench/poll.py
-	$(BIN)/python bench/channel_kinds.py
-	$(BIN)/python bench/agent_idle.py
-	$(BIN)/python bench/console_computers.py
-	$(BIN)/python bench/membership.py
-	$(BIN)/python bench/status_ingest.py
-	$(BIN)/python bench/fanout.py --agents 1000 --ts 1 --store sqlite --goal 3
-	$(BIN)/python bench/fanout.py --agents 1000 --ts 1 --store postgres --goal 3
-	$(BIN)/python bench/fanout.py --agents 10000 --ts 2 --store postgres --goal 15 --restart-ts
+	$(BIN)/python -P bench/poll.py
+	$(BIN)/python -P bench/channel_kinds.py
+	$(BIN)/python -P bench/agent_idle.py
+	$(BIN)/python -P bench/console_computers.py
+	$(BIN)/python -P bench/membership.py
+	$(BIN)/python -P bench/status_ingest.py
+	$(BIN)/python -P bench/enrol.py --agents 3000 --store postgres
+	$(BIN)/python -P bench/fanout.py --agents 1000 --ts 1 --store sqlite --goal 3
+	$(BIN)/python -P bench/fanout.py --agents 1000 --ts 1 --store postgres --goal 3
+	$(BIN)/python -P bench/fanout.py --agents 10000 --ts 2 --store postgres --goal 15 --restart-ts
 
 clean:
 	rm -rf $(VENV) demo-data test-artifacts .pytest_cache .mypy_cache .ruff_cache
