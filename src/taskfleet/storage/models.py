@@ -45,6 +45,9 @@ class Computer(Base):
     interpreters: Mapped[list[str]] = mapped_column(default=list)
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     credential_hash: Mapped[str | None] = mapped_column(String(64))
+    # SHA-256 of the public key its certificate was issued for (ns.authority.key_id):
+    # re-enrolling this computer needs the same key, or an admin's 'computer reset'.
+    key_id: Mapped[str | None] = mapped_column(String(64))
     enrolled_at: Mapped[float] = mapped_column(Float)
     last_contact: Mapped[float | None] = mapped_column(Float)
     # Assigned task server; NULL while unassigned or when the NS serves it (see assign_step).
@@ -67,6 +70,11 @@ class TaskServer(Base):
     approval: Mapped[str] = mapped_column(String(16), default="pending")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     credential_hash: Mapped[str] = mapped_column(String(64))
+    # Its certificate request, kept from registration: approval signs it (R1), and it
+    # is signed again to renew. key_id names the key; a registration claiming this
+    # task server must hold it.
+    csr: Mapped[str | None] = mapped_column(Text)
+    key_id: Mapped[str | None] = mapped_column(String(64))
     # In effect: the admin's setting where there is one, else what the task server
     # reports (``registry.apply_settings`` keeps them so; every reader uses these two).
     client_limit: Mapped[int] = mapped_column(Integer, default=5000)
@@ -295,3 +303,21 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Certificate(Base):
+    """Every certificate the NS's CA signed, and its revocation (the CRL is made from these).
+
+    Serials are random 159-bit numbers (RFC 5280): stored as decimal text."""
+
+    __tablename__ = "certificate"
+
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # agent | taskserver
+    principal: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[float] = mapped_column(Float)
+    not_after: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, index=True)
+    reason: Mapped[str] = mapped_column(String(255), default="")
+
+    __table_args__ = (Index("ix_certificate_principal", "kind", "principal"),)
