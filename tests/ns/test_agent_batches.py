@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from taskfleet.errors import InvalidInput, TaskfleetError, Unauthenticated
+from taskfleet.errors import Conflict, InvalidInput, TaskfleetError, Unauthenticated
 from taskfleet.ns import agent_batches, collections, documents, tokens
 from taskfleet.ns.agent_batches import Ask
+from taskfleet.ns.enrolment import EnrolRequest
+from taskfleet.ns.identity import Presented
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import Assignment, Enrolment, Facts
 from taskfleet.protocol.transport import Credential
@@ -35,8 +37,11 @@ async def token(state: NSState, uses: int | None) -> str:
         return secret
 
 
-async def enrol(state: NSState, *enrolments: Enrolment) -> list[Credential | TaskfleetError]:
-    return await agent_batches.enrol(state, enrolments)
+async def enrol(
+    state: NSState, *enrolments: Enrolment | EnrolRequest
+) -> list[Credential | TaskfleetError]:
+    requests = [e if isinstance(e, EnrolRequest) else EnrolRequest(e) for e in enrolments]
+    return await agent_batches.enrol(state, requests)
 
 
 def credential(result: Credential | TaskfleetError) -> Credential:
@@ -73,24 +78,31 @@ def test_a_batch_of_enrolments_each_with_its_own_outcome(db_url: str, tmp_path: 
         # Given a token with 4 uses, and pc-b enrolled before
         secret = await token(state, 4)
         [earlier] = await enrol(state, Enrolment(await token(state, None), facts("pc-b")))
-        # When one batch holds: web-a, pc-b again (twice), bad addresses, web-d, web-e
+        proof = Presented(credential(earlier))
+        # When one batch holds: web-a, pc-b again without proof, then with its credential
+        # (twice), bad addresses, web-d, web-e, an unknown token
         bad = Facts(name="pc-c", hardware_id="hw-c", addresses=["not an address"])
         results = await enrol(
             state,
-            *(Enrolment(secret, f) for f in (facts("web-a"), facts("pc-b"), facts("pc-b"))),
+            Enrolment(secret, facts("web-a")),
+            Enrolment(secret, facts("pc-b")),
+            EnrolRequest(Enrolment(secret, facts("pc-b")), proof),
+            EnrolRequest(Enrolment(secret, facts("pc-b")), proof),
             Enrolment(secret, bad),
             Enrolment(secret, facts("web-d")),
             Enrolment(secret, facts("web-e")),
             Enrolment("tfe-agent-no-such-token", facts("web-f")),
         )
-        # Then the bad facts and the unknown token are refused, and the token's four uses
-        # go to the first four valid enrolments in order: web-e finds it used up
-        assert isinstance(results[3], InvalidInput)
-        assert isinstance(results[5], Unauthenticated) and "used up" in results[5].message
-        assert isinstance(results[6], Unauthenticated) and "not recognised" in results[6].message
-        web_a, pc_b1, pc_b2, web_d = (credential(results[i]) for i in (0, 1, 2, 4))
-        # ... pc-b keeps its id; of its two new credentials the later one holds
-        assert pc_b1.principal == pc_b2.principal == credential(earlier).principal
+        # Then the bad facts and the unknown token are refused; pc-b without proof is a
+        # takeover, refused, and so is its second claim (the first one's credential is new)
+        assert isinstance(results[4], InvalidInput)
+        assert isinstance(results[7], Unauthenticated) and "not recognised" in results[7].message
+        assert isinstance(results[1], Conflict) and "computer reset pc-b" in results[1].message
+        assert isinstance(results[3], Conflict)
+        # ... and the token's four uses go to the four enrolments granted
+        web_a, pc_b, web_d, web_e = (credential(results[i]) for i in (0, 2, 5, 6))
+        # ... pc-b keeps its id, with a new credential; the old one is void
+        assert pc_b.principal == credential(earlier).principal
         async with state.session() as session:
             uses_left = await session.scalar(
                 select(EnrolmentToken.uses_left)
@@ -99,14 +111,14 @@ def test_a_batch_of_enrolments_each_with_its_own_outcome(db_url: str, tmp_path: 
             )
             assert uses_left == 0
             names = (await session.scalars(select(Computer.name).order_by(Computer.name))).all()
-            assert names == ["pc-b", "web-a", "web-d"]
-            audited = await session.scalar(
-                select(func.count()).where(AuditEntry.action == "computer.enrol")
-            )
-            assert audited == 1 + 4
-        replies = await ask(state, asking(pc_b2, facts("pc-b")))
+            assert names == ["pc-b", "web-a", "web-d", "web-e"]
+            actions = (await session.scalars(select(AuditEntry.action))).all()
+            assert actions.count("computer.enrol") == 1 + 3
+            assert actions.count("computer.re-enrol") == 1
+            assert actions.count("computer.enrol-refused") == 3  # 2 claims, 1 unknown token
+        replies = await ask(state, asking(pc_b, facts("pc-b")))
         assert replies[0].step == "ns-fallback"
-        [refused] = await agent_batches.assign(state, [asking(pc_b1, facts("pc-b"))])
+        [refused] = await agent_batches.assign(state, [asking(credential(earlier), facts("pc-b"))])
         assert isinstance(refused, Unauthenticated)
         # ... and the new computers' membership is stored, rules applied (web-*)
         assert await collection_names(state, web_a.principal) == {"All Computers", "Web"}

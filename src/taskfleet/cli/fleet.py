@@ -1,4 +1,4 @@
-"""Commands for the fleet: task servers, tokens, computers, collections, sites."""
+"""Commands for the fleet: task servers, computers, collections, sites (tokens: cli.identity)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 taskserver = typer.Typer(
     help="Task servers: list, approve, revoke (R1), set limits; 'serve' runs one."
 )
-token = typer.Typer(help="Enrolment tokens for agents and task servers.")
-computer = typer.Typer(help="Computers: list and show (with why it has its task server).")
+computer = typer.Typer(
+    help="Computers: list and show (with why it has its task server); reset an identity."
+)
 collection = typer.Typer(help="Collections: named sets of computers.")
 site = typer.Typer(help="Sites: places made of subnets, served by task servers.")
 
@@ -130,26 +131,6 @@ def taskserver_set(
         typer.echo(f"warning: {row['warning']}", err=True)
 
 
-@token.command("create")
-def token_create(
-    ctx: typer.Context,
-    kind: Annotated[str, typer.Option(help="agent or taskserver")] = "agent",
-    label: Annotated[str, typer.Option(help="what it is for")] = "",
-    uses: Annotated[int | None, typer.Option(help="how many enrolments it allows")] = None,
-    ttl: Annotated[float | None, typer.Option(help="seconds until it expires")] = None,
-    json: JsonOpt = False,
-) -> None:
-    """Create an enrolment token; it is shown once."""
-    result = (
-        _ctx(ctx)
-        .api()
-        .post("/api/tokens", {"kind": kind, "label": label, "uses": uses, "ttl_s": ttl})
-    )
-    if json:
-        return emit_json(result)
-    typer.echo(result["token"])
-
-
 @computer.command("list")
 def computer_list(
     ctx: typer.Context,
@@ -198,7 +179,7 @@ def computer_show(
         f"Computer {c['name']}",
         [
             ("id", c["id"]),
-            ("hardware id", c["hardware_id"]),
+            *([("hardware id", c["hardware_id"])] if "hardware_id" in c else []),
             ("addresses", " ".join(c["addresses"])),
             ("os", c["os"]),
             ("agent", c["agent_version"]),

@@ -55,5 +55,5 @@ async def computer_list(
 @router.get("/{key}")
 async def computer_page(request: Request, key: str, user: Viewing) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        computer = await computer_views.detail(session, key)
+        computer = await computer_views.detail(session, key, identity=user.can("admin"))
     return await render(request, "computer.html", {"c": computer}, page="computers")

@@ -3,7 +3,7 @@
 After a power cut 100,000 agents enrol or ask for their task server within their
 start-up window (R11). Each kind of request goes through a ``Batcher``: the
 requests that arrive while one batch is written go together in the next, one
-transaction each (``computers.enrol_many``, ``assigner.assign_many``). An agent
+transaction each (``enrolment.enrol_many``, ``assigner.assign_many``). An agent
 that asks again with its credential and keeps its task server (most of them after
 a power cut) costs its share of a few statements: its computer and collections
 are read with the batch's, its row and record written with theirs, and no task
@@ -19,12 +19,13 @@ from functools import partial
 from fastapi import Request
 from sqlalchemy import select
 
-from taskfleet.errors import TaskfleetError, Unauthenticated
-from taskfleet.ns import assigner, computers
+from taskfleet.errors import Forbidden, TaskfleetError, Unauthenticated
+from taskfleet.ns import assigner, audit, computers, enrolment
 from taskfleet.ns.assigner import Asker
 from taskfleet.ns.batches import Batcher
+from taskfleet.ns.enrolment import EnrolRequest
 from taskfleet.ns.state import NSState, ns_state
-from taskfleet.protocol.messages import Assignment, Enrolment, Facts
+from taskfleet.protocol.messages import Assignment, Facts
 from taskfleet.protocol.transport import Credential, secret_matches
 from taskfleet.storage.models import Computer
 
@@ -44,7 +45,7 @@ class Ask:
 
 @dataclass
 class AgentBatches:
-    enrolments: Batcher[Enrolment, Credential]
+    enrolments: Batcher[EnrolRequest, Credential]
     assignments: Batcher[Ask, Assignment]
 
 
@@ -63,10 +64,13 @@ def agent_batches(request: Request) -> AgentBatches:
 
 
 async def enrol(
-    state: NSState, enrolments: Sequence[Enrolment]
+    state: NSState, requests: Sequence[EnrolRequest]
 ) -> list[Credential | TaskfleetError]:
     async with state.session() as session:
-        return await computers.enrol_many(session, enrolments)
+        outcome = await enrolment.enrol_many(session, requests)
+    if outcome.renewed:  # committed: task servers drop the old credentials they hold
+        state.agents_changed()
+    return outcome.results
 
 
 async def assign(state: NSState, asks: Sequence[Ask]) -> list[Assignment | TaskfleetError]:
@@ -93,8 +97,23 @@ async def assign(state: NSState, asks: Sequence[Ask]) -> list[Assignment | Taskf
             if not secret_matches(ask.secret, row.credential_hash):
                 continue
             stored = computers.facts_of(row)
-            # Facts are taken from the agent whose hardware the computer is.
-            if ask.facts.hardware_id == stored.hardware_id and ask.facts != stored:
+            if ask.facts.hardware_id != stored.hardware_id:
+                # Another computer's hardware id under this credential: an identity
+                # claim the credential does not back (ns.identity); refused, audited.
+                out[i] = Forbidden(
+                    f"this credential is computer {ask.computer_id}'s; the facts name "
+                    "another computer's hardware id, so they are refused"
+                )
+                audit.record(
+                    session,
+                    f"agent:{ask.computer_id}",
+                    "agent.forbidden",
+                    stored.name,
+                    tried="assignment",
+                    why="facts name another hardware id",
+                )
+                continue
+            if ask.facts != stored:
                 moved[ask.computer_id] = stored = ask.facts
             known.append((i, ask, stored))
         if moved:

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Request
 from taskfleet.ns import computers
 from taskfleet.ns.agent_batches import Ask, agent_batches
 from taskfleet.ns.auth import agent_credential
+from taskfleet.ns.enrolment import EnrolRequest
+from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
 from taskfleet.protocol.messages import Assignment, AssignmentRequest, Enrolled, Enrolment
 
@@ -19,7 +21,10 @@ router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 @router.post("/enrol", response_model=Enrolled)
 async def enrol(request: Request, body: Enrolment) -> Enrolled:
-    credential = await agent_batches(request).enrolments.submit(body)
+    """Enrol with a token. Enrolling a computer the NS knows (its hardware id) needs its
+    current credential in ``Authorization``, or an admin's 'computer reset' (409 else)."""
+    enrol_request = EnrolRequest(body, presented(request))
+    credential = await agent_batches(request).enrolments.submit(enrol_request)
     ns_metrics(request).enrolments.inc()
     return Enrolled(computer_id=credential.principal, credential=str(credential))
 

@@ -1,4 +1,5 @@
-"""Admin API for the fleet: task servers, tokens, computers, collections, sites, audit."""
+"""Admin API for the fleet: task servers, computers, collections, sites, audit (tokens and
+identity resets: ns.api_identity)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import select
 
-from taskfleet.ns import audit, computer_views, computers, registry, sites, tokens
+from taskfleet.ns import audit, computer_views, computers, registry, sites
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.auth import Administrator, Viewer
 from taskfleet.ns.state import ns_state
@@ -62,44 +63,13 @@ async def configure(
     return await registry.configure(ns_state(request), key, changes, admin.name)
 
 
-# --- enrolment tokens -------------------------------------------------------------
-
-
-@dataclass
-class TokenRequest:
-    kind: str
-    label: str = ""
-    uses: int | None = None
-    ttl_s: float | None = None
-
-
-@router.post("/tokens")
-async def create_token(
-    request: Request, body: TokenRequest, admin: Administrator
-) -> dict[str, Any]:
-    async with ns_state(request).session() as session:
-        token, secret = await tokens.create(
-            session, body.kind, body.label, body.uses, body.ttl_s, admin.name
-        )
-        audit.record(
-            session, admin.name, "token.create", body.kind, label=body.label, uses=body.uses
-        )
-        return {
-            "id": token.id,
-            "kind": token.kind,
-            "token": secret,
-            "uses": token.uses_left,
-            "expires_at": token.expires_at,
-        }
-
-
 # --- computers --------------------------------------------------------------------
 
 
 @router.get("/computers")
 async def list_computers(
     request: Request,
-    _: Viewer,
+    user: Viewer,
     search: str = "",
     sort: str = "name",
     descending: bool = False,
@@ -107,14 +77,17 @@ async def list_computers(
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> dict[str, Any]:
     async with ns_state(request).session() as session:
-        total, rows = await computer_views.search(session, search, sort, descending, limit, offset)
+        total, rows = await computer_views.search(
+            session, search, sort, descending, limit, offset, identity=user.role == "admin"
+        )
         return {"total": total, "computers": rows}
 
 
 @router.get("/computers/{key}")
-async def show_computer(request: Request, key: str, _: Viewer) -> dict[str, Any]:
+async def show_computer(request: Request, key: str, user: Viewer) -> dict[str, Any]:
+    """One computer; its hardware id for admins only."""
     async with ns_state(request).session() as session:
-        return await computer_views.detail(session, key)
+        return await computer_views.detail(session, key, identity=user.role == "admin")
 
 
 # --- collections ------------------------------------------------------------------

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select, update
 
 from taskfleet.errors import InvalidInput, NotAssigned
-from taskfleet.ns import audit, registry, runs, status
+from taskfleet.ns import audit, registration, registry, runs, status
 from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
+from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import (
@@ -39,13 +40,10 @@ MAX_KNOWN_RUNS = 10_000
 
 @router.post("/register", response_model=Registered)
 async def register(request: Request, body: Registration) -> Registered:
-    state = ns_state(request)
-    async with state.session() as session:
-        ts, credential = await registry.register(
-            session, body.token, body.facts, body.url, body.client_limit, body.heartbeat_period_s
-        )
-        audit.record(session, f"taskserver:{ts.name}", "taskserver.register", ts.name, url=ts.url)
-        return Registered(ts.id, ts.name, str(credential), ts.approval)
+    """Register with a task-server token. Claiming an existing task server (its hardware
+    id or name) needs its current credential in ``Authorization``, or an admin's
+    'computer reset' (409 else)."""
+    return await registration.register(ns_state(request), body, presented(request))
 
 
 @router.post("/heartbeat", response_model=HeartbeatReply)

@@ -14,6 +14,7 @@ from taskfleet.console.app import install as install_console
 from taskfleet.ns import (
     api_agent,
     api_fleet,
+    api_identity,
     api_taskserver,
     api_users,
     api_work,
@@ -108,6 +109,7 @@ def create_app(settings: NSSettings) -> FastAPI:
     app.include_router(api_agent.router)
     app.include_router(api_taskserver.router)
     app.include_router(api_fleet.router)
+    app.include_router(api_identity.router)
     app.include_router(api_work.router)
     app.include_router(api_users.router)
     app.include_router(agent_api.router)

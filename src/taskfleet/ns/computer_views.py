@@ -22,11 +22,12 @@ SORTS = {
 MAX_SEARCH = 200
 
 
-def view(c: Computer, ts_names: dict[int, str]) -> dict[str, Any]:
-    return {
+def view(c: Computer, ts_names: dict[int, str], identity: bool = False) -> dict[str, Any]:
+    """A computer as shown; its hardware id (what an enrolment claims it by) only with
+    ``identity``, for admins: viewers and operators never see identity secrets."""
+    shown: dict[str, Any] = {
         "id": c.id,
         "name": c.name,
-        "hardware_id": c.hardware_id,
         "addresses": c.addresses,
         "os": c.os,
         "agent_version": c.agent_version,
@@ -40,6 +41,10 @@ def view(c: Computer, ts_names: dict[int, str]) -> dict[str, Any]:
         "assign_reason": c.assign_reason,
         "assigned_at": c.assigned_at,
     }
+    if identity:
+        shown["hardware_id"] = c.hardware_id
+        shown["reset_at"] = c.reset_at  # reset, and not enrolled again since
+    return shown
 
 
 async def task_server_names(session: AsyncSession) -> dict[int, str]:
@@ -58,6 +63,7 @@ async def search(
     descending: bool = False,
     limit: int = 100,
     offset: int = 0,
+    identity: bool = False,
 ) -> tuple[int, list[dict[str, Any]]]:
     """How many computers match ``text`` (name, OS or address), and one page of them."""
     if sort not in SORTS:
@@ -81,14 +87,16 @@ async def search(
         query.order_by(*order, Computer.name, Computer.id).limit(limit).offset(offset)
     )
     names = await task_server_names(session)
-    return total, [view(c, names) for c in page.all()]
+    return total, [view(c, names, identity) for c in page.all()]
 
 
-async def detail(session: AsyncSession, key: str, history: int = 20) -> dict[str, Any]:
+async def detail(
+    session: AsyncSession, key: str, history: int = 20, identity: bool = False
+) -> dict[str, Any]:
     """One computer: facts, collections, task server and why, recent runs."""
     computer = await computers.find(session, key)
     membership = await collections.load_membership(session, [computer.id])
-    shown = view(computer, await task_server_names(session))
+    shown = view(computer, await task_server_names(session), identity)
     shown["collections"] = membership.collections_of(computer)
     rows = await session.execute(
         select(Instance, Task.name)

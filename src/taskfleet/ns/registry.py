@@ -1,4 +1,6 @@
-"""The task-server registry: registration, approval (R1), heartbeats and availability (R2)."""
+"""The task-server registry: approval (R1), heartbeats and availability (R2); settings.
+
+Registration, with its identity checks, is ``ns.registration``."""
 
 from __future__ import annotations
 
@@ -11,10 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
-from taskfleet.ns import audit, computers, tokens
+from taskfleet.ns import audit, certificates
 from taskfleet.ns.state import NSState
-from taskfleet.protocol.messages import Facts
-from taskfleet.protocol.transport import Credential, hash_secret, new_secret
 from taskfleet.storage.models import Computer, TaskServer, is_id
 
 STALE_AFTER_PERIODS = 3  # R2
@@ -38,37 +38,6 @@ def availability(ts: TaskServer, now: float | None = None) -> tuple[bool, str]:
     if age > STALE_AFTER_PERIODS * ts.heartbeat_period_s:
         return False, f"heartbeat stale ({age:.0f}s old)"
     return True, ""
-
-
-async def register(
-    session: AsyncSession,
-    token: str,
-    facts: Facts,
-    url: str,
-    client_limit: int,
-    heartbeat_period_s: float,
-) -> tuple[TaskServer, Credential]:
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput(f"task server url {url!r} must start with http:// or https://")
-    check_settings(client_limit, heartbeat_period_s)
-    await tokens.consume(session, token, "taskserver")
-    computer, _ = await computers.upsert(session, facts)
-    secret = new_secret()
-    ts = await session.scalar(select(TaskServer).where(TaskServer.computer_id == computer.id))
-    now = time.time()
-    if ts is None:
-        name = await _free_name(session, facts.name)
-        ts = TaskServer(computer_id=computer.id, name=name, registered_at=now)
-        session.add(ts)
-    # A (re-)registration always starts pending: whoever holds a token must not be able
-    # to take over an approved task server's identity (R1).
-    ts.approval = "pending"
-    ts.url = url
-    ts.credential_hash = hash_secret(secret)
-    report(ts, client_limit, heartbeat_period_s)
-    ts.last_heartbeat = now
-    await session.flush()
-    return ts, Credential("taskserver", ts.id, secret)
 
 
 def check_settings(client_limit: int | None, heartbeat_period_s: float | None) -> None:
@@ -140,14 +109,6 @@ async def configure(
     return out
 
 
-async def _free_name(session: AsyncSession, wanted: str) -> str:
-    name, n = wanted, 1
-    while await session.scalar(select(TaskServer.id).where(TaskServer.name == name)):
-        n += 1
-        name = f"{wanted}-{n}"
-    return name
-
-
 async def find(session: AsyncSession, key: str) -> TaskServer:
     query = select(TaskServer).where(TaskServer.name == key)
     if is_id(key):
@@ -165,6 +126,11 @@ async def set_approval(state: NSState, key: str, approval: str, actor: str) -> T
         ts.approval = approval
         action = "taskserver.approve" if approval == "approved" else "taskserver.revoke"
         audit.record(session, actor, action, ts.name)
+        # The same audited step signs its certificate, or revokes it (the CRL).
+        if approval == "approved":
+            await certificates.approved(state, session, ts)
+        else:
+            await certificates.revoke(state, session, "taskserver", ts.id, f"{action} by {actor}")
     state.agents_changed()  # after the commit: a poll in between must not cache the old state
     return ts
 

@@ -1,19 +1,59 @@
-"""Enrolment tokens: what an admin hands out so agents and task servers can enrol."""
+"""Enrolment tokens: what an admin hands out so agents and task servers can enrol.
+
+A token is scoped to one kind (an agent token never registers a task server, nor
+the other way round), expires (24 h unless the admin asks otherwise, and "never"
+only when asked explicitly), may have a number of uses, and can be revoked. Only
+the hash of the secret is stored; the secret is shown once, at creation.
+
+Uses are taken in the transaction of the enrolment itself, by a conditional
+``UPDATE ... SET uses_left = uses_left - n WHERE id = ... AND uses_left >= n``
+whose row count says whether it took: concurrent enrolments, on any NS replica and
+either store, never take more uses than the token has.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.errors import InvalidInput, Unauthenticated
+from taskfleet.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from taskfleet.protocol.transport import hash_secret, new_secret
-from taskfleet.storage.models import EnrolmentToken
+from taskfleet.storage.models import MAX_ID, EnrolmentToken
 
 KINDS = ("agent", "taskserver")
+KIND_NAMES = {"agent": "agent", "taskserver": "task server"}
+DEFAULT_TTL_S = 24 * 3600.0
+MAX_TTL_S = 10 * 365 * 86400.0
+MAX_USES = 1_000_000_000
+MAX_LABEL = 255
+
+
+def create_hint(kind: str) -> str:
+    return f"create a new one with 'taskfleet token create --kind {kind}'"
+
+
+def check_request(kind: str, label: str, uses: int | None, ttl_s: float | None) -> None:
+    if kind not in KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind")
+    if len(label) > MAX_LABEL or any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for c in label):
+        raise InvalidInput(f"label: at most {MAX_LABEL} printable characters", field="label")
+    if uses is not None and not 1 <= uses <= MAX_USES:
+        raise InvalidInput(
+            "uses must be between 1 and 1,000,000,000 (or omitted for unlimited)", field="uses"
+        )
+    if ttl_s is not None and not (math.isfinite(ttl_s) and 0 <= ttl_s <= MAX_TTL_S):
+        raise InvalidInput(
+            "ttl_s: seconds until it expires, up to 10 years; 0 for never "
+            f"(omitted: {DEFAULT_TTL_S / 3600:g} hours)",
+            field="ttl_s",
+        )
 
 
 async def create(
@@ -24,12 +64,9 @@ async def create(
     ttl_s: float | None,
     created_by: str,
 ) -> tuple[EnrolmentToken, str]:
-    if kind not in KINDS:
-        raise InvalidInput(f"token kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    if uses is not None and not 1 <= uses <= 1_000_000_000:
-        raise InvalidInput("uses must be between 1 and 1,000,000,000 (or omitted for unlimited)")
-    if ttl_s is not None and not 0 < ttl_s <= 10 * 365 * 86400:
-        raise InvalidInput("ttl must be a positive number of seconds up to 10 years (or omitted)")
+    """A new token and its secret. ``ttl_s``: None for the default (24 h), 0 for never."""
+    check_request(kind, label, uses, ttl_s)
+    ttl = DEFAULT_TTL_S if ttl_s is None else ttl_s
     secret = f"tfe-{kind}-{new_secret()}"
     now = time.time()
     token = EnrolmentToken(
@@ -37,7 +74,7 @@ async def create(
         label=label,
         token_hash=hash_secret(secret),
         created_at=now,
-        expires_at=now + ttl_s if ttl_s else None,
+        expires_at=now + ttl if ttl else None,
         uses_left=uses,
         created_by=created_by,
     )
@@ -46,54 +83,154 @@ async def create(
     return token, secret
 
 
-async def consume(session: AsyncSession, secret: str, kind: str) -> None:
-    """Take one use of an enrolment token, or raise ``Unauthenticated`` saying why not."""
-    [error] = await consume_many(session, [secret], kind)
-    if error is not None:
-        raise error
+def state_of(token: Any, now: float) -> str:
+    """active, revoked, expired or used up (a token row or an ``EnrolmentToken``)."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    if token.uses_left is not None and token.uses_left <= 0:
+        return "used up"
+    return "active"
 
 
-async def consume_many(
-    session: AsyncSession, secrets: Sequence[str], kind: str
-) -> list[Unauthenticated | None]:
-    """Take one use of each token named (a token may be named many times): None where
-    that worked, else why not. One query for all; a token with a limited number of uses
-    is counted down by a conditional UPDATE, so concurrent enrolments (on any NS replica)
-    never take more uses than it has."""
+def view(token: EnrolmentToken, now: float) -> dict[str, Any]:
+    """A token as admins see it: everything but the secret (only its hash is stored)."""
+    return {
+        "id": token.id,
+        "label": token.label,
+        "kind": token.kind,
+        "uses_left": token.uses_left,
+        "expires_at": token.expires_at,
+        "state": state_of(token, now),
+        "created_at": token.created_at,
+        "created_by": token.created_by,
+        "revoked_at": token.revoked_at,
+        "revoked_by": token.revoked_by,
+    }
+
+
+async def list_all(session: AsyncSession) -> list[dict[str, Any]]:
+    now = time.time()
+    rows = await session.scalars(select(EnrolmentToken).order_by(EnrolmentToken.id))
+    return [view(token, now) for token in rows.all()]
+
+
+async def revoke(session: AsyncSession, key: str, actor: str) -> EnrolmentToken:
+    """Revoke a token by id: every enrolment with it is refused from now on."""
+    key = key.strip().removeprefix("#")
+    if not (key.isascii() and key.isdigit() and int(key) <= MAX_ID):
+        raise InvalidInput(f"token {key!r}: give its id, as 'taskfleet token list' shows it")
+    token = await session.get(EnrolmentToken, int(key))
+    if token is None:
+        raise NotFound(f"no enrolment token {key}; 'taskfleet token list' shows them")
+    if token.revoked_at is not None:
+        raise Conflict(f"enrolment token {token.id} was already revoked by {token.revoked_by}")
+    token.revoked_at = time.time()
+    token.revoked_by = actor
+    await session.flush()
+    return token
+
+
+@dataclass
+class Checked:
+    """One secret presented for enrolment: the token it names, or why it is refused."""
+
+    token_id: int | None
+    label: str
+    uses_limited: bool
+    error: Unauthenticated | None = None
+    reason: str = ""  # for the audit log: not-recognised, wrong-kind, revoked, ...
+
+    def refuse(self, reason: str, message: str) -> None:
+        self.reason = reason
+        self.error = Unauthenticated(message)
+
+
+async def check_many(session: AsyncSession, secrets: Sequence[str], kind: str) -> list[Checked]:
+    """Which tokens the secrets name, and which are refused, by one query; no use is
+    taken yet (``take_uses`` does that)."""
     hashes = [hash_secret(secret) for secret in secrets]
     rows = await session.execute(
         select(
             EnrolmentToken.token_hash,
             EnrolmentToken.id,
+            EnrolmentToken.label,
             EnrolmentToken.kind,
             EnrolmentToken.expires_at,
             EnrolmentToken.uses_left,
+            EnrolmentToken.revoked_at,
+            EnrolmentToken.revoked_by,
         ).where(EnrolmentToken.token_hash.in_(set(hashes)))
     )
     found = {row.token_hash: row for row in rows}
     now = time.time()
-    out: list[Unauthenticated | None] = []
-    limited: dict[int, list[int]] = {}  # token id -> the items that want one of its uses
-    for i, token_hash in enumerate(hashes):
+    out = []
+    for token_hash in hashes:
         row = found.get(token_hash)
-        if row is None or row.kind != kind:
-            out.append(
-                Unauthenticated(
-                    "enrolment token not recognised; create one with "
-                    f"'taskfleet token create --kind {kind}'"
-                )
-            )
-        elif row.expires_at is not None and row.expires_at < now:
-            out.append(Unauthenticated("enrolment token has expired; create a new one"))
+        if row is None:
+            checked = Checked(None, "", False)
+            checked.refuse("not-recognised", f"enrolment token not recognised; {create_hint(kind)}")
         else:
-            out.append(None)
-            if row.uses_left is not None:
-                limited.setdefault(row.id, []).append(i)
-    for token_id, items in limited.items():
-        taken = await _take_uses(session, token_id, len(items))
-        for i in items[taken:]:
-            out[i] = Unauthenticated("enrolment token is used up; create a new one")
+            checked = Checked(row.id, row.label, row.uses_left is not None)
+            _refuse_if_unusable(checked, row, kind, now)
+        out.append(checked)
     return out
+
+
+def _refuse_if_unusable(checked: Checked, row: Any, kind: str, now: float) -> None:
+    named = f"enrolment token {row.id}" + (f" ({row.label!r})" if row.label else "")
+    if row.kind != kind:
+        checked.refuse(
+            "wrong-kind",
+            f"{named} is a {KIND_NAMES.get(row.kind, row.kind)} token: a "
+            f"{KIND_NAMES[kind]} enrols only with a {KIND_NAMES[kind]} token; " + create_hint(kind),
+        )
+    elif row.revoked_at is not None:
+        checked.refuse("revoked", f"{named} was revoked by {row.revoked_by}; {create_hint(kind)}")
+    elif row.expires_at is not None and row.expires_at <= now:
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row.expires_at))
+        checked.refuse("expired", f"{named} expired at {at}; {create_hint(kind)}")
+    elif row.uses_left is not None and row.uses_left <= 0:
+        checked.refuse("used-up", _used_up(named, kind))
+
+
+def _used_up(named: str, kind: str) -> str:
+    return f"{named} is used up (no uses left); {create_hint(kind)}"
+
+
+async def take_uses(session: AsyncSession, checks: Sequence[Checked], kind: str) -> None:
+    """Take one use of each limited token for each check not refused yet; a check whose
+    token has no use left for it (taken meanwhile, or by earlier checks) is refused."""
+    wanted: dict[int, list[Checked]] = {}
+    for checked in checks:
+        if checked.error is None and checked.uses_limited and checked.token_id is not None:
+            wanted.setdefault(checked.token_id, []).append(checked)
+    for token_id, items in sorted(wanted.items()):
+        taken = await _take_uses(session, token_id, len(items))
+        for checked in items[taken:]:
+            named = f"enrolment token {token_id}" + (
+                f" ({checked.label!r})" if checked.label else ""
+            )
+            checked.refuse("used-up", _used_up(named, kind))
+
+
+async def give_back(session: AsyncSession, checked: Checked) -> None:
+    """Return the use a check took (its enrolment was refused after all)."""
+    if checked.uses_limited and checked.token_id is not None:
+        await session.execute(
+            update(EnrolmentToken)
+            .where(EnrolmentToken.id == checked.token_id)
+            .values(uses_left=EnrolmentToken.uses_left + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def consume(session: AsyncSession, secret: str, kind: str) -> Checked:
+    """Check one secret and take one use; the check says why not, if it was refused."""
+    [checked] = await check_many(session, [secret], kind)
+    await take_uses(session, [checked], kind)
+    return checked
 
 
 async def _take_uses(session: AsyncSession, token_id: int, wanted: int) -> int:
@@ -109,7 +246,12 @@ async def _take_uses(session: AsyncSession, token_id: int, wanted: int) -> int:
 async def _take(session: AsyncSession, token_id: int, uses: int) -> bool:
     result = await session.execute(
         update(EnrolmentToken)
-        .where(EnrolmentToken.id == token_id, EnrolmentToken.uses_left >= uses)
+        .where(
+            EnrolmentToken.id == token_id,
+            EnrolmentToken.uses_left >= uses,
+            # Revoked meanwhile (another replica): no use is left to take.
+            EnrolmentToken.revoked_at.is_(None),
+        )
         .values(uses_left=EnrolmentToken.uses_left - uses)
         .execution_options(synchronize_session=False)
     )

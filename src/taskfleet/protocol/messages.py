@@ -314,8 +314,24 @@ class WorkBatch:
     more: bool = False  # the limit was reached: ask again at once
 
 
+@dataclass
+class Refusal:
+    """What a task server refused one of its agents: a request naming another computer
+    (``action``: what it tried, e.g. "status"). Reported to the NS for its audit log."""
+
+    computer_id: int
+    action: str
+    why: str = ""
+
+
+@dataclass
+class Refusals:
+    refusals: list[Refusal]
+
+
 _NESTED.update(
     {
+        ("Refusals", "refusals"): Refusal,
         ("Registration", "facts"): Facts,
         ("AgentEntry", "settings"): AgentSettings,
         ("AgentMap", "agents"): AgentEntry,

@@ -48,6 +48,10 @@ class Computer(Base):
     # SHA-256 of the public key its certificate was issued for (ns.authority.key_id):
     # re-enrolling this computer needs the same key, or an admin's 'computer reset'.
     key_id: Mapped[str | None] = mapped_column(String(64))
+    # Set by an admin's 'computer reset' (which also drops the credential and key): the
+    # next enrolment claiming this hardware id is accepted without proof, once, and
+    # clears it. Otherwise a claim needs proof of the identity (ns.identity.proves).
+    reset_at: Mapped[float | None] = mapped_column(Float)
     enrolled_at: Mapped[float] = mapped_column(Float)
     last_contact: Mapped[float | None] = mapped_column(Float)
     # Assigned task server; NULL while unassigned or when the NS serves it (see assign_step).
@@ -171,6 +175,9 @@ class EnrolmentToken(Base):
     expires_at: Mapped[float | None] = mapped_column(Float)
     uses_left: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
     created_by: Mapped[str] = mapped_column(String(255), default="")
+    # Revoked by an admin ('taskfleet token revoke'): refused from then on.
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
 
 
 class ApiUser(Base):

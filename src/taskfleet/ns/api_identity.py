@@ -1,0 +1,145 @@
+"""Who may join and act: enrolment tokens, an admin's identity reset, refusals reported.
+
+POST /api/tokens                  create a token (the secret is shown once)
+GET  /api/tokens                  every token: label, kind, uses left, expiry, state
+POST /api/tokens/{id}/revoke      refuse every enrolment with it from now on
+POST /api/computers/{key}/reset   drop a computer's credential; its next enrolment
+                                  is accepted once (ns.identity)
+POST /api/ts/refusals             a task server reports what it refused its agents,
+                                  for the audit log
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy import select
+
+from taskfleet.ns import audit, identity, tokens
+from taskfleet.ns.auth import Administrator, TaskServerApproved
+from taskfleet.ns.state import ns_state
+from taskfleet.protocol.messages import Refusals
+from taskfleet.storage.models import MAX_ID, Computer, TaskServer
+
+router = APIRouter(prefix="/api", tags=["identity"])
+log = logging.getLogger("taskfleet.ns.identity")
+MAX_REFUSALS = 100
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(max_length=16, description="agent or taskserver")
+    label: str = Field(default="", max_length=tokens.MAX_LABEL, description="what it is for")
+    uses: Annotated[StrictInt, Field(ge=1, le=tokens.MAX_USES)] | None = Field(
+        default=None, description="enrolments it allows; omitted: unlimited"
+    )
+    ttl_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=tokens.MAX_TTL_S,
+        allow_inf_nan=False,
+        description="seconds until it expires; omitted: 24 hours; 0: never (audited)",
+    )
+
+
+@router.post("/tokens")
+async def create_token(
+    request: Request, body: TokenRequest, admin: Administrator
+) -> dict[str, Any]:
+    """Create an enrolment token for one kind of node; its secret is in this reply only."""
+    async with ns_state(request).session() as session:
+        token, secret = await tokens.create(
+            session, body.kind, body.label, body.uses, body.ttl_s, admin.name
+        )
+        never = token.expires_at is None
+        audit.record(
+            session,
+            admin.name,
+            "token.create",
+            body.label or f"token {token.id}",
+            token_id=token.id,
+            kind=body.kind,
+            uses=body.uses,
+            expires_at=token.expires_at,
+            **({"never_expires": True} if never else {}),
+        )
+        out = {**tokens.view(token, time.time()), "token": secret}
+    if never:
+        out["warning"] = (
+            "this token never expires: whoever holds it can enrol until it is revoked "
+            f"('taskfleet token revoke {token.id}')"
+        )
+    return out
+
+
+@router.get("/tokens")
+async def list_tokens(request: Request, _: Administrator) -> list[dict[str, Any]]:
+    """Every enrolment token with its state; never the secret (only its hash is kept)."""
+    async with ns_state(request).session() as session:
+        return await tokens.list_all(session)
+
+
+@router.post("/tokens/{key}/revoke")
+async def revoke_token(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+    async with ns_state(request).session() as session:
+        token = await tokens.revoke(session, key, admin.name)
+        audit.record(
+            session,
+            admin.name,
+            "token.revoke",
+            token.label or f"token {token.id}",
+            token_id=token.id,
+        )
+        return tokens.view(token, time.time())
+
+
+@router.post("/computers/{key:path}/reset")
+async def reset_computer(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+    """Drop a computer's credential (its agent is refused from now on); the next
+    enrolment claiming its hardware id is accepted once. A task server's computer: its
+    task server must register again, and is pending until approved."""
+    return await identity.reset_computer(ns_state(request), key, admin.name)
+
+
+@router.post("/ts/refusals", include_in_schema=False)
+async def refusals(request: Request, ts_id: TaskServerApproved, body: Refusals) -> dict[str, int]:
+    """What a task server refused its own agents (another computer's id in a request),
+    for the audit log. Only about computers assigned to it; at most 100 a call."""
+    items = [r for r in body.refusals[:MAX_REFUSALS] if 0 < r.computer_id <= MAX_ID]
+    state = ns_state(request)
+    async with state.session() as session:
+        ts_name = await session.scalar(select(TaskServer.name).where(TaskServer.id == ts_id))
+        ids = sorted({r.computer_id for r in items})
+        rows = await session.execute(
+            select(Computer.id, Computer.name).where(
+                Computer.id.in_(ids), Computer.task_server_id == ts_id
+            )
+        )
+        names = dict(rows.all())
+        for item in items:
+            if item.computer_id not in names:
+                log.warning(
+                    "task server %s reported a refusal for computer %s, not one of its own",
+                    ts_name,
+                    item.computer_id,
+                )
+                continue
+            audit.record(
+                session,
+                f"agent:{item.computer_id}",
+                "agent.forbidden",
+                names[item.computer_id],
+                tried=_plain(item.action, 64),
+                why=_plain(item.why, 500),
+                via=f"taskserver:{ts_name}",
+            )
+    return {"recorded": sum(1 for r in items if r.computer_id in names)}
+
+
+def _plain(text: str, limit: int) -> str:
+    """A task server's words for the audit log: printable, storable, bounded."""
+    return "".join(c for c in text[:limit] if c.isprintable() and not 0xD800 <= ord(c) < 0xE000)

@@ -1,0 +1,148 @@
+"""Who may claim an identity the NS already holds, and an admin's reset of one.
+
+A computer is known by its hardware id, a task server by its hardware id and its
+name. Anyone with an enrolment token can *claim* such an identity: an agent that
+enrols with a hardware id the NS knows, a task server that registers with the
+hardware id or the name of one it knows. A claim is granted only when
+
+- the claimant proves it holds the identity (``proves``: today the identity's
+  current credential, presented as ``Authorization: Bearer``; certificates will
+  add their own proof there and nowhere else), or
+- an admin reset the identity (``taskfleet computer reset NAME``): the reset drops
+  the credential (and key) and sets ``Computer.reset_at``; the next claim is granted
+  without proof, once, and clears it.
+
+Otherwise the claim is refused (409) and audited, and the stored identity is left as
+it was: its credential keeps working, its task server's URL and approval stay.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.errors import Conflict
+from taskfleet.ns import audit, computers
+from taskfleet.ns.state import NSState
+from taskfleet.protocol.transport import (
+    Credential,
+    PrincipalKind,
+    parse_credential,
+    secret_matches,
+)
+from taskfleet.storage.models import TaskServer
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What a caller brought besides its message: the credential it presented, if any,
+    and the address it called from (for the audit log). Mutual TLS will add the client
+    certificate's key here."""
+
+    credential: Credential | None = None
+    peer: str = ""
+
+
+@dataclass(frozen=True)
+class Held:
+    """An identity as stored: what a claimant must show it holds."""
+
+    kind: PrincipalKind
+    principal: int
+    credential_hash: str | None
+    key_id: str | None = None
+
+
+def presented(request: Request) -> Presented:
+    """What a caller presents besides its message (an enrolment, a registration): the
+    credential in ``Authorization`` if any, unchecked (``proves`` checks it against the
+    identity claimed), and its address."""
+    header = request.headers.get("authorization", "")
+    client = request.client
+    return Presented(parse_credential(header) if header else None, client.host if client else "")
+
+
+def proves(presented: Presented, held: Held) -> bool:
+    """Does what the caller presented prove it holds ``held``? The one place that decides
+    (certificates will be checked here too, against ``held.key_id``)."""
+    credential = presented.credential
+    return bool(
+        credential is not None
+        and credential.kind == held.kind
+        and credential.principal == held.principal
+        and held.credential_hash
+        and secret_matches(credential.secret, held.credential_hash)
+    )
+
+
+def computer_held(computer: Any) -> Held:
+    """A computer's identity (a ``Computer`` or a row with its id, hash and key)."""
+    return Held("agent", computer.id, computer.credential_hash, computer.key_id)
+
+
+def task_server_held(ts: TaskServer) -> Held:
+    return Held("taskserver", ts.id, ts.credential_hash, ts.key_id)
+
+
+def refusal(what: str, name: str) -> Conflict:
+    """The 409 for a claim without proof, telling the person what to do."""
+    return Conflict(
+        f"{what} {name!r} is already enrolled, and this request does not prove it is that "
+        f"{what} (it presents no valid credential of it): refused. If it is (reinstalled, "
+        f"its state lost), an admin runs 'taskfleet computer reset {name}'; the next "
+        "enrolment is then accepted once"
+    )
+
+
+def audit_refusal(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    target: str,
+    presented: Presented,
+    **detail: Any,
+) -> None:
+    """The audit entry of a refused claim. No hardware id in it: viewers read the log."""
+    audit.record(
+        session,
+        actor,
+        action,
+        target,
+        peer=presented.peer,
+        credential_presented=presented.credential is not None,
+        **detail,
+    )
+
+
+async def reset_computer(state: NSState, key: str, actor: str) -> dict[str, Any]:
+    """An admin's reset: the computer's credential and key are dropped (its agent, or
+    whoever holds them, is refused from now on) and the next enrolment claiming its
+    hardware id is accepted once. A task server's computer: its task server's
+    credential and key too, and it goes back to pending (R1) until approved again."""
+    async with state.session() as session:
+        computer = await computers.find(session, key)
+        computer.credential_hash = None
+        computer.key_id = None
+        computer.reset_at = time.time()
+        ts = await session.scalar(select(TaskServer).where(TaskServer.computer_id == computer.id))
+        detail: dict[str, Any] = {"computer_id": computer.id}
+        if ts is not None:
+            ts.credential_hash = ""  # matches no secret
+            ts.key_id = None
+            detail.update(task_server=ts.name, approval_was=ts.approval)
+            ts.approval = "pending"
+        audit.record(session, actor, "computer.reset", computer.name, **detail)
+        out = {
+            "id": computer.id,
+            "name": computer.name,
+            "reset_at": computer.reset_at,
+            "task_server": ts.name if ts is not None else None,
+        }
+    # After the commit: task servers drop the old credential from their agent maps.
+    state.agents_changed()
+    return out
