@@ -30,7 +30,7 @@ class LocalRole:
     def known(self, computer_id: int, secret: str) -> AgentSettings | None:
         return None  # the NS checks the database every time: it records last contact
 
-    async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
+    async def authenticate(self, computer_id: int, secret: str, source: str) -> AgentSettings:
         async with self.state.session() as session:
             computer = await authenticate_agent(session, computer_id, secret)
             if computer.task_server_id is not None or computer.assign_step != STEP_NS:

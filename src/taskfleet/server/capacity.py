@@ -22,7 +22,10 @@ So at start the soft limit is raised to the hard limit, and the limit is split:
   status, so those keep being answered when every channel is taken.
 
 A connection that sends nothing is closed after ``FIRST_REQUEST_S``, as uvicorn
-closes an idle keep-alive connection after its keep-alive timeout.
+closes an idle keep-alive connection after its keep-alive timeout. One that starts a
+request but does not complete its headers within ``HEADERS_S`` of its first byte (a
+slow or stalled client, or slowloris: a header trickled a byte at a time) is closed
+too: otherwise each holds a connection, an open file, for as long as it likes.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from taskfleet.server.errors import error_response, retry_after
 DEFAULT_RESERVE = 96
 MIN_POLL_HEADROOM = 16
 FIRST_REQUEST_S = 10.0
+HEADERS_S = 10.0  # from a request's first byte to the end of its headers
 MIN_IDLE_S = 1.0
 REFUSED_IDLE_S = 2.0  # a refused connection that does not even send its request
 FULL_RETRY_S = (30.0, 90.0)  # jittered so that refused agents do not come back together
@@ -136,9 +140,26 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
                 wait, self.timeout_keep_alive_handler
             )
 
+        # Armed at a request's first byte, cancelled when its headers are complete.
+        headers_timer: asyncio.TimerHandle | None = None
+        awaiting_headers = True  # the next byte received starts a request
+
         def data_received(self, data: bytes) -> None:
             idle.pop(self, None)
+            if self.awaiting_headers and self.headers_timer is None:
+                self.headers_timer = self.loop.call_later(HEADERS_S, self.transport.close)
             super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self.awaiting_headers = False
+            if self.headers_timer is not None:
+                self.headers_timer.cancel()
+                self.headers_timer = None
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self.awaiting_headers = True  # (pipelined, the next request's bytes may follow)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -147,6 +168,8 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             idle.pop(self, None)
+            if self.headers_timer is not None:
+                self.headers_timer.cancel()
             super().connection_lost(exc)
 
     return Guarded

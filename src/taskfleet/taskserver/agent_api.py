@@ -52,7 +52,10 @@ async def authenticated(request: Request) -> tuple[int, AgentSettings]:
     # Memory first: an agent the task server knows costs no await and no round trip.
     settings = source.known(credential.principal, credential.secret)
     if settings is None:
-        settings = await source.authenticate(credential.principal, credential.secret)
+        client = request.client
+        settings = await source.authenticate(
+            credential.principal, credential.secret, client.host if client else ""
+        )
     return credential.principal, settings
 
 

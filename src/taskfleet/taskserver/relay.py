@@ -35,14 +35,14 @@ from taskfleet.protocol.messages import (
     WorkItem,
 )
 from taskfleet.protocol.spool import Spool
-from taskfleet.protocol.transport import secret_matches
+from taskfleet.protocol.transport import hash_secret, secret_matches
+from taskfleet.taskserver.lookups import LookupLimit, Refusals
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.settings import TaskServerSettings
 from taskfleet.taskserver.source import Tickler
 from taskfleet.taskserver.work_cache import WorkCache
 
 log = logging.getLogger("taskfleet.taskserver")
-LOOKUP_NEGATIVE_S = 2.0
 AGENT_MAP_MIN_INTERVAL_S = 2.0
 WORK_BATCH = 5000  # instances per work fetch
 STATUS_BATCH = 2000  # status events per relay call
@@ -59,7 +59,9 @@ class Relay:
         self.agents: dict[int, AgentEntry] = {}
         self.work = WorkCache()
         self.seen: dict[int, float] = {}
-        self._misses: dict[int, float] = {}
+        # What an agent not answered from memory may cost the NS (taskserver.lookups).
+        self.refusals = Refusals()
+        self.lookup_limit = LookupLimit()
         self._agents_epoch: int | None = None
         self._map_refreshed = 0.0
         self._approval_checked = 0.0
@@ -86,7 +88,7 @@ class Relay:
         self.seen[computer_id] = time.time()
         return entry.settings
 
-    async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
+    async def authenticate(self, computer_id: int, secret: str, source: str) -> AgentSettings:
         if self.approval != "approved":
             await self._check_approval()
         if self.approval != "approved":
@@ -102,8 +104,15 @@ class Relay:
                 await asyncio.shield(self._map_refresh)
             entry = self.agents.get(computer_id)
         if entry is None or not secret_matches(secret, entry.credential_hash):
+            # Not in the map, or another secret: assigned or re-enrolled since the map
+            # was loaded? Ask the NS, unless it answered no lately or the source has
+            # asked too often (taskserver.lookups).
+            secret_hash = hash_secret(secret)
+            self.refusals.check(computer_id, secret_hash, self._not_assigned(computer_id))
+            self.lookup_limit.take(source)
             entry = await self._lookup(computer_id)
             if not secret_matches(secret, entry.credential_hash):
+                self.refusals.wrong_secret(computer_id, secret_hash)
                 raise Unauthenticated("agent credential not recognised; enrol the agent again")
         self.seen[computer_id] = time.time()
         return entry.settings
@@ -125,16 +134,12 @@ class Relay:
 
     async def _lookup(self, computer_id: int) -> AgentEntry:
         """An agent we do not know yet (just assigned, or re-enrolled): ask the NS once."""
-        missed = self._misses.get(computer_id)
-        if missed is not None and time.monotonic() - missed < LOOKUP_NEGATIVE_S:
-            raise NotAssigned(self._not_assigned(computer_id))
         try:
             found = await self.link.agents(computer_id)
         except NotAssigned:
-            self._misses[computer_id] = time.monotonic()
+            self.refusals.not_assigned(computer_id)
             self.agents.pop(computer_id, None)
             raise NotAssigned(self._not_assigned(computer_id)) from None
-        self._misses.pop(computer_id, None)
         entry = found.agents[0]
         self.agents[computer_id] = entry
         self._fetch.set()  # just assigned here: its waiting work is ours to fetch now
@@ -232,17 +237,22 @@ class Relay:
         if self._map_refresh is not None and not self._map_refresh.done():
             await asyncio.shield(self._map_refresh)
             return
-        if time.monotonic() - self._map_refreshed < AGENT_MAP_MIN_INTERVAL_S:
-            return
-        self._map_refreshed = time.monotonic()
-        # Shared: an agent lookup arriving meanwhile waits for this instead of asking alone.
-        self._map_refresh = asyncio.create_task(self._load_agent_map())
+        # At most one load every AGENT_MAP_MIN_INTERVAL_S; one asked for sooner is put off
+        # until then, not dropped: an agent just assigned here must find itself in the map
+        # (a lookup may be refused it: taskserver.lookups). Shared: an agent lookup
+        # arriving meanwhile waits for this instead of asking alone.
+        delay = self._map_refreshed + AGENT_MAP_MIN_INTERVAL_S - time.monotonic()
+        self._map_refresh = asyncio.create_task(self._load_agent_map(delay))
         await asyncio.shield(self._map_refresh)
 
-    async def _load_agent_map(self) -> None:
+    async def _load_agent_map(self, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._map_refreshed = time.monotonic()
         found = await self.link.agents()
         self.agents = {a.computer_id: a for a in found.agents}
         self._agents_epoch = found.agents_epoch
+        self.refusals.clear()  # the map now says who is assigned here
         self.work.keep_only(self.agents)
 
     async def _events_loop(self) -> None:

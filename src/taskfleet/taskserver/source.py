@@ -16,8 +16,9 @@ class WorkSource(Protocol):
     def known(self, computer_id: int, secret: str) -> AgentSettings | None:
         """From memory only: the settings of a known agent with this secret, else None."""
 
-    async def authenticate(self, computer_id: int, secret: str) -> AgentSettings:
-        """The agent's settings; raises Unauthenticated, NotAssigned or NotApproved."""
+    async def authenticate(self, computer_id: int, secret: str, source: str) -> AgentSettings:
+        """The agent's settings; raises Unauthenticated, NotAssigned or NotApproved, or
+        TooManyRequests when ``source`` (the client's address) asks too often."""
 
     def has_work(self, computer_id: int) -> bool:
         """Answered from memory: is work waiting for this computer?"""
