@@ -1,4 +1,10 @@
-"""Run one script: its own process group, a timeout, and capped output."""
+"""Run one script: its own process group, a timeout, and capped output.
+
+Output is made printable as it is read (``protocol.fields.printable_output``): a NUL
+byte becomes U+2400 and bytes that are not UTF-8 become U+FFFD, so whatever a script
+prints, its status can be stored and shown (R12). The exit status is kept in 32 bits
+(``fit_return_code``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from taskfleet.protocol.fields import fit_return_code, printable_output
 from taskfleet.protocol.messages import MAX_OUTPUT_BYTES, TRUNCATION_MARKER
 
 _SUFFIX = {"sh": ".sh", "bash": ".sh", "python": ".py", "pwsh": ".ps1"}
@@ -74,10 +81,10 @@ async def run_script(
             await proc.wait()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(reader, 5)
-        text = collected.decode("utf-8", errors="replace")
+        text = printable_output(bytes(collected))
         if dropped:
             text += TRUNCATION_MARKER.format(dropped=dropped)
-        return Outcome(proc.returncode, text, timed_out=timed_out)
+        return Outcome(fit_return_code(proc.returncode), text, timed_out=timed_out)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)

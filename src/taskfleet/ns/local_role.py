@@ -7,7 +7,7 @@ import logging
 import time
 
 from taskfleet.errors import NotAssigned
-from taskfleet.ns import runs, status
+from taskfleet.ns import runs, status_intake
 from taskfleet.ns.assigner import agent_settings
 from taskfleet.ns.assignment import STEP_NS
 from taskfleet.ns.auth import authenticate_agent
@@ -53,7 +53,7 @@ class LocalRole:
 
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         async with self.state.session() as session:
-            ingested = await status.ingest(session, events, via_task_server=None)
+            ingested = await status_intake.ingest_isolated(session, events, via_task_server=None)
         self.state.hub.runs_changed(ingested.runs)  # committed: wake the run's followers
         return ingested.ack
 

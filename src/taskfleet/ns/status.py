@@ -6,6 +6,10 @@ an agent restart) is recognised and ignored. The database decides what is new:
 one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per batch (per chunk on
 SQLite), then one bulk ``UPDATE`` of the instances those events move. States only move
 forward. The cost is a few statements per batch, not per event.
+
+Events this cannot apply are rejected one by one, with a reason, and the rest applied
+(R12); ``ns.status_intake`` checks every field before and isolates any event the
+database still refuses.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ARRAY, Integer, any_, bindparam, select, text, update
@@ -268,47 +272,70 @@ def _ints(name: str) -> Any:
 class Ingested:
     ack: StatusAck
     runs: set[int]  # runs whose instances changed: wake their followers after commit
+    # Computers the relaying task server never served, whose events were refused: audited.
+    foreign: set[int] = field(default_factory=set)
+
+    def reject(self, event_id: str, reason: str) -> None:
+        self.ack.rejected.append(event_id)
+        self.ack.reasons[event_id] = reason
+
+    def merge(self, other: Ingested) -> None:
+        self.ack.accepted += other.ack.accepted
+        self.ack.rejected += other.ack.rejected
+        self.ack.reasons.update(other.ack.reasons)
+        self.runs |= other.runs
+        self.foreign |= other.foreign
 
 
 async def ingest(
     session: AsyncSession, events: list[StatusEvent], via_task_server: int | None
 ) -> Ingested:
     """Apply events relayed by ``via_task_server`` (None: the agent talks to the NS itself)."""
-    accepted: list[str] = []
-    rejected: list[str] = []
+    done = Ingested(StatusAck(accepted=[]), set())
     candidates: list[StatusEvent] = []
     in_batch: set[str] = set()
     for event in events:
         if not _well_formed(event):
-            rejected.append(str(event.id)[:MAX_EVENT_ID])
+            done.reject(str(event.id)[:MAX_EVENT_ID], "malformed: id, instance, computer or time")
         elif event.id in in_batch:
-            accepted.append(event.id)  # sent twice in one batch: the first one counts
+            done.ack.accepted.append(event.id)  # sent twice in one batch: the first counts
         else:
             in_batch.add(event.id)
             candidates.append(event)
     if via_task_server is not None and candidates:
         allowed = await _allowed_computers(session, candidates, via_task_server)
         for event in [e for e in candidates if e.computer_id not in allowed]:
-            log.warning(
-                "task server %s relayed a status for computer %s it never served",
-                via_task_server,
-                event.computer_id,
+            done.foreign.add(event.computer_id)
+            done.reject(
+                event.id,
+                f"computer {event.computer_id} is not assigned to this task server "
+                "and never was: a task server posts status only for its own agents",
             )
-            rejected.append(event.id)
+        if done.foreign:
+            log.warning(
+                "task server %s relayed status for computers it never served: %s",
+                via_task_server,
+                sorted(done.foreign)[:20],
+            )
         candidates = [e for e in candidates if e.computer_id in allowed]
     rows = await _load(session, list({e.instance_id for e in candidates}))
     applicable: list[StatusEvent] = []
     for event in candidates:
         row = rows.get(event.instance_id)
-        if row is None or row.computer_id != event.computer_id:
-            rejected.append(event.id)
+        if row is None:
+            done.reject(event.id, f"no instance {event.instance_id} (its run was deleted?)")
+        elif row.computer_id != event.computer_id:
+            done.reject(
+                event.id, f"instance {event.instance_id} is not computer {event.computer_id}'s"
+            )
         else:
             applicable.append(event)
     fresh = await _first_sightings(session, applicable, via_task_server) if applicable else set()
     for event in applicable:
         if event.id in fresh:
             rows[event.instance_id].apply(event)
-        accepted.append(event.id)
+        done.ack.accepted.append(event.id)
     changed = [r for r in rows.values() if r.changed]
     await _write_back(session, changed)
-    return Ingested(StatusAck(accepted=accepted, rejected=rejected), {r.run_id for r in changed})
+    done.runs = {r.run_id for r in changed}
+    return done

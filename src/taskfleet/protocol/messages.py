@@ -3,6 +3,11 @@
 The servers validate them (FastAPI accepts standard dataclasses as request
 bodies); the agent builds and reads them without any server framework.
 Field names are the JSON keys.
+
+Every field a node sends has a constrained type from ``protocol.fields`` (R12): text
+without NUL or lone surrogates, finite floats, integers that fit their column, ids
+and lists of a bounded size. Servers check them where a message enters; script
+output alone is escaped rather than refused (see ``fields``).
 """
 
 from __future__ import annotations
@@ -10,7 +15,24 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from taskfleet.protocol.fields import (
+    Count,
+    EventId,
+    Finite,
+    Int32,
+    Limits,
+    LongText,
+    Name,
+    Output,
+    RowId,
+    ShortText,
+    StateName,
+    Time,
+    bounded_list,
+    text,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -65,23 +87,36 @@ class TaskType(enum.StrEnum):
 
 INTERPRETERS = ("sh", "bash", "python", "pwsh")
 
+MAX_ADDRESSES = 64
+MAX_FACTS = 256
+MAX_STATUS_EVENTS = 5000  # per batch, task server to NS (agents send at most 1000)
+MAX_SEEN = 100_000  # computers in one heartbeat
+MAX_KNOWN_RUNS = 10_000
+Token = Annotated[str, text(1024, min_length=1)]
+# A computer id as a JSON key (a heartbeat's 'seen'): decimal digits that fit the column.
+ComputerKey = Annotated[str, Limits(max_length=10, pattern=r"^[0-9]+$")]
+
 
 @dataclass
 class Facts:
     """What an agent (or a task server, which is a computer too) says about itself."""
 
-    name: str
-    hardware_id: str
-    addresses: list[str] = field(default_factory=list)  # "10.1.2.3/24"
-    os: str = ""
-    agent_version: str = ""
-    interpreters: list[str] = field(default_factory=list)
-    facts: dict[str, str] = field(default_factory=dict)
+    name: Name
+    hardware_id: Name
+    addresses: Annotated[list[ShortText], bounded_list(MAX_ADDRESSES)] = field(
+        default_factory=list
+    )  # "10.1.2.3/24"
+    os: ShortText = ""
+    agent_version: Annotated[str, text(64)] = ""
+    interpreters: Annotated[list[ShortText], bounded_list(32)] = field(default_factory=list)
+    facts: Annotated[dict[ShortText, ShortText], bounded_list(MAX_FACTS)] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
 class Enrolment:
-    token: str
+    token: Token
     facts: Facts
 
 
@@ -95,8 +130,8 @@ class Enrolled:
 class AssignmentRequest:
     facts: Facts
     # The task server the agent gave up on after 3 failed attempts (R4), if any.
-    failed_task_server: int | None = None
-    reason: str = ""
+    failed_task_server: RowId | None = None
+    reason: LongText = ""
 
 
 @dataclass
@@ -144,27 +179,31 @@ class ChannelReply:
 class StatusEvent:
     """One status change of one instance; ``id`` is unique and makes resends harmless (R8)."""
 
-    id: str
-    instance_id: int
-    computer_id: int
-    state: str
-    at: float
-    return_code: int | None = None
-    output: str | None = None
+    id: EventId
+    instance_id: RowId
+    computer_id: RowId
+    state: StateName
+    at: Time
+    return_code: Int32 | None = None
+    output: Output | None = None  # escaped, never refused: NUL -> U+2400 (fields)
     live: bool = False
 
 
 @dataclass
 class StatusBatch:
-    events: list[StatusEvent]
+    events: Annotated[list[StatusEvent], bounded_list(MAX_STATUS_EVENTS)]
 
 
 @dataclass
 class StatusAck:
     accepted: list[str]
-    # Events the receiver will never apply (unknown instance, not this sender's computer).
-    # The sender drops them too, so a bad event cannot block a spool forever.
+    # Events the receiver will never apply (a field it cannot store, unknown instance,
+    # not this sender's computer, a database error on that event alone). The sender
+    # sets them aside too (the task server's dead letters), so a bad event cannot
+    # block a spool forever and the others flow on (R12).
     rejected: list[str] = field(default_factory=list)
+    # Why, per rejected event id (older receivers send none).
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 T = TypeVar("T")
@@ -221,11 +260,11 @@ _NESTED: dict[tuple[str, str], type[Any]] = {
 
 @dataclass
 class Registration:
-    token: str
+    token: Token
     facts: Facts
-    url: str
-    client_limit: int = 5000
-    heartbeat_period_s: float = 10.0
+    url: Annotated[str, text(1024, min_length=1)]
+    client_limit: Int32 = 5000
+    heartbeat_period_s: Finite = 10.0
 
 
 @dataclass
@@ -239,15 +278,19 @@ class Registered:
 @dataclass
 class Heartbeat:
     # computer id (as text: JSON keys) -> when the task server last heard from it
-    seen: dict[str, float] = field(default_factory=dict)
-    open_channels: int = 0
-    spooled: int = 0
+    seen: Annotated[dict[ComputerKey, Time], bounded_list(MAX_SEEN)] = field(default_factory=dict)
+    open_channels: Count = 0
+    spooled: Count = 0
     # Its --client-limit and --heartbeat, so new values take effect when it restarts
     # (it registers only once). None: unchanged. An admin's setting on the NS wins.
-    client_limit: int | None = None
-    heartbeat_period_s: float | None = None
+    client_limit: Int32 | None = None
+    heartbeat_period_s: Finite | None = None
     # Notification channels its open-files limit allows (server.capacity); None: unknown.
-    channel_capacity: int | None = None
+    channel_capacity: Int32 | None = None
+    # Status events set aside in its dead-letter file (the NS rejected them, or they
+    # could not be stored), and why the latest was; None: an older task server.
+    dead_letters: Count | None = None
+    dead_letter_reason: Annotated[str, text(500)] | None = None
 
 
 @dataclass
@@ -302,9 +345,9 @@ class WorkRef:
 class WorkRequest:
     """A task server asks for the work waiting for its computers, many at a time."""
 
-    limit: int = 5000
+    limit: Int32 = 5000
     # Runs whose RunTask the task server holds already: the reply leaves them out.
-    known_runs: list[int] = field(default_factory=list)
+    known_runs: Annotated[list[RowId], bounded_list(MAX_KNOWN_RUNS)] = field(default_factory=list)
 
 
 @dataclass

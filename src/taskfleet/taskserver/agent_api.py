@@ -3,7 +3,9 @@
 GET  /agent/poll             work waiting for me, and my current settings (R5)
 GET  /agent/channel?wait=S   notification channel: a long poll that returns
                              at once when tickled (R6), with the work waiting
-POST /agent/status           a batch of status events (R8), body ``StatusBatch``
+POST /agent/status           a batch of status events (R8), body ``StatusBatch``; every
+                             field checked (R12, ``protocol.fields``): a batch with one
+                             bad field is refused whole (400 naming it), nothing spooled
 GET  /hello                  bare endpoint, the poll benchmark's baseline
 """
 
@@ -15,7 +17,7 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from taskfleet.errors import InvalidInput, Unauthenticated
 from taskfleet.protocol.messages import (
@@ -26,8 +28,8 @@ from taskfleet.protocol.messages import (
     to_json,
 )
 from taskfleet.protocol.transport import parse_credential
-from taskfleet.server.errors import describe_validation
 from taskfleet.server.metrics import ServerMetrics
+from taskfleet.server.validation import parse_json
 from taskfleet.taskserver.channels import ChannelGate
 from taskfleet.taskserver.source import WorkSource
 
@@ -164,10 +166,7 @@ _STATUS_BATCH = TypeAdapter(StatusBatch)
 
 async def status(request: Request) -> Response:
     computer_id, _ = await authenticated(request)
-    try:
-        batch = _STATUS_BATCH.validate_json(await request.body())
-    except ValidationError as exc:
-        raise InvalidInput(describe_validation(list(exc.errors()))) from None  # type: ignore[arg-type]
+    batch = parse_json(_STATUS_BATCH, await request.body())
     if len(batch.events) > MAX_EVENTS_PER_BATCH:
         raise InvalidInput(f"at most {MAX_EVENTS_PER_BATCH} status events per batch")
     for event in batch.events:
