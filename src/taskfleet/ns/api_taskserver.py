@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select, update
 
 from taskfleet.errors import InvalidInput, NotAssigned
-from taskfleet.ns import audit, registration, registry, runs, status
+from taskfleet.ns import audit, registration, registry, runs, status_intake
 from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
 from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.state import ns_state
+from taskfleet.protocol.fields import bounded_list
 from taskfleet.protocol.messages import (
+    MAX_STATUS_EVENTS,
     AgentEntry,
     AgentMap,
     Events,
@@ -25,11 +28,10 @@ from taskfleet.protocol.messages import (
     Registered,
     Registration,
     StatusAck,
-    StatusBatch,
     WorkBatch,
     WorkRequest,
 )
-from taskfleet.storage.models import Computer, TaskServer
+from taskfleet.storage.models import MAX_ID, Computer, TaskServer
 
 router = APIRouter(prefix="/api/ts", tags=["task server"])
 MAX_SEEN = 100_000
@@ -62,10 +64,8 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
         # server also take (PostgreSQL) is held only from here to the commit.
         now = time.time()
         if body.seen and ts.approval == "approved":
-            try:
-                seen = {int(k): float(v) for k, v in body.seen.items()}
-            except ValueError:
-                raise InvalidInput("'seen' maps computer ids to times") from None
+            # (keys are digits, values finite times: protocol.fields checked them)
+            seen = {int(k): v for k, v in body.seen.items() if 0 < int(k) <= MAX_ID}
             mine = set(
                 (
                     await session.scalars(
@@ -82,6 +82,9 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
         ts.last_heartbeat = now
         if body.channel_capacity is not None:
             ts.channel_capacity = body.channel_capacity
+        if body.dead_letters is not None:  # (None: a task server older than dead letters)
+            ts.dead_letters = body.dead_letters
+            ts.dead_letter_reason = body.dead_letter_reason if body.dead_letters else None
         changed = registry.report(ts, body.client_limit, body.heartbeat_period_s)
         if changed:  # it restarted with new values: say so in the audit log
             audit.record(session, f"taskserver:{ts.name}", "taskserver.report", ts.name, **changed)
@@ -156,15 +159,23 @@ async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -
     return batch
 
 
+@dataclass
+class RelayedBatch:
+    """A ``StatusBatch`` whose events the NS checks one by one (``ns.status_intake``):
+    one bad event is rejected alone, with the reason, and never refuses its batch."""
+
+    events: Annotated[list[dict[str, Any]], bounded_list(MAX_STATUS_EVENTS)]
+
+
 @router.post("/status", response_model=StatusAck)
 async def relay_status(
-    request: Request, ts_id: TaskServerApproved, batch: StatusBatch
+    request: Request, ts_id: TaskServerApproved, batch: RelayedBatch
 ) -> StatusAck:
-    if len(batch.events) > 5000:
-        raise InvalidInput("at most 5000 status events per batch")
+    """Status events of this task server's agents. Every event is checked and applied on
+    its own; the reply names each event rejected and why (R12)."""
     state = ns_state(request)
     async with state.session() as session:
-        ingested = await status.ingest(session, batch.events, via_task_server=ts_id)
+        ingested = await status_intake.relayed(session, batch.events, via_task_server=ts_id)
     state.hub.runs_changed(ingested.runs)  # committed: 'run --wait' followers see it now
     ns_metrics(request).relayed_status(len(batch.events), ingested.ack)
     return ingested.ack

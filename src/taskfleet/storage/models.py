@@ -99,6 +99,10 @@ class TaskServer(Base):
     # Notification channels its open-files limit allows, from its heartbeat; the R7
     # advice warns when the client limit is above it. None: not reported (yet).
     channel_capacity: Mapped[int | None] = mapped_column(Integer)
+    # Status events it set aside in its dead-letter file (the NS rejected them), and why
+    # the latest was, from its heartbeat (R12): the console and CLI show them.
+    dead_letters: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dead_letter_reason: Mapped[str | None] = mapped_column(String(500))
     last_heartbeat: Mapped[float | None] = mapped_column(Float)
     registered_at: Mapped[float] = mapped_column(Float)
 

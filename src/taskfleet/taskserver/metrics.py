@@ -5,14 +5,14 @@ paths, which the request middleware already counts):
 
 - work fetched from the NS: fetches, their latency and size in instances, and the run
   tasks they carried (each run's task travels once per task server);
-- status relayed to the NS: batches, their latency and size; events the NS refused,
-  which the relay drops from its spool (``dead_letters``: a later issue keeps them in a
-  dead-letter file instead);
+- status relayed to the NS: batches, their latency and size; events set aside in the
+  dead-letter file (``dead_letters``: the NS rejected them, or they failed this task
+  server's own field checks), so they cannot block the spool (R12);
 - calls to the NS that failed, by call and error.
 
 Read when Prometheus scrapes (``watch_relay``): open notification channels and the channel
 capacity (the figure the heartbeat reports to the NS for the R7 advice), the client
-limit, agents known, work held for agents, spool depth, approval.
+limit, agents known, work held for agents, spool depth, dead letters kept, approval.
 
 ``/metrics`` is open, like ``/hello``: a task server has no users to check a credential
 against, and it exports only aggregate numbers (no computer, run or agent is named).
@@ -74,8 +74,8 @@ class TaskServerMetrics(ServerMetrics):
         )
         self.dead_letters = Counter(
             f"{PREFIX}_dead_letters",
-            "Relayed status events the NS refused (unknown instance, not that computer's): "
-            "dropped from the spool so they cannot block it, and logged by the NS",
+            "Status events set aside in the dead-letter file (the NS rejected them, or they "
+            "failed this task server's field checks): out of the spool, so they cannot block it",
             registry=r,
         )
         self.link_errors = Counter(
@@ -93,8 +93,6 @@ class TaskServerMetrics(ServerMetrics):
     def relayed(self, events: int, ack: StatusAck, seconds: float) -> None:
         self.relay_seconds.observe(seconds)
         self.relay_events.observe(events)
-        if ack.rejected:
-            self.dead_letters.inc(len(ack.rejected))
 
     def link_error(self, path: str, error: TaskfleetError) -> None:
         """A call to ``path`` (``/api/ts/<call>...``) failed with ``error``."""
@@ -131,6 +129,11 @@ class TaskServerMetrics(ServerMetrics):
                 "spool_events",
                 "Status events on disk not yet acknowledged by the NS",
                 len(relay.spool),
+            )
+            yield _gauge(
+                "dead_letters_kept",
+                "Status events in the dead-letter file now (bounded: the oldest go first)",
+                relay.dead_letters.count,
             )
             approval = GaugeMetricFamily(
                 f"{PREFIX}_approval",

@@ -36,10 +36,12 @@ from taskfleet.protocol.messages import (
 )
 from taskfleet.protocol.spool import Spool
 from taskfleet.protocol.transport import hash_secret, secret_matches
+from taskfleet.taskserver.dead_letters import DeadLetters
 from taskfleet.taskserver.lookups import LookupLimit, Refusals
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.settings import TaskServerSettings
 from taskfleet.taskserver.source import Tickler
+from taskfleet.taskserver.status_relay import StatusRelay
 from taskfleet.taskserver.work_cache import WorkCache
 
 log = logging.getLogger("taskfleet.taskserver")
@@ -54,6 +56,9 @@ class Relay:
         self.link = link
         self.metrics = link.metrics  # /metrics: its figures, kept by the link and here
         self.spool = Spool(settings.data_dir / "spool")
+        # Events the NS will not apply are set aside there, never dropped (R12).
+        self.dead_letters = DeadLetters(settings.data_dir)
+        self.status_relay = StatusRelay(self.spool, self.dead_letters, self.metrics, link.status)
         self._tickler = Tickler()
         self.approval = "unknown"
         self.agents: dict[int, AgentEntry] = {}
@@ -211,6 +216,8 @@ class Relay:
             client_limit=self.settings.client_limit,
             heartbeat_period_s=self.settings.heartbeat_period_s,
             channel_capacity=self.settings.channel_capacity,
+            dead_letters=self.dead_letters.count,
+            dead_letter_reason=self.dead_letters.last_reason,
         )
         try:
             reply = await self.link.heartbeat(body)
@@ -318,15 +325,16 @@ class Relay:
                 await self._drain()
             except TaskfleetError as exc:
                 log.warning("relaying status to the NS failed, kept in the spool: %s", exc)
+            except Exception:  # the loop must outlive any one batch (R12)
+                log.exception("relaying status to the NS failed, kept in the spool")
+                await asyncio.sleep(1.0)
 
     async def _drain(self) -> None:
         while self.approval == "approved":
             events = self.spool.pending(STATUS_BATCH)
             if not events:
                 return
-            started = time.monotonic()
-            ack = await self.link.status(events)
-            self.metrics.relayed(len(events), ack, time.monotonic() - started)
-            await asyncio.to_thread(self.spool.ack, ack.accepted + ack.rejected)
+            # Every event leaves the spool, delivered or set aside (status_relay).
+            await self.status_relay.relay_batch(events)
             if len(events) < STATUS_BATCH:
                 return
