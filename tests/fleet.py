@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -9,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
 
 from taskfleet.cli.launcher import Launcher, Proc, free_port, wait_http, wait_until
+from taskfleet.protocol import pki
 from taskfleet.protocol.transport import parse_credential
 
 
@@ -48,9 +53,11 @@ class TaskServerProc:
     proc: Proc
     data_dir: Path
 
+    scheme: str = "https"
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -62,9 +69,11 @@ class Replica:
     proc: Proc
     api: Api
 
+    scheme: str = "https"
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -80,19 +89,35 @@ class Fleet:
     replicas: dict[str, Replica] = field(default_factory=dict)
     _ts_token: str = ""
     _agent_token: str = ""
+    # Real TLS with the NS's own CA, as in production; False runs --insecure-http.
+    tls: bool = True
+    fingerprint: str = ""  # of the NS's CA, given to every node (--ca-fingerprint)
+    _cert_env: str | None = None
 
     def __post_init__(self) -> None:
         self.launcher = Launcher(self.root / "logs")
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def ns_url(self) -> str:
-        return f"http://127.0.0.1:{self.ns_port}"
+        return f"{self.scheme}://127.0.0.1:{self.ns_port}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.root / "ns" / "ca" / "bundle.pem"
+
+    def trust_args(self) -> list[str]:
+        """How a node is told whom to trust: the CA's fingerprint, or plain HTTP."""
+        return ["--ca-fingerprint", self.fingerprint] if self.tls else ["--insecure-http"]
 
     @property
     def credential_file(self) -> Path:
         return self.root / "ns" / "admin.credential"
 
-    def start_ns(self) -> None:
+    def start_ns(self, *ns_args: str) -> None:
         self.ns_port = self.ns_port or free_port()
         self.ns = self.launcher.start(
             "ns",
@@ -104,11 +129,24 @@ class Fleet:
             f"127.0.0.1:{self.ns_port}",
             "--data-dir",
             str(self.root / "ns"),
+            *ns_args,
+            *([] if self.tls else ["--insecure-http"]),
         )
         wait_http(f"{self.ns_url}/hello", self.ns, timeout=60)
         credential = parse_credential(self.credential_file.read_text())
         assert credential is not None
-        self.api = Api(httpx.Client(base_url=self.ns_url, headers=credential.header, timeout=30))
+        verify: ssl.SSLContext | bool = False
+        if self.tls:
+            ca = x509.load_pem_x509_certificate((self.root / "ns" / "ca" / "ca.crt").read_bytes())
+            self.fingerprint = pki.fingerprint(ca)
+            verify = ssl.create_default_context(cafile=str(self.ca_bundle))
+            # Plain httpx calls in tests, and CLI processes they start, trust this CA.
+            if self._cert_env is None:
+                self._cert_env = os.environ.get("SSL_CERT_FILE", "")
+            os.environ["SSL_CERT_FILE"] = str(self.ca_bundle)
+        self.api = Api(
+            httpx.Client(base_url=self.ns_url, headers=credential.header, timeout=30, verify=verify)
+        )
 
     def start_replica(self, name: str) -> Replica:
         """Start another NS on the same database, with its own port and data directory.
@@ -116,6 +154,8 @@ class Fleet:
         It finds the database's admin already there, so it writes no credential of its
         own: the first NS's admin credential works on it."""
         port = free_port()
+        if self.tls:  # replicas share one CA: its directory is copied to each
+            shutil.copytree(self.root / "ns" / "ca", self.root / name / "ca", dirs_exist_ok=True)
         proc = self.launcher.start(
             name,
             "ns",
@@ -126,11 +166,21 @@ class Fleet:
             f"127.0.0.1:{port}",
             "--data-dir",
             str(self.root / name),
+            *([] if self.tls else ["--insecure-http"]),
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"{self.scheme}://127.0.0.1:{port}"
         wait_http(f"{url}/hello", proc, timeout=60)
-        api = Api(httpx.Client(base_url=url, headers=self.api.client.headers, timeout=30))
-        replica = self.replicas[name] = Replica(name, port, proc, api)
+        api = Api(
+            httpx.Client(
+                base_url=url,
+                headers=self.api.client.headers,
+                timeout=30,
+                verify=ssl.create_default_context(cafile=str(self.ca_bundle))
+                if self.tls
+                else False,
+            )
+        )
+        replica = self.replicas[name] = Replica(name, port, proc, api, self.scheme)
         return replica
 
     def token(self, kind: str) -> str:
@@ -163,21 +213,33 @@ class Fleet:
             f"127.0.0.1:{port}",
             "--data-dir",
             str(data_dir),
-            "--token",
-            self._ts_token,
+            # Tokens never on a command line (ps shows it to every user): the environment
+            # here, a file for agents.
             "--name",
             name,
             "--heartbeat",
             "2",
+            *self.trust_args(),
             *extra,
             prefix=prefix,
+            env={"TASKFLEET_TOKEN": self._ts_token},
         )
-        wait_http(f"http://127.0.0.1:{port}/hello", proc)
-        ts = self.servers[name] = TaskServerProc(name, port, proc, data_dir)
+        wait_http(f"{self.scheme}://127.0.0.1:{port}/hello", proc)
+        ts = self.servers[name] = TaskServerProc(name, port, proc, data_dir, self.scheme)
         if approve:
             self.api.post(f"/api/taskservers/{name}/approve")
             self.wait_available(name)
+            if self.tls:  # and it has heard: it serves the certificate approval signed
+                self.wait_serving(ts)
         return ts
+
+    def wait_serving(self, ts: TaskServerProc, timeout: float = 20) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca_bundle))
+        wait_until(
+            lambda: httpx.get(f"{ts.url}/hello", verify=ctx, timeout=2).status_code == 200,
+            timeout,
+            f"{ts.name} serving its CA certificate",
+        )
 
     def wait_available(self, name: str, available: bool = True, timeout: float = 20) -> None:
         def check() -> bool:
@@ -187,8 +249,12 @@ class Fleet:
         wait_until(check, timeout, f"task server {name} available={available}")
 
     def start_agent(self, name: str, *extra: str, ns_url: str = "") -> Proc:
+        token_file = self.root / "agent.token"
         if not self._agent_token:
             self._agent_token = self.token("agent")
+            token_file.parent.mkdir(parents=True, exist_ok=True)
+            token_file.write_text(self._agent_token + "\n")
+            token_file.chmod(0o600)
         proc = self.launcher.start(
             name,
             "agent",
@@ -197,14 +263,15 @@ class Fleet:
             ns_url or self.ns_url,
             "--state-dir",
             str(self.root / "agents" / name),
-            "--token",
-            self._agent_token,
+            "--token-file",
+            str(token_file),
             "--name",
             name,
             "--startup-window",
             "0.5",
             "--channel-wait",
             "20",
+            *self.trust_args(),
             *extra,
         )
         self.agents[name] = proc
@@ -280,6 +347,11 @@ class Fleet:
             self.api.client.close()
         for replica in self.replicas.values():
             replica.api.client.close()
+        if self._cert_env is not None:
+            if self._cert_env:
+                os.environ["SSL_CERT_FILE"] = self._cert_env
+            else:
+                os.environ.pop("SSL_CERT_FILE", None)
 
 
 def elapsed(since: float) -> float:

@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from taskfleet.agent import enrolment_token
 from taskfleet.agent.service import Agent, AgentOptions
 from taskfleet.errors import TaskfleetError
 
@@ -27,10 +28,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir", required=True, type=Path, help="where the agent keeps its identity and spool"
     )
+    # The enrolment token (first start only): a file or TASKFLEET_TOKEN, not the argv.
+    p.add_argument("--token-file", type=Path, default=None, help=enrolment_token.FILE_HELP)
+    p.add_argument("--token", default=None, help=enrolment_token.ARGV_HELP)
     p.add_argument(
-        "--token",
-        default=os.environ.get("TASKFLEET_TOKEN", ""),
-        help="enrolment token (needed on first start only)",
+        "--ca-fingerprint",
+        default=os.environ.get("TASKFLEET_CA_FINGERPRINT", ""),
+        help="SHA-256 fingerprint of the NS's CA (first start; printed by the NS and by "
+        "'taskfleet ca show'): the agent refuses any server that does not chain to it",
+    )
+    p.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="talk plain HTTP to an NS run with --insecure-http (tests only)",
     )
     p.add_argument("--name", default=None, help="computer name to report (default: host name)")
     p.add_argument(
@@ -60,20 +70,19 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        args.token = enrolment_token.read(args.token_file, args.token)
+    except TaskfleetError as exc:
+        print(f"taskfleet agent: {exc.message}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    agent = Agent(
-        AgentOptions(
-            ns_url=args.ns,
-            state_dir=args.state_dir,
-            token=args.token,
-            name=args.name,
-            addresses=args.address,
-            startup_window_s=args.startup_window,
-            channel_wait_s=args.channel_wait,
-        )
-    )
+    try:
+        agent = _agent(args)
+    except TaskfleetError as exc:
+        print(f"taskfleet agent: {exc.message}", file=sys.stderr)
+        return 2
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -90,5 +99,23 @@ def main(argv: list[str] | None = None) -> int:
         # R10: start afresh; the new process asks the NS for its task server again.
         args_now = sys.argv[1:] if argv is None else argv
         sys.stdout.flush()
+        if args.token:  # (taken out of the environment while scripts ran)
+            os.environ[enrolment_token.ENV] = args.token
         os.execv(sys.executable, [sys.executable, "-m", "taskfleet.agent", *args_now])
     return 0
+
+
+def _agent(args: argparse.Namespace) -> Agent:
+    return Agent(
+        AgentOptions(
+            ns_url=args.ns,
+            state_dir=args.state_dir,
+            token=args.token,
+            name=args.name,
+            addresses=args.address,
+            startup_window_s=args.startup_window,
+            channel_wait_s=args.channel_wait,
+            ca_fingerprint=args.ca_fingerprint,
+            insecure_http=args.insecure_http,
+        )
+    )

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from taskfleet.agent.ledger import Ledger
 from taskfleet.agent.runner import run_script
 from taskfleet.errors import (
     Busy,
+    Conflict,
     InvalidInput,
     NotApproved,
     NotAssigned,
@@ -37,16 +39,18 @@ from taskfleet.errors import (
     Unauthenticated,
     Unavailable,
 )
-from taskfleet.protocol import transport
+from taskfleet.protocol import pki, transport
 from taskfleet.protocol.calls import call
 from taskfleet.protocol.messages import (
     AgentSettings,
     Assignment,
     AssignmentRequest,
+    CertificateRequest,
     ChannelReply,
     Enrolled,
     Enrolment,
     InstanceState,
+    IssuedCertificate,
     PollReply,
     StatusAck,
     StatusEvent,
@@ -56,10 +60,12 @@ from taskfleet.protocol.messages import (
     to_json,
 )
 from taskfleet.protocol.spool import Spool
+from taskfleet.protocol.trust import NodeTrust
 
 log = logging.getLogger("taskfleet.agent")
 FAILOVER_AFTER = 3  # R4
 JITTER = 0.1  # R5: +-10% on every interval
+CERTIFICATE_CHECK_S = 600.0  # how often the agent looks whether to renew its certificate
 
 
 @dataclass
@@ -71,6 +77,8 @@ class AgentOptions:
     addresses: list[str] = field(default_factory=list)
     startup_window_s: float = 60.0  # R11
     channel_wait_s: float = 50.0
+    ca_fingerprint: str = ""  # pins the NS's CA on first start (protocol.trust)
+    insecure_http: bool = False
 
 
 def jittered(seconds: float) -> float:
@@ -87,9 +95,16 @@ class Agent:
         self.spool = Spool(state / "spool")
         self.ledger = Ledger(state / "instances")
         self.credential: transport.Credential | None = None
+        # The credential the NS stopped recognising: presented when enrolling again, as
+        # the proof that this is the computer it enrolled (ns.identity).
+        self.previous_credential: transport.Credential | None = None
         self.assignment: Assignment | None = None
         self.settings = AgentSettings()
-        self.ns = transport.client(options.ns_url)
+        self.trust = NodeTrust(
+            state, options.ns_url, options.ca_fingerprint, options.insecure_http, "agent"
+        )
+        self._trusted = False
+        self.ns = transport.client(options.ns_url, tls=self._tls())
         self.ts: httpx.AsyncClient | None = None
         self.failures = 0
         self.generation = 0
@@ -119,14 +134,24 @@ class Agent:
     async def enrol(self) -> None:
         if not self.options.token:
             raise InvalidInput(
-                "this agent is not enrolled: start it with --token TOKEN "
+                "this agent is not enrolled: give it an enrolment token in --token-file "
+                "PATH or TASKFLEET_TOKEN "
                 "(create one with 'taskfleet token create --kind agent')"
             )
-        body = Enrolment(token=self.options.token, facts=self.facts())
+        body = Enrolment(token=self.options.token, facts=self.facts(), csr=self.trust.csr())
         reply = from_json(
-            Enrolled, await call(self.ns, "POST", "/api/agent/enrol", json=to_json(body))
+            Enrolled,
+            await call(
+                self.ns,
+                "POST",
+                "/api/agent/enrol",
+                json=to_json(body),
+                headers=self.previous_credential.header if self.previous_credential else None,
+            ),
         )
         self.credential = transport.parse_credential(reply.credential)
+        self.trust.store_certificate(reply.certificate, reply.ca_bundle)
+        await self._reopen_ns()
         tmp = self.identity_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -139,9 +164,12 @@ class Agent:
         backoff = 1.0
         while True:
             try:
+                await self._ensure_trust()
                 if self.credential is None:
                     await self.enrol()
                 assert self.credential is not None
+                if self.trust.needs_certificate():
+                    await self.renew_certificate()
                 body = AssignmentRequest(
                     facts=self.facts(), failed_task_server=failed, reason=reason
                 )
@@ -157,9 +185,11 @@ class Agent:
                 if "enrolment token" in exc.message or not self.options.token:
                     raise
                 log.warning("the NS does not know this agent's credential; enrolling again")
-                self.credential = None
+                self.previous_credential, self.credential = self.credential, None
             except (Unavailable, TaskfleetError) as exc:
-                if isinstance(exc, InvalidInput):
+                # Bad input, or this computer's identity refused (409: enrolled already,
+                # and no proof of it; an admin's 'computer reset' lets it in): say so, stop.
+                if isinstance(exc, InvalidInput) or type(exc) is Conflict:
                     raise
                 log.warning("asking the NS for a task server failed: %s", exc)
             await asyncio.sleep(jittered(backoff))
@@ -169,7 +199,10 @@ class Agent:
         self.settings = self.assignment.settings
         if self.ts is not None:
             await self.ts.aclose()
-        self.ts = transport.client(self.assignment.url, self.credential, timeout=30.0)
+        self.trust.check_url(self.assignment.url, "the task server's URL")
+        self.ts = transport.client(
+            self.assignment.url, self.credential, timeout=30.0, tls=self._tls()
+        )
         self.failures = 0
         self.generation += 1
         self._wake.set()
@@ -180,6 +213,68 @@ class Agent:
             f"by {self.assignment.step}: {self.assignment.reason}",
             flush=True,
         )
+
+    # --- trust and certificates (protocol.trust) -----------------------------------------
+
+    def _tls(self) -> ssl.SSLContext | None:
+        return self.trust.context() if self._trusted else None
+
+    async def _ensure_trust(self) -> None:
+        """Once: the pinned CA bundle, then a client to the NS that verifies against it."""
+        if self._trusted:
+            return
+        await self.trust.bootstrap()
+        self._trusted = True
+        await self._reopen_ns()
+
+    async def _reopen_ns(self) -> None:
+        # New connections present the current certificate; old ones may not have had it.
+        await self.ns.aclose()
+        self.ns = transport.client(self.options.ns_url, tls=self._tls())
+
+    async def renew_certificate(self) -> None:
+        """A new certificate for this agent's key, before the current one expires."""
+        assert self.credential is not None
+        cert = self.trust.certificate()
+        client = self.ns
+        expired = cert is not None and cert.not_valid_after_utc.timestamp() <= time.time()
+        if expired:  # the handshake would fail with it: ask without, by credential and key
+            client = transport.client(
+                self.options.ns_url,
+                tls=pki.client_context(self.trust.ca_file, None, None),
+            )
+        try:
+            data = await call(
+                client,
+                "POST",
+                "/api/agent/certificate",
+                json=to_json(CertificateRequest(csr=self.trust.csr(self.credential.principal))),
+                headers=self.credential.header,
+            )
+        finally:
+            if expired:
+                await client.aclose()
+        issued = from_json(IssuedCertificate, data)
+        self.trust.store_certificate(issued.certificate, issued.ca_bundle)
+        await self._reopen_ns()
+        if self.ts is not None and self.assignment is not None:
+            await self.ts.aclose()
+            self.ts = transport.client(
+                self.assignment.url, self.credential, timeout=30.0, tls=self._tls()
+            )
+
+    async def _certificate_loop(self) -> None:
+        while True:
+            cert = self.trust.certificate()
+            life = CERTIFICATE_CHECK_S * 10
+            if cert is not None:
+                life = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
+            await asyncio.sleep(jittered(min(CERTIFICATE_CHECK_S, life / 10)))
+            if self.credential is not None and self.trust.needs_certificate():
+                try:
+                    await self.renew_certificate()
+                except TaskfleetError as exc:
+                    log.warning("renewing this agent's certificate failed: %s", exc)
 
     async def ts_call(self, method: str, path: str, **kwargs: Any) -> Any:
         assert self.ts is not None and self.assignment is not None
@@ -237,6 +332,7 @@ class Agent:
                 asyncio.create_task(self._channel_loop()),
                 asyncio.create_task(self._poll_loop()),
                 asyncio.create_task(self._status_loop()),
+                asyncio.create_task(self._certificate_loop()),
             ]
             tasks += loops
             done, _ = await asyncio.wait([*loops, stopper], return_when=asyncio.FIRST_COMPLETED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,7 +43,21 @@ class Context:
     def api(self) -> Api:
         if not self.ns:
             fail("where is the NS? pass --ns URL or set TASKFLEET_NS (e.g. http://127.0.0.1:8400)")
-        return Api(self.ns, self.credential())
+        return Api(self.ns, self.credential(), self.ca_file())
+
+    def ca_file(self) -> Path | None:
+        """The CA bundle to verify the NS with: TASKFLEET_CA, else the one the NS keeps
+        beside the admin credential it wrote (<data-dir>/ca/bundle.pem), else the
+        system's trust store (an NS behind a publicly trusted proxy)."""
+        named = os.environ.get("TASKFLEET_CA")
+        if named:
+            return Path(named).expanduser()
+        source = self.credential_source
+        if source and not source.startswith("tf1."):
+            beside = Path(source).expanduser().parent / "ca" / "bundle.pem"
+            if beside.exists():
+                return beside
+        return None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -51,14 +66,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 class Api:
-    def __init__(self, base_url: str, credential: Credential) -> None:
+    def __init__(self, base_url: str, credential: Credential, ca_file: Path | None = None) -> None:
         # Plain HTTP needs no TLS context: building one loads the CA bundle, a tenth of a
         # second or more of every command.
+        verify: ssl.SSLContext | bool = base_url.startswith("https:")
+        if verify and ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(ca_file))
         self.client = httpx.Client(
-            base_url=base_url,
-            headers=credential.header,
-            timeout=30.0,
-            verify=base_url.startswith("https:"),
+            base_url=base_url, headers=credential.header, timeout=30.0, verify=verify
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:

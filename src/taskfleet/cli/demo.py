@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -9,11 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography import x509
 from rich.console import Console
 
 from taskfleet.cli.client import Api, fail
 from taskfleet.cli.launcher import Launcher, free_port, wait_http, wait_until
 from taskfleet.cli.work import print_run, wait_for
+from taskfleet.protocol import pki
 from taskfleet.protocol.transport import parse_credential
 
 console = Console()
@@ -53,7 +56,7 @@ def demo(
 
 
 def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: int) -> bool:
-    ns_url = f"http://127.0.0.1:{ns_port}"
+    ns_url = f"https://127.0.0.1:{ns_port}"
     console.rule("[bold]taskfleet demo")
     console.print(f"notification server on SQLite: {root / 'ns.db'}")
     ns = launcher.start(
@@ -71,7 +74,12 @@ def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: in
     credential_file = root / "ns" / "admin.credential"
     credential = parse_credential(credential_file.read_text())
     assert credential is not None
-    api = Api(ns_url, credential)
+    # Everything below talks TLS to the NS's own CA; nodes pin it by its fingerprint, as
+    # an installer would give it to them.
+    ca_dir = root / "ns" / "ca"
+    fingerprint = pki.fingerprint(x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes()))
+    console.print(f"NS certificate authority: fingerprint [bold]{fingerprint}[/]")
+    api = Api(ns_url, credential, ca_dir / "bundle.pem")
 
     ts_token = api.post("/api/tokens", {"kind": "taskserver", "label": "demo"})["token"]
     servers = {}
@@ -87,16 +95,18 @@ def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: in
             f"127.0.0.1:{port}",
             "--data-dir",
             str(root / name),
-            "--token",
-            ts_token,
             "--name",
             name,
             "--heartbeat",
             "2",
+            "--ca-fingerprint",
+            fingerprint,
+            # Never on the command line, where every local user sees it (ps).
+            env={"TASKFLEET_TOKEN": ts_token},
         )
         servers[name] = (proc, port)
     for proc, port in servers.values():
-        wait_http(f"http://127.0.0.1:{port}/hello", proc)
+        wait_http(f"https://127.0.0.1:{port}/hello", proc)
     api.post("/api/taskservers/ts-east/approve")
     console.print(
         "task servers: [green]ts-east approved[/], "
@@ -123,6 +133,10 @@ def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: in
     console.print("policy applied: 'Demo computers' -> ts-west (pending, so skipped), then ts-east")
 
     agent_token = api.post("/api/tokens", {"kind": "agent", "label": "demo"})["token"]
+    token_file = root / "agent.token"  # what an installer leaves beside the agent, 0600
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(agent_token + "\n")
     for i in range(1, n_agents + 1):
         name = f"demo-pc-{i:02d}"
         launcher.start(
@@ -133,12 +147,14 @@ def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: in
             ns_url,
             "--state-dir",
             str(root / "agents" / name),
-            "--token",
-            agent_token,
+            "--token-file",
+            str(token_file),
             "--name",
             name,
             "--startup-window",
             "2",
+            "--ca-fingerprint",
+            fingerprint,
         )
     console.print(f"started {n_agents} agents; waiting for them to enrol and get a task server")
 
@@ -164,6 +180,10 @@ def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: in
     console.print(
         f"console: [bold]{ns_url}/console/[/]   log in as admin with the password in "
         f"{password_file}"
+    )
+    console.print(
+        f"  (the browser does not know the NS's CA yet: import {ca_dir / 'ca.crt'}, or accept "
+        f"the certificate after checking its fingerprint {fingerprint[:16]}...)"
     )
     console.print(f"try:  export TASKFLEET_NS={ns_url} TASKFLEET_CREDENTIAL={credential_file}")
     console.print("      taskfleet computer show demo-pc-01; taskfleet taskserver list")

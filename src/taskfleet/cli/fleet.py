@@ -35,7 +35,7 @@ def taskserver_list(ctx: typer.Context, json: JsonOpt = False) -> None:
         return emit_json(rows)
     table(
         "Task servers",
-        ["name", "approval", "available", "agents", "limit", "period", "heartbeat", "url"],
+        ["name", "approval", "available", "agents", "limit", "period", "heartbeat", "dead", "url"],
         [
             [
                 r["name"],
@@ -45,9 +45,51 @@ def taskserver_list(ctx: typer.Context, json: JsonOpt = False) -> None:
                 _setting(r, "client_limit", ""),
                 _setting(r, "heartbeat_period_s", "s"),
                 ago(r["last_heartbeat"]),
+                r.get("dead_letters", 0),
                 r["url"],
             ]
             for r in rows
+        ],
+    )
+    for r in rows:
+        if r.get("dead_letters"):
+            typer.echo(_dead_letters(r))
+
+
+def _dead_letters(row: dict[str, Any]) -> str:
+    return (
+        f"{row['name']}: {row['dead_letters']} status event(s) set aside in its dead-letter "
+        f"file (dead-letters.jsonl in its state directory); latest: {row['dead_letter_reason']}"
+    )
+
+
+@taskserver.command("show")
+def taskserver_show(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="name or id")],
+    json: JsonOpt = False,
+) -> None:
+    """One task server: approval, availability (R2), settings, load, dead letters (R12)."""
+    rows = _ctx(ctx).api().get("/api/taskservers")
+    found = [r for r in rows if key in (r["name"], str(r["id"]))]
+    if not found:
+        fail(f"no task server {key!r}; 'taskfleet taskserver list' shows them")
+    r = found[0]
+    if json:
+        return emit_json(r)
+    fields(
+        f"Task server {r['name']}",
+        [
+            ("id", r["id"]),
+            ("url", r["url"]),
+            ("approval", r["approval"]),
+            ("available", "yes" if r["available"] else f"no: {r['why_unavailable']}"),
+            ("last heartbeat", ago(r["last_heartbeat"])),
+            ("agents", f"{r['agents']} of {_setting(r, 'client_limit', '')}"),
+            ("heartbeat period", _setting(r, "heartbeat_period_s", "s")),
+            ("addresses", " ".join(r["addresses"])),
+            ("dead letters", r.get("dead_letters", 0)),
+            ("latest dead letter", r.get("dead_letter_reason") or ""),
         ],
     )
 
@@ -60,7 +102,7 @@ def _setting(row: dict[str, Any], key: str, unit: str) -> str:
 
 
 def _approval(ctx: typer.Context, name: str, verb: str, json: bool) -> None:
-    result = _ctx(ctx).api().post(f"/api/taskservers/{name}/{verb}")
+    result = _ctx(ctx).api().post(f"/api/taskservers/{quote(name, safe='')}/{verb}")
     if json:
         return emit_json(result)
     typer.echo(f"task server {result['name']} is now {result['approval']}")
@@ -172,7 +214,7 @@ def computer_show(
     json: JsonOpt = False,
 ) -> None:
     """One computer: facts, collections, its task server and why (R3), recent runs."""
-    c = _ctx(ctx).api().get(f"/api/computers/{key}")
+    c = _ctx(ctx).api().get(f"/api/computers/{quote(key, safe='')}")
     if json:
         return emit_json(c)
     fields(
@@ -240,8 +282,18 @@ def collection_create(
     typer.echo(f"collection {result['name']} created")
 
 
+def _find_id(ctx: typer.Context, kind: str, name: str) -> int:
+    """The id of the collection or site called ``name``: the API addresses them by id, as a
+    name may hold any character ('/', '?', '#', '%')."""
+    rows = _ctx(ctx).api().get(f"/api/{kind}s", params={"name": name})
+    if not rows:
+        fail(f"no {kind} named {name!r}; 'taskfleet {kind} list' shows them")
+    return int(rows[0]["id"])
+
+
 def _members(ctx: typer.Context, name: str, computers: list[str], verb: str, json: bool) -> None:
-    path = f"/api/collections/{name}/members" + ("/remove" if verb == "remove" else "")
+    collection_id = _find_id(ctx, "collection", name)
+    path = f"/api/collections/{collection_id}/members" + ("/remove" if verb == "remove" else "")
     result = _ctx(ctx).api().post(path, {"computers": computers})
     if json:
         return emit_json(result)
@@ -280,7 +332,7 @@ def collection_list(ctx: typer.Context, json: JsonOpt = False) -> None:
 
 @collection.command("show")
 def collection_show(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
-    c = _ctx(ctx).api().get(f"/api/collections/{name}")
+    c = _ctx(ctx).api().get(f"/api/collections/{_find_id(ctx, 'collection', name)}")
     if json:
         return emit_json(c)
     table(
@@ -306,7 +358,8 @@ def site_create(
 
 @site.command("add-subnet")
 def site_add_subnet(ctx: typer.Context, name: str, subnet: str, json: JsonOpt = False) -> None:
-    result = _ctx(ctx).api().post(f"/api/sites/{name}/subnets", {"subnet": subnet})
+    site_id = _find_id(ctx, "site", name)
+    result = _ctx(ctx).api().post(f"/api/sites/{site_id}/subnets", {"subnet": subnet})
     if json:
         return emit_json(result)
     typer.echo(f"site {result['name']}: {', '.join(result['subnets'])}")
@@ -317,7 +370,8 @@ def site_add_taskserver(
     ctx: typer.Context, name: str, task_server: str, json: JsonOpt = False
 ) -> None:
     """Make a task server serve a site (besides the sites its own address is in)."""
-    result = _ctx(ctx).api().post(f"/api/sites/{name}/taskservers", {"task_server": task_server})
+    site_id = _find_id(ctx, "site", name)
+    result = _ctx(ctx).api().post(f"/api/sites/{site_id}/taskservers", {"task_server": task_server})
     if json:
         return emit_json(result)
     typer.echo(f"task server {result['task_server']} serves site {result['name']}")

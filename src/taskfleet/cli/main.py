@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from taskfleet.cli import demo, fleet, identity, services, simulate, users, work
+from taskfleet.cli import ca, demo, fleet, identity, services, simulate, users, work
 from taskfleet.cli.client import Context
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.add_typer(services.ns, name="ns")
 app.add_typer(fleet.taskserver, name="taskserver")
 app.add_typer(services.agent, name="agent")
 app.add_typer(identity.token, name="token")
+app.add_typer(ca.ca, name="ca")
 app.add_typer(fleet.computer, name="computer")
 app.add_typer(fleet.collection, name="collection")
 app.add_typer(fleet.site, name="site")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -75,7 +76,7 @@ def user_list(ctx: typer.Context, json: JsonOpt = False) -> None:
 @user.command("set-role")
 def user_set_role(ctx: typer.Context, name: str, role: str, json: JsonOpt = False) -> None:
     """Change a user's role."""
-    result = _ctx(ctx).api().post(f"/api/users/{name}/role", {"role": role})
+    result = _ctx(ctx).api().post(f"/api/users/{quote(name, safe='')}/role", {"role": role})
     if json:
         return emit_json(result)
     typer.echo(f"user {result['name']} is now {result['role']}")
@@ -85,7 +86,9 @@ def user_set_role(ctx: typer.Context, name: str, role: str, json: JsonOpt = Fals
 def user_set_password(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
     """Set a user's console password, read from standard input; ends their sessions."""
     password = _password(True)
-    result = _ctx(ctx).api().post(f"/api/users/{name}/password", {"password": password})
+    result = (
+        _ctx(ctx).api().post(f"/api/users/{quote(name, safe='')}/password", {"password": password})
+    )
     if json:
         return emit_json(result)
     typer.echo(f"console password of {result['name']} set")
@@ -94,7 +97,7 @@ def user_set_password(ctx: typer.Context, name: str, json: JsonOpt = False) -> N
 @user.command("disable")
 def user_disable(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
     """Disable a user: their credential and console sessions stop working."""
-    result = _ctx(ctx).api().post(f"/api/users/{name}/disable")
+    result = _ctx(ctx).api().post(f"/api/users/{quote(name, safe='')}/disable")
     if json:
         return emit_json(result)
     typer.echo(f"user {result['name']} is disabled")

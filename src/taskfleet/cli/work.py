@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -211,7 +212,7 @@ def task_list(ctx: typer.Context, json: JsonOpt = False) -> None:
 
 @task.command("show")
 def task_show(ctx: typer.Context, key: str, json: JsonOpt = False) -> None:
-    t = _api(ctx).get(f"/api/tasks/{key}")
+    t = _api(ctx).get(f"/api/tasks/{quote(key, safe='')}")
     if json:
         return emit_json(t)
     console.print(f"[bold]{t['name']}[/] ({t['type']}, timeout {t['timeout_s']:g}s)")

@@ -7,14 +7,18 @@ ask within seconds, and one transaction for many is what keeps up with them.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from sqlalchemy import update
 
-from taskfleet.ns import computers
+from taskfleet.errors import InvalidInput
+from taskfleet.ns import certificates, computers
 from taskfleet.ns.agent_batches import Ask, agent_batches
 from taskfleet.ns.auth import agent_credential
 from taskfleet.ns.enrolment import EnrolRequest
 from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
+from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Assignment, AssignmentRequest, Enrolled, Enrolment
+from taskfleet.storage.models import Computer
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
@@ -23,10 +27,33 @@ router = APIRouter(prefix="/api/agent", tags=["agent"])
 async def enrol(request: Request, body: Enrolment) -> Enrolled:
     """Enrol with a token. Enrolling a computer the NS knows (its hardware id) needs its
     current credential in ``Authorization``, or an admin's 'computer reset' (409 else)."""
+    state = ns_state(request)
+    if state.authority is not None:
+        if not body.csr:
+            raise InvalidInput(
+                "csr is required: this NS issues every agent a certificate at enrolment "
+                "(an agent older than the CA must be upgraded)",
+                field="csr",
+            )
+        certificates.csr_key_id(body.csr)  # a bad request fails before the token is used
     enrol_request = EnrolRequest(body, presented(request))
     credential = await agent_batches(request).enrolments.submit(enrol_request)
     ns_metrics(request).enrolments.inc()
-    return Enrolled(computer_id=credential.principal, credential=str(credential))
+    if state.authority is None:
+        return Enrolled(computer_id=credential.principal, credential=str(credential))
+    async with state.session() as session:
+        issued, key = await certificates.issue(
+            state, session, "agent", credential.principal, body.csr
+        )
+        await session.execute(
+            update(Computer).where(Computer.id == credential.principal).values(key_id=key)
+        )
+    return Enrolled(
+        computer_id=credential.principal,
+        credential=str(credential),
+        certificate=issued.pem,
+        ca_bundle=state.authority.bundle_pem.decode(),
+    )
 
 
 @router.post("/assignment", response_model=Assignment)

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select, update
 
 from taskfleet.errors import InvalidInput, NotAssigned
-from taskfleet.ns import audit, registration, registry, runs, status_intake
+from taskfleet.ns import audit, certificates, registration, registry, runs, status_intake
 from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
 from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.state import ns_state
+from taskfleet.protocol import pki
 from taskfleet.protocol.fields import bounded_list
 from taskfleet.protocol.messages import (
     MAX_STATUS_EVENTS,
@@ -45,7 +46,24 @@ async def register(request: Request, body: Registration) -> Registered:
     """Register with a task-server token. Claiming an existing task server (its hardware
     id or name) needs its current credential in ``Authorization``, or an admin's
     'computer reset' (409 else)."""
-    return await registration.register(ns_state(request), body, presented(request))
+    state = ns_state(request)
+    key = ""
+    if state.authority is not None:
+        if not body.csr:
+            raise InvalidInput(
+                "csr is required: approval signs the task server's certificate request",
+                field="csr",
+            )
+        key = certificates.csr_key_id(body.csr)  # a bad request fails before the token
+    registered = await registration.register(state, body, presented(request))
+    if key:  # kept for approval to sign, and for renewals
+        async with state.session() as session:
+            await session.execute(
+                update(TaskServer)
+                .where(TaskServer.id == registered.task_server_id)
+                .values(csr=body.csr, key_id=key)
+            )
+    return registered
 
 
 @router.post("/heartbeat", response_model=HeartbeatReply)
@@ -88,7 +106,14 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
         changed = registry.report(ts, body.client_limit, body.heartbeat_period_s)
         if changed:  # it restarted with new values: say so in the audit log
             audit.record(session, f"taskserver:{ts.name}", "taskserver.report", ts.name, **changed)
-        return HeartbeatReply(ts.approval, ts.enabled, state.agents_epoch)
+        reply = HeartbeatReply(ts.approval, ts.enabled, state.agents_epoch)
+        if state.authority is not None:
+            reply.crl_number = state.revocations.number
+            reply.ca_bundle_id = pki.sha256_hex(state.authority.bundle_pem)
+            reply.certificate = await certificates.for_task_server(
+                state, session, ts, body.certificate_serial
+            )
+        return reply
 
 
 @router.get("/events", response_model=Events)

@@ -54,7 +54,7 @@ async def create_user(request: Request, body: UserRequest, admin: Administrator)
         return {**asdict(users.view(user)), "credential": str(credential)}
 
 
-@router.post("/users/{key}/role")
+@router.post("/users/{key:path}/role")
 async def set_role(
     request: Request, key: str, body: RoleRequest, admin: Administrator
 ) -> dict[str, Any]:
@@ -66,7 +66,7 @@ async def set_role(
         return asdict(users.view(user))
 
 
-@router.post("/users/{key}/password")
+@router.post("/users/{key:path}/password")
 async def set_password(
     request: Request, key: str, body: PasswordRequest, admin: Administrator
 ) -> dict[str, Any]:
@@ -77,7 +77,7 @@ async def set_password(
         return asdict(users.view(user))
 
 
-@router.post("/users/{key}/disable")
+@router.post("/users/{key:path}/disable")
 async def disable(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         user = await users.find(session, key)

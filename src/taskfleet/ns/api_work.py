@@ -170,7 +170,7 @@ async def list_tasks(request: Request, _: Viewer) -> list[dict[str, Any]]:
         ]
 
 
-@router.get("/tasks/{key}")
+@router.get("/tasks/{key:path}")
 async def show_task(request: Request, key: str, _: Viewer) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         return task_view(await tasks.find(session, key))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -13,16 +14,22 @@ from taskfleet import __version__
 from taskfleet.console.app import install as install_console
 from taskfleet.ns import (
     api_agent,
+    api_ca,
+    api_collections,
     api_fleet,
     api_identity,
+    api_sites,
     api_taskserver,
     api_users,
     api_work,
     bootstrap,
     duties,
+    openapi,
     replicas,
     singleton,
 )
+from taskfleet.ns import tls as ns_tls
+from taskfleet.ns.authority import Authority
 from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.metrics import install as install_metrics
 from taskfleet.ns.settings import NSSettings
@@ -39,13 +46,32 @@ log = logging.getLogger("taskfleet.ns")
 # Open files besides connections: the task server's reserve plus the database pool
 # (PostgreSQL: up to 30 connections; SQLite: three files per pooled connection).
 OPEN_FILES_RESERVE = DEFAULT_RESERVE + 64
+INSECURE_WARNING = (
+    "--insecure-http: serving plain HTTP. Credentials, scripts and their output can be "
+    "read and changed by anyone on the network; use it for tests only"
+)
 
 
-def create_app(settings: NSSettings) -> FastAPI:
+def create_app(
+    settings: NSSettings, authority: Authority | None = None, tls: ssl.SSLContext | None = None
+) -> FastAPI:
+    """The NS app; ``authority`` is its CA (loaded or made here unless --insecure-http)
+    and ``tls`` the server context it is served with (reloaded after a CA rotation)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = database.create_engine(settings.db_url)
         state = NSState(settings, engine, database.sessionmaker(engine))
+        if settings.insecure_http:
+            log.warning(INSECURE_WARNING)
+            print(f"taskfleet: WARNING: {INSECURE_WARNING}", flush=True)
+        else:
+            state.authority = authority or ns_tls.load(settings)[0]
+            print(
+                "taskfleet: CA fingerprint (give nodes --ca-fingerprint): "
+                f"{state.authority.fingerprint}",
+                flush=True,
+            )
         # Replicas starting together (PostgreSQL) migrate and create the first admin in turn.
         async with singleton.exclusive(engine, "start"):
             await migrate.upgrade(engine)
@@ -63,6 +89,10 @@ def create_app(settings: NSSettings) -> FastAPI:
             )
         role = LocalRole(state)
         app.state.ns = state
+        app.state.tls = tls
+        async with state.session() as session:
+            await state.revocations.load(session)
+        revocations = asyncio.create_task(state.revocations.refresh_forever(state.session))
         app.state.work_source = role
         refresher = asyncio.create_task(role.refresh_forever())
         # PostgreSQL: the hub's changes cross to the other replicas (None on SQLite).
@@ -78,9 +108,10 @@ def create_app(settings: NSSettings) -> FastAPI:
             await duties.stop(background)
             if link is not None:
                 await link.stop()
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in (refresher, revocations):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await engine.dispose()
 
     async def end_long_polls() -> None:
@@ -106,9 +137,13 @@ def create_app(settings: NSSettings) -> FastAPI:
     app.state.open_files_reserve = OPEN_FILES_RESERVE
     on_stop(app, end_long_polls)
     errors.install(app)
+    openapi.install(app)  # the error statuses each operation returns
     app.include_router(api_agent.router)
+    app.include_router(api_ca.router)
     app.include_router(api_taskserver.router)
     app.include_router(api_fleet.router)
+    app.include_router(api_collections.router)
+    app.include_router(api_sites.router)
     app.include_router(api_identity.router)
     app.include_router(api_work.router)
     app.include_router(api_users.router)

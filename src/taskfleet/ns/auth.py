@@ -18,6 +18,7 @@ from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import ROLES
 from taskfleet.protocol.transport import Credential, parse_credential, secret_matches
+from taskfleet.server.peers import check_peer
 from taskfleet.storage.models import ApiUser, Computer, TaskServer
 
 
@@ -95,6 +96,9 @@ async def _task_server(request: Request, approved: bool) -> int:
         raise Unauthenticated("task server credential not recognised; register again")
     if not approved:
         return credential.principal
+    # Approved, it holds a certificate: over TLS every call presents it (a pending one
+    # has none yet and may only send heartbeats, which bring it once approval signs it).
+    check_peer(request.scope, "taskserver", credential.principal, _revoked(request))
     if ts.approval != "approved":
         raise NotApproved(
             f"task server {ts.name!r} is {ts.approval}, not approved: it may not serve "
@@ -130,17 +134,26 @@ async def authenticate_agent(session: AsyncSession, computer_id: int, secret: st
     return computer
 
 
+def _revoked(request: Request) -> frozenset[int]:
+    return ns_state(request).revocations.serials
+
+
 async def _agent(request: Request) -> int:
     credential = _credential(request, "agent")
+    check_peer(request.scope, "agent", credential.principal, _revoked(request))
     async with ns_state(request).session() as session:
         computer = await authenticate_agent(session, credential.principal, credential.secret)
     return computer.id
 
 
-def agent_credential(request: Request) -> Credential:
+def agent_credential(request: Request, certificate: bool = True) -> Credential:
     """The agent credential presented, not checked yet: the caller checks it in its own
-    transaction (``ns.agent_batches``)."""
-    return _credential(request, "agent")
+    transaction (``ns.agent_batches``). Over TLS, the client certificate must be the
+    agent's, unless ``certificate`` is False (the call that issues one)."""
+    credential = _credential(request, "agent")
+    if certificate:
+        check_peer(request.scope, "agent", credential.principal, _revoked(request))
+    return credential
 
 
 AgentComputer = Annotated[int, Depends(_agent)]

@@ -155,6 +155,13 @@ async def ensure_builtins(session: AsyncSession) -> None:
     await session.run_sync(lambda sync: membership.heal(sync.connection()))
 
 
+async def by_id(session: AsyncSession, collection_id: int) -> Collection:
+    collection = await session.get(Collection, collection_id)
+    if collection is None:
+        raise NotFound(f"no collection with id {collection_id}; 'taskfleet collection list'")
+    return collection
+
+
 async def get(session: AsyncSession, name: str) -> Collection:
     collection = await session.scalar(select(Collection).where(Collection.name == name))
     if collection is None:

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict
-from taskfleet.ns import audit, computers
+from taskfleet.ns import audit, certificates, computers
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.transport import (
     Credential,
@@ -136,6 +136,12 @@ async def reset_computer(state: NSState, key: str, actor: str) -> dict[str, Any]
             ts.key_id = None
             detail.update(task_server=ts.name, approval_was=ts.approval)
             ts.approval = "pending"
+        # Its certificates go on the CRL: whoever holds the old key is refused in the
+        # handshake's aftermath on every server (server.peers).
+        reason = f"computer reset by {actor}"
+        await certificates.revoke(state, session, "agent", computer.id, reason)
+        if ts is not None:
+            await certificates.revoke(state, session, "taskserver", ts.id, reason)
         audit.record(session, actor, "computer.reset", computer.name, **detail)
         out = {
             "id": computer.id,

@@ -7,12 +7,13 @@ import logging
 import time
 
 from taskfleet.errors import NotAssigned
-from taskfleet.ns import runs, status_intake
+from taskfleet.ns import audit, runs, status_intake
 from taskfleet.ns.assigner import agent_settings
 from taskfleet.ns.assignment import STEP_NS
 from taskfleet.ns.auth import authenticate_agent
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import AgentSettings, StatusAck, StatusEvent, WorkItem
+from taskfleet.storage.models import Computer
 from taskfleet.taskserver.source import Tickler
 
 log = logging.getLogger("taskfleet.ns.local_role")
@@ -26,6 +27,10 @@ class LocalRole:
     @property
     def tickler(self) -> Tickler:
         return self.state.hub.local
+
+    @property
+    def revoked(self) -> frozenset[int]:
+        return self.state.revocations.serials
 
     def known(self, computer_id: int, secret: str) -> AgentSettings | None:
         return None  # the NS checks the database every time: it records last contact
@@ -56,6 +61,15 @@ class LocalRole:
             ingested = await status_intake.ingest_isolated(session, events, via_task_server=None)
         self.state.hub.runs_changed(ingested.runs)  # committed: wake the run's followers
         return ingested.ack
+
+    async def refused(self, computer_id: int, action: str, why: str) -> None:
+        log.warning("refused computer %s: %s", computer_id, why)
+        async with self.state.session() as session:
+            computer = await session.get(Computer, computer_id)
+            target = computer.name if computer is not None else ""
+            audit.record(
+                session, f"agent:{computer_id}", "agent.forbidden", target, tried=action, why=why
+            )
 
     async def refresh_forever(self, every_s: float = 10.0) -> None:
         """Re-read which of its own computers have work, so redeliveries happen."""

@@ -162,6 +162,9 @@ class TaskServerView:
     reported_heartbeat_period_s: float
     admin_client_limit: int | None  # set by an admin; wins until cleared
     admin_heartbeat_period_s: float | None
+    # Status events it set aside in its dead-letter file, and why the latest was (R12).
+    dead_letters: int = 0
+    dead_letter_reason: str | None = None
 
 
 def _view(ts: TaskServer, computer: Computer, agents: int, now: float) -> TaskServerView:
@@ -183,6 +186,8 @@ def _view(ts: TaskServer, computer: Computer, agents: int, now: float) -> TaskSe
         reported_heartbeat_period_s=ts.reported_heartbeat_period_s,
         admin_client_limit=ts.admin_client_limit,
         admin_heartbeat_period_s=ts.admin_heartbeat_period_s,
+        dead_letters=ts.dead_letters or 0,
+        dead_letter_reason=ts.dead_letter_reason,
     )
 
 

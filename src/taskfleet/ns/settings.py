@@ -21,10 +21,15 @@ class NSSettings:
     # Requests per second one task server core answers: the R7 advice's capacity figure.
     # The default is the rate bench/poll.py measured (docs/benchmarks.md).
     ts_capacity_rps: float = 9000.0
+    # Plain HTTP instead of TLS: a test mode that the NS warns about at every start.
+    insecure_http: bool = False
+    # How long node certificates are valid; nodes renew once two thirds have passed.
+    node_cert_days: float = 90.0
 
     def __post_init__(self) -> None:
         if not self.public_url:
             host, _, port = self.bind.rpartition(":")
             if host in ("0.0.0.0", "::", "[::]", ""):
                 host = "127.0.0.1"
-            self.public_url = f"http://{host}:{port}"
+            scheme = "http" if self.insecure_http else "https"
+            self.public_url = f"{scheme}://{host}:{port}"

@@ -21,6 +21,13 @@ def normalise_subnet(text: str) -> str:
         ) from None
 
 
+async def by_id(session: AsyncSession, site_id: int) -> Site:
+    site = await session.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"no site with id {site_id}; 'taskfleet site list' shows them")
+    return site
+
+
 async def get(session: AsyncSession, name: str) -> Site:
     site = await session.scalar(select(Site).where(Site.name == name))
     if site is None:

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from taskfleet.ns.authority import Authority
 from taskfleet.ns.hub import Hub
+from taskfleet.ns.revocations import Revocations
 from taskfleet.ns.settings import NSSettings
 
 
@@ -19,6 +21,9 @@ class NSState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     hub: Hub = field(default_factory=Hub)
+    # The certificate authority; None when the NS runs with --insecure-http.
+    authority: Authority | None = None
+    revocations: Revocations = field(default_factory=Revocations)
 
     @property
     def agents_epoch(self) -> int:

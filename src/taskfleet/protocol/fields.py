@@ -148,12 +148,12 @@ Count = Annotated[int, Limits(ge=0, le=INT32_MAX)]  # how many of something
 Finite = Annotated[float, Limits(finite=True)]
 Time = Annotated[float, Limits(finite=True, ge=0, le=LATEST_TIME)]  # UNIX seconds
 # A unique id a node makes up (status event ids: uuid4 hex, 32 characters).
-EventId = Annotated[str, Limits(min_length=1, max_length=64, pattern=ID_PATTERN)]
+EventId = Annotated[str, Limits(min_length=1, max_length=64, pattern=ID_PATTERN, storable=True)]
 # A name a person gives (collections, sites, tasks, tokens, task servers, computers).
 Name = Annotated[str, Limits(min_length=1, max_length=255, storable=True)]
 ShortText = Annotated[str, text(255)]  # a fact, an OS, a version: shown, compared
 LongText = Annotated[str, text(64 * 1024)]  # a reason, a description
-StateName = Annotated[str, Limits(min_length=1, max_length=32, pattern=ID_PATTERN)]
+StateName = Annotated[str, Limits(min_length=1, max_length=32, pattern=ID_PATTERN, storable=True)]
 # Script output: escaped, not refused (NUL -> U+2400); bounded by the body size limit.
 Output = Annotated[str, Limits(escaped=True)]
 

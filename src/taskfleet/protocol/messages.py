@@ -93,6 +93,9 @@ MAX_STATUS_EVENTS = 5000  # per batch, task server to NS (agents send at most 10
 MAX_SEEN = 100_000  # computers in one heartbeat
 MAX_KNOWN_RUNS = 10_000
 Token = Annotated[str, text(1024, min_length=1)]
+Pem = Annotated[str, text(16384)]
+# A certificate serial number (up to 159 bits) as decimal text.
+Serial = Annotated[str, Limits(max_length=64, pattern=r"^[0-9]*$")]
 # A computer id as a JSON key (a heartbeat's 'seen'): decimal digits that fit the column.
 ComputerKey = Annotated[str, Limits(max_length=10, pattern=r"^[0-9]+$")]
 
@@ -118,12 +121,17 @@ class Facts:
 class Enrolment:
     token: Token
     facts: Facts
+    # The agent's certificate request (protocol.pki); the NS signs it at enrolment.
+    # Empty only for an NS on plain HTTP (--insecure-http).
+    csr: Pem = ""
 
 
 @dataclass
 class Enrolled:
     computer_id: int
     credential: str
+    certificate: str = ""  # PEM chain: the agent's certificate first
+    ca_bundle: str = ""  # PEM: every CA to trust, the current one first
 
 
 @dataclass
@@ -265,6 +273,8 @@ class Registration:
     url: Annotated[str, text(1024, min_length=1)]
     client_limit: Int32 = 5000
     heartbeat_period_s: Finite = 10.0
+    # The task server's certificate request: approval signs it (R1).
+    csr: Pem = ""
 
 
 @dataclass
@@ -291,6 +301,9 @@ class Heartbeat:
     # could not be stored), and why the latest was; None: an older task server.
     dead_letters: Count | None = None
     dead_letter_reason: Annotated[str, text(500)] | None = None
+    # The serial of the certificate it serves with ("" for none yet): the reply carries
+    # a new one when approval signed one or the current one nears expiry.
+    certificate_serial: Serial = ""
 
 
 @dataclass
@@ -298,6 +311,11 @@ class HeartbeatReply:
     approval: str
     enabled: bool
     agents_epoch: int
+    certificate: str = ""  # PEM chain, when the task server should start using it
+    # Changes whenever a certificate is revoked: fetch /api/ca/crl again.
+    crl_number: int = 0
+    # SHA-256 of the CA bundle: changes when the CA rotates; fetch /api/ca again.
+    ca_bundle_id: str = ""
 
 
 @dataclass
@@ -382,3 +400,33 @@ _NESTED.update(
         ("WorkBatch", "runs"): RunTask,
     }
 )
+
+
+@dataclass
+class CertificateRequest:
+    """An enrolled node asks for a (new) certificate: first one, renewal, new CA."""
+
+    csr: Pem
+
+
+@dataclass
+class IssuedCertificate:
+    certificate: str  # PEM chain
+    ca_bundle: str
+
+
+@dataclass
+class CABundle:
+    """Every CA a node must trust (the current one first) and the current one's
+    fingerprint: public, so a node can fetch it before it trusts anything and compare
+    the fingerprint with the one it was given at install."""
+
+    bundle: str
+    fingerprint: str
+    bundle_id: str
+
+
+@dataclass
+class RevocationList:
+    crl: str  # PEM, signed by the current CA
+    number: int

@@ -1,9 +1,10 @@
 """Identity and transport: the one place that knows how peers prove who they are.
 
-Today a peer presents ``Authorization: Bearer tf1.<kind>.<principal>.<secret>``
-and the server stores only the SHA-256 of the secret. Mutual TLS with an
-NS-run certificate authority will replace the bearer secret here, in
-``client()`` and ``parse_credential()``, without touching callers.
+A peer proves who it is twice: with ``Authorization: Bearer
+tf1.<kind>.<principal>.<secret>`` (the server stores only the SHA-256 of the
+secret) and, over TLS, with the client certificate the NS's CA issued it
+(``protocol.trust``), which the server checks names the same principal
+(``server.peers``). Admins use the bearer credential alone.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def client(
     credential: Credential | None = None,
     timeout: float = 30.0,
     max_connections: int = 20,
+    tls: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An HTTP client to a taskfleet server that presents ``credential``.
 
@@ -81,9 +83,11 @@ def client(
     headers = {"User-Agent": "taskfleet"}
     if credential is not None:
         headers.update(credential.header)
-    # Plain HTTP needs no TLS context; HTTPS clients share one, so the CA bundle is
-    # loaded once per process, not once per client (about 1 MiB each in the agent).
-    verify: ssl.SSLContext | bool = _tls_context() if base_url.startswith("https:") else False
+    # Plain HTTP needs no TLS context. Nodes pass theirs (the pinned CA, their client
+    # certificate); others share the system's, loaded once per process, not per client.
+    verify: ssl.SSLContext | bool = False
+    if base_url.startswith("https:"):
+        verify = tls if tls is not None else _tls_context()
     return httpx.AsyncClient(
         verify=verify,
         base_url=base_url.rstrip("/"),

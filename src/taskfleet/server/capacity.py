@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskfleet.errors import Busy
+from taskfleet.protocol import pki
 from taskfleet.server.errors import error_response, retry_after
+from taskfleet.server.peers import PEER_EXTENSION
 
 DEFAULT_RESERVE = 96
 MIN_POLL_HEADROOM = 16
@@ -118,8 +120,15 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
     idle: dict[HttpToolsProtocol, float] = {}
 
     class Guarded(HttpToolsProtocol):
+        # The verified client certificate of a TLS connection, read once per connection
+        # and handed to every request on it (server.peers): who is calling, for the app.
+        peer: pki.PeerCertificate | None = None
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            tls = transport.get_extra_info("ssl_object")
+            if tls is not None:
+                self.peer = pki.peer_of(tls.getpeercert(binary_form=True))
             wait = FIRST_REQUEST_S
             now = self.loop.time()
             if len(self.connections) > capacity.connections:
@@ -160,6 +169,11 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self.awaiting_headers = True  # (pipelined, the next request's bytes may follow)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self.peer is not None:
+                self.scope["extensions"] = {PEER_EXTENSION: self.peer}  # type: ignore[dict-item]
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

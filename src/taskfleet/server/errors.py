@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from taskfleet.errors import TaskfleetError
 
@@ -51,6 +52,26 @@ def describe_validation(errors: list[dict[str, object]]) -> str:
     return "; ".join(parts) + more
 
 
+def validation_field(errors: list[dict[str, object]]) -> str | None:
+    """The first error's field as a dotted path (``rules.cidr.0``), when it names one."""
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]  # type: ignore[attr-defined]
+        if loc:
+            return ".".join(loc)
+    return None
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (``Allow`` of a 405): Starlette's own
+    405 names only the methods of the first route whose path matched."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TaskfleetError)
     async def _domain(_request: Request, exc: TaskfleetError) -> JSONResponse:
@@ -61,19 +82,29 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, "invalid_input", describe_validation(list(exc.errors())))
+        # 400, never FastAPI's 422: one status for bad input, API-wide, naming the field.
+        errors = list(exc.errors())
+        return error_response(
+            400, "invalid_input", describe_validation(errors), validation_field(errors)
+        )
 
     @app.exception_handler(json.JSONDecodeError)
     async def _json(_request: Request, _exc: json.JSONDecodeError) -> JSONResponse:
         return error_response(400, "invalid_input", "the request body is not valid JSON")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = str(exc.detail)
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
             message = "no such endpoint; see /docs for the API"
-        return error_response(exc.status_code, code, message)
+        elif exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+            message = f"{request.method} is not allowed here; use {headers['Allow']}"
+        response = error_response(exc.status_code, code, message)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -90,19 +91,35 @@ def check_http_server(name: str) -> HTTPServer:
 
 
 def run(
-    app: Any, bind: str, log_level: str = "warning", http_server: HTTPServer = DEFAULT_HTTP_SERVER
+    app: Any,
+    bind: str,
+    log_level: str = "warning",
+    http_server: HTTPServer = DEFAULT_HTTP_SERVER,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
+    """Serve ``app`` on ``bind``; over TLS with the context ``tls`` unless it is None.
+
+    The context stays the server's own object: loading a new certificate chain into it
+    (a renewed or newly approved certificate) applies to every later connection.
+    """
     host, port = parse_bind(bind)
+    if tls is not None and http_server == "granian":
+        raise InvalidInput(
+            "--http-server granian cannot tell the app which client certificate a "
+            "connection presented, so it serves only with --insecure-http; use uvicorn"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     capacity = size(app)
     if http_server == "granian":
         _run_granian(app, host, port, log_level, capacity)
     else:
-        _run_uvicorn(app, host, port, log_level, capacity)
+        _run_uvicorn(app, host, port, log_level, capacity, tls)
 
 
-def _run_uvicorn(app: Any, host: str, port: int, log_level: str, capacity: Capacity) -> None:
+def _run_uvicorn(
+    app: Any, host: str, port: int, log_level: str, capacity: Capacity, tls: ssl.SSLContext | None
+) -> None:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -124,6 +141,7 @@ def _run_uvicorn(app: Any, host: str, port: int, log_level: str, capacity: Capac
         timeout_graceful_shutdown=GRACEFUL_S,
         backlog=4096,
         lifespan="on",
+        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
     )
     server = Server(config)
     # uvicorn handles SIGINT/SIGTERM itself; SIGHUP should stop too when a terminal closes.

@@ -330,5 +330,6 @@ class Certificate(Base):
     not_after: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, index=True)
     reason: Mapped[str] = mapped_column(String(255), default="")
+    pem: Mapped[str] = mapped_column(Text, default="")  # the chain, as sent to the node
 
     __table_args__ = (Index("ix_certificate_principal", "kind", "principal"),)

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import TypeAdapter
 
-from taskfleet.errors import InvalidInput, Unauthenticated
+from taskfleet.errors import Forbidden, InvalidInput, Unauthenticated
 from taskfleet.protocol.messages import (
     AgentSettings,
     ChannelReply,
@@ -29,6 +29,7 @@ from taskfleet.protocol.messages import (
 )
 from taskfleet.protocol.transport import parse_credential
 from taskfleet.server.metrics import ServerMetrics
+from taskfleet.server.peers import check_peer
 from taskfleet.server.validation import parse_json
 from taskfleet.taskserver.channels import ChannelGate
 from taskfleet.taskserver.source import WorkSource
@@ -51,6 +52,8 @@ async def authenticated(request: Request) -> tuple[int, AgentSettings]:
     if credential is None or credential.kind != "agent":
         raise Unauthenticated("agent credential missing or malformed; enrol the agent again")
     source = source_of(request)
+    # Over TLS: the connection's client certificate must be this agent's, not revoked.
+    check_peer(request.scope, "agent", credential.principal, source.revoked)
     # Memory first: an agent the task server knows costs no await and no round trip.
     settings = source.known(credential.principal, credential.secret)
     if settings is None:
@@ -106,6 +109,8 @@ async def channel(request: Request) -> Response:
         gate.release(computer_id)
     if gate.stopping:  # woken by ChannelGate.stop: come back to the restarted server
         raise gate.stopping_error()
+    if not tickled:  # the wait ran out, or approval was lost (Tickler.wake_all): which?
+        await authenticated(request)  # from memory while all is well; else refuses
     if tickled and source.has_work(computer_id) and not await request.is_disconnected():
         # (work handed to a connection the agent already closed would wait for the
         # hand-out retry; its next channel gets it instead)
@@ -171,9 +176,12 @@ async def status(request: Request) -> Response:
         raise InvalidInput(f"at most {MAX_EVENTS_PER_BATCH} status events per batch")
     for event in batch.events:
         if event.computer_id != computer_id:
-            raise InvalidInput(
-                f"status event {event.id} names computer {event.computer_id}, "
-                f"but the credential is computer {computer_id}"
+            # Identity bounds what an agent may do: it writes its own status only.
+            why = f"status event {event.id} names computer {event.computer_id}"
+            await source_of(request).refused(computer_id, "status", why)
+            raise Forbidden(
+                f"{why}, but the credential is computer {computer_id}'s: an agent reports "
+                "only its own status; nothing was accepted"
             )
     ack = await source_of(request).accept_status(computer_id, batch.events)
     metrics: ServerMetrics = request.app.state.metrics

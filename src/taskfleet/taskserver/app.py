@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
@@ -23,7 +24,9 @@ from taskfleet.taskserver.settings import TaskServerSettings
 log = logging.getLogger("taskfleet.taskserver")
 
 
-def create_app(settings: TaskServerSettings) -> FastAPI:
+def create_app(settings: TaskServerSettings, tls: ssl.SSLContext | None = None) -> FastAPI:
+    """The task server app; ``tls`` is the context it serves agents with, into which the
+    certificate approval brings is loaded (None: plain HTTP, --insecure-http)."""
     gate = ChannelGate()  # sized by server.serve from the open-files limit
     metrics = TaskServerMetrics()  # this app's own registry, exported on /metrics
 
@@ -39,7 +42,7 @@ def create_app(settings: TaskServerSettings) -> FastAPI:
                 settings.client_limit,
                 gate.capacity,
             )
-        relay = Relay(settings, NSLink(settings, metrics))
+        relay = Relay(settings, NSLink(settings, metrics, server_tls=tls))
         metrics.watch_relay(relay, settings)
         await relay.start()
         app.state.work_source = relay

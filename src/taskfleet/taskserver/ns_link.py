@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ from taskfleet.protocol import transport
 from taskfleet.protocol.calls import call
 from taskfleet.protocol.messages import (
     AgentMap,
+    CABundle,
     Events,
     Heartbeat,
     HeartbeatReply,
+    Refusals,
     Registered,
     Registration,
+    RevocationList,
     StatusAck,
     StatusEvent,
     WorkBatch,
@@ -28,19 +32,35 @@ from taskfleet.protocol.messages import (
     from_json,
     to_json,
 )
+from taskfleet.protocol.trust import NodeTrust
 from taskfleet.taskserver.metrics import TaskServerMetrics
 from taskfleet.taskserver.settings import TaskServerSettings
+from taskfleet.taskserver.tls import use_certificate
 
 log = logging.getLogger("taskfleet.taskserver")
 IDENTITY_FILE = "identity.json"
+OLD_CLIENTS_CLOSE_S = 120.0  # longer than any request's timeout
 LOOKUPS = 4  # agent lookups in flight at once; more wait their turn here, not in a pool
 
 
 class NSLink:
     def __init__(
-        self, settings: TaskServerSettings, metrics: TaskServerMetrics | None = None
+        self,
+        settings: TaskServerSettings,
+        metrics: TaskServerMetrics | None = None,
+        server_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
+        # What it trusts and presents (protocol.trust), and the context it serves agents
+        # with: a certificate from approval or renewal goes into both.
+        self.trust = NodeTrust(
+            settings.data_dir,
+            settings.ns_url,
+            settings.ca_fingerprint,
+            settings.insecure_http,
+            "taskserver",
+        )
+        self.server_tls = server_tls
         self.metrics = metrics if metrics is not None else TaskServerMetrics()
         self.identity_path = settings.data_dir / IDENTITY_FILE
         self.credential: transport.Credential | None = None
@@ -50,11 +70,39 @@ class NSLink:
         # heartbeat must get through while a large work fetch or status batch is in
         # flight. Every loop that uses them is single-flight (agent lookups are capped
         # by a semaphore), so no request ever waits inside a pool.
-        self._client = transport.client(settings.ns_url, max_connections=LOOKUPS + 2)
-        self._events = transport.client(settings.ns_url, max_connections=2)
-        self._bulk = transport.client(settings.ns_url, timeout=120.0, max_connections=4)
+        self._closing: set[asyncio.Task[None]] = set()
+        self._open_clients()
         self._lookups = asyncio.Semaphore(LOOKUPS)
         self._load()
+
+    def _open_clients(self) -> None:
+        url = self.settings.ns_url
+        tls = self.trust.context() if self.trust.insecure or self.trust.ca_file.exists() else None
+        self._client = transport.client(url, max_connections=LOOKUPS + 2, tls=tls)
+        self._events = transport.client(url, max_connections=2, tls=tls)
+        self._bulk = transport.client(url, timeout=120.0, max_connections=4, tls=tls)
+        self._use_credential()
+
+    async def start(self) -> None:
+        """Trust the NS (the pinned CA bundle) before the first call."""
+        if not self.trust.insecure and not self.trust.ca_file.exists():
+            await self.trust.bootstrap()
+            await self._reopen()
+
+    async def _reopen(self) -> None:
+        # New connections present the current certificate; open ones may lack it.
+        # The old clients may have requests in flight (an events wait, a status batch):
+        # they finish there, and the clients close a while later.
+        old = (self._client, self._events, self._bulk)
+        self._open_clients()
+
+        async def close_later() -> None:
+            await asyncio.sleep(OLD_CLIENTS_CLOSE_S)
+            for client in old:
+                await client.aclose()
+
+        self._closing.add(task := asyncio.create_task(close_later()))
+        task.add_done_callback(self._closing.discard)
 
     def _load(self) -> None:
         try:
@@ -76,7 +124,8 @@ class NSLink:
     async def register(self) -> Registered:
         if not self.settings.token:
             raise InvalidInput(
-                "this task server has no credential yet: start it with --token TOKEN "
+                "this task server has no credential yet: give it an enrolment token in "
+                "--token-file PATH or TASKFLEET_TOKEN "
                 "(create one with 'taskfleet token create --kind taskserver')"
             )
         facts = local_facts.gather(
@@ -88,6 +137,7 @@ class NSLink:
             url=self.settings.url,
             client_limit=self.settings.client_limit,
             heartbeat_period_s=self.settings.heartbeat_period_s,
+            csr=self.trust.csr(),
         )
         reply = from_json(
             Registered,
@@ -115,8 +165,28 @@ class NSLink:
         return self.credential.principal if self.credential else None
 
     async def heartbeat(self, body: Heartbeat) -> HeartbeatReply:
+        body.certificate_serial = self.trust.serial()
         data = await self._call(self._client, "POST", "/api/ts/heartbeat", json=to_json(body))
-        return from_json(HeartbeatReply, data)
+        reply = from_json(HeartbeatReply, data)
+        if not self.trust.insecure:
+            await self._keep_trust(reply)
+        return reply
+
+    async def _keep_trust(self, reply: HeartbeatReply) -> None:
+        """Take what the heartbeat says changed: the CA bundle, the revocation list, a
+        certificate (approval signed one, or it was renewed)."""
+        if reply.ca_bundle_id and reply.ca_bundle_id != self.trust.bundle_id():
+            bundle = from_json(CABundle, await self._call(self._client, "GET", "/api/ca"))
+            self.trust.store_bundle(bundle.bundle)
+        if reply.crl_number != self.trust.crl_number:
+            crl = from_json(RevocationList, await self._call(self._client, "GET", "/api/ca/crl"))
+            self.trust.store_crl(crl.crl, crl.number)
+        if reply.certificate:
+            self.trust.store_certificate(reply.certificate)
+            if self.server_tls is not None:
+                use_certificate(self.server_tls, self.trust)
+            await self._reopen()
+            log.info("serving with the certificate the NS issued (serial %s)", self.trust.serial())
 
     async def events(self, since: int, wait: float) -> Events:
         data = await self._call(
@@ -144,6 +214,10 @@ class NSLink:
         )
         return from_json(StatusAck, data)
 
+    async def refusals(self, body: Refusals) -> None:
+        """What it refused its agents, for the NS's audit log (``taskserver.forbidden``)."""
+        await self._call(self._client, "POST", "/api/ts/refusals", json=to_json(body))
+
     async def _call(self, client: Any, method: str, path: str, **kwargs: Any) -> Any:
         try:
             return await call(client, method, path, **kwargs)
@@ -152,6 +226,8 @@ class NSLink:
             raise
 
     async def close(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
         for client in (self._client, self._events, self._bulk):
             await client.aclose()
 

@@ -37,6 +37,7 @@ from taskfleet.protocol.messages import (
 from taskfleet.protocol.spool import Spool
 from taskfleet.protocol.transport import hash_secret, secret_matches
 from taskfleet.taskserver.dead_letters import DeadLetters
+from taskfleet.taskserver.forbidden import ForbiddenReports
 from taskfleet.taskserver.lookups import LookupLimit, Refusals
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.settings import TaskServerSettings
@@ -63,6 +64,8 @@ class Relay:
         self.approval = "unknown"
         self.agents: dict[int, AgentEntry] = {}
         self.work = WorkCache()
+        # Its agents' requests for other computers, refused: told to the NS's audit log.
+        self.forbidden = ForbiddenReports(link.refusals)
         self.seen: dict[int, float] = {}
         # What an agent not answered from memory may cost the NS (taskserver.lookups).
         self.refusals = Refusals()
@@ -79,6 +82,10 @@ class Relay:
     @property
     def tickler(self) -> Tickler:
         return self._tickler
+
+    @property
+    def revoked(self) -> frozenset[int]:
+        return self.link.trust.revoked
 
     # --- the agent-facing side (WorkSource) ---------------------------------------
 
@@ -171,9 +178,13 @@ class Relay:
             self._flush.set()
         return StatusAck(accepted=[e.id for e in events])
 
+    async def refused(self, computer_id: int, action: str, why: str) -> None:
+        self.forbidden.add(computer_id, action, why)  # sent with the next heartbeat
+
     # --- the NS-facing side -------------------------------------------------------
 
     async def start(self) -> None:
+        await self.link.start()
         if not self.link.registered:
             reply = await self.link.register()
             log.info("registered as %s (%s)", reply.name, reply.approval)
@@ -228,17 +239,26 @@ class Relay:
         except Exception:
             self.seen.update(seen)
             raise
+        if reply.approval == "approved" and reply.enabled:
+            await self.forbidden.flush()
         was = self.approval
         self.approval = reply.approval if reply.enabled else "disabled"
         if was != self.approval:
             log.info("approval: %s", self.approval)
             if self.approval != "approved":
-                self.agents.clear()
-                self.work.clear()
+                self._lost_approval(self.approval)
             else:
                 self._fetch.set()
         if reply.agents_epoch != self._agents_epoch and self.approval == "approved":
             await self._refresh_agents()
+
+    def _lost_approval(self, approval: str) -> None:
+        """Serve no agent any more, and tell those on open channels now, so they ask the
+        NS for another task server within seconds instead of at their channel's end."""
+        self.approval = approval
+        self.agents.clear()
+        self.work.clear()
+        self._tickler.wake_all()
 
     async def _refresh_agents(self) -> None:
         if self._map_refresh is not None and not self._map_refresh.done():
@@ -272,7 +292,7 @@ class Relay:
             try:
                 events = await self.link.events(since=version, wait=25.0)
             except NotApproved:
-                self.approval = "revoked"
+                self._lost_approval("revoked")
                 continue
             except TaskfleetError as exc:
                 log.warning("events from the NS failed: %s", exc)
@@ -297,7 +317,7 @@ class Relay:
             try:
                 await self._fetch_all()
             except NotApproved:
-                self.approval = "revoked"
+                self._lost_approval("revoked")
             except TaskfleetError as exc:
                 log.warning("fetching work from the NS failed: %s", exc)
                 await asyncio.sleep(backoff)

@@ -12,7 +12,9 @@ class TaskServerSettings:
     bind: str
     data_dir: Path
     token: str = ""
-    url: str = ""  # how agents reach it; defaults to http://BIND
+    url: str = ""  # how agents reach it; defaults to https://BIND
+    ca_fingerprint: str = ""  # pins the NS's CA on first start (protocol.trust)
+    insecure_http: bool = False
     name: str = ""
     addresses: list[str] = field(default_factory=list)  # override the detected ones
     client_limit: int = 5000
@@ -25,4 +27,4 @@ class TaskServerSettings:
 
     def __post_init__(self) -> None:
         if not self.url:
-            self.url = f"http://{self.bind}"
+            self.url = f"{'http' if self.insecure_http else 'https'}://{self.bind}"

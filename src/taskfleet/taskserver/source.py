@@ -7,6 +7,7 @@ the NS API) and ``ns.local_role.LocalRole`` (the NS serving agents itself).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Container
 from typing import Protocol
 
 from taskfleet.protocol.messages import AgentSettings, StatusAck, StatusEvent, WorkItem
@@ -28,8 +29,15 @@ class WorkSource(Protocol):
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         """Take responsibility for the events (durably) and acknowledge them."""
 
+    async def refused(self, computer_id: int, action: str, why: str) -> None:
+        """An agent asked to act for another computer and was refused (403): audit it."""
+
     @property
     def tickler(self) -> Tickler: ...
+
+    @property
+    def revoked(self) -> Container[int]:
+        """Serials of revoked certificates: an agent presenting one is refused."""
 
 
 class Tickler:
@@ -75,6 +83,14 @@ class Tickler:
         finally:
             if self._waiters.get(computer_id) is waiter:
                 del self._waiters[computer_id]
+
+    def wake_all(self) -> None:
+        """Answer every parked channel now, untickled: the server no longer serves these
+        agents (it lost its approval), and each channel re-checks that and says so."""
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            if not waiter.done():
+                waiter.set_result(False)
 
     @property
     def open_channels(self) -> int:

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("not_after", sa.Float(), nullable=False),
         sa.Column("revoked_at", sa.Float(), nullable=True),
         sa.Column("reason", sa.String(255), nullable=False, server_default=""),
+        sa.Column("pem", sa.Text(), nullable=False, server_default=""),
     )
     op.create_index("ix_certificate_revoked_at", "certificate", ["revoked_at"])
     op.create_index("ix_certificate_principal", "certificate", ["kind", "principal"])
