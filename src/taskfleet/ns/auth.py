@@ -96,9 +96,6 @@ async def _task_server(request: Request, approved: bool) -> int:
         raise Unauthenticated("task server credential not recognised; register again")
     if not approved:
         return credential.principal
-    # Approved, it holds a certificate: over TLS every call presents it (a pending one
-    # has none yet and may only send heartbeats, which bring it once approval signs it).
-    check_peer(request.scope, "taskserver", credential.principal, _revoked(request))
     if ts.approval != "approved":
         raise NotApproved(
             f"task server {ts.name!r} is {ts.approval}, not approved: it may not serve "
@@ -107,6 +104,9 @@ async def _task_server(request: Request, approved: bool) -> int:
         )
     if not ts.enabled:
         raise NotApproved(f"task server {ts.name!r} is disabled by an admin")
+    # Approved, it holds a certificate: over TLS every call presents it (a pending one
+    # has none yet and may only send heartbeats, which bring it once approval signs it).
+    check_peer(request.scope, "taskserver", credential.principal, _revoked(request))
     return credential.principal
 
 
