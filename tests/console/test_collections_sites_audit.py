@@ -40,7 +40,8 @@ def test_collections_with_rule_and_static_members(console_fleet: Fleet, page: Pa
     expect(page.locator("tr[data-computer='db-000']")).to_contain_text("static member")
     assert no_horizontal_scroll(page)
     screenshot(page, "16-collection")
-    members = fleet.api.get("/api/collections/Web")["members"]
+    (web,) = fleet.api.get("/api/collections", params={"name": "Web"})
+    members = fleet.api.get(f"/api/collections/{web['id']}")["members"]
     assert sorted(m["name"] for m in members) == ["db-000", "web-000", "web-001", "web-002"]
     page.get_by_role("button", name="Remove db-000").click()
     expect(page.locator("#member-count")).to_have_text("3 members.")

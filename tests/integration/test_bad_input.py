@@ -95,8 +95,10 @@ NS_CASES = [
         "not_found", ("'nope'", "taskfleet taskserver list")),
     Bad("run an unknown task", "POST", "/api/runs", 404, "not_found",
         ("'nope'", "taskfleet task list"), json={"task": "nope", "targets": ["All Computers"]}),
-    Bad("members of an unknown collection", "POST", "/api/collections/nope/members", 404,
-        "not_found", ("'nope'", "taskfleet collection list"), json={"computers": ["x"]}),
+    Bad("members of an unknown collection", "POST", "/api/collections/999999/members", 404,
+        "not_found", ("999999", "taskfleet collection list"), json={"computers": ["x"]}),
+    Bad("a collection addressed by name, not id", "GET", "/api/collections/Lab", 400,
+        "invalid_input", ("collection_id",)),
     # oversized bodies, declared and streamed
     Bad("oversized task, with Content-Length", "POST", "/api/tasks", 413, "payload_too_large",
         ("larger than",), raw=big_task()),

@@ -3,11 +3,16 @@
 Real NS and task server processes. The NS counts the task server's agent lookups
 (``GET /api/ts/agents/{computer_id}``) on its /metrics; the task server remembers the NS's
 negative answers (``taskserver.lookups``) and limits lookups per source address.
+
+Over plain HTTP (``--insecure-http``), where such polls cost an attacker least: over TLS
+a poll must also present the client certificate of the agent it names (server.peers).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +23,18 @@ from taskfleet.taskserver.lookups import NEGATIVE_TTL_S, OVERALL, PER_SOURCE
 from tests.fleet import Fleet
 from tests.scrape import scrape
 
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 LOOKUP = "/api/ts/agents/{computer_id}"
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """An NS on SQLite over plain HTTP (what is stored does not matter here)."""
+    f = Fleet(tmp_path / "fleet", f"sqlite:///{tmp_path / 'ns.db'}", tls=False)
+    try:
+        f.start_ns()
+        yield f
+    finally:
+        f.stop()
 
 
 def facts(name: str) -> dict[str, object]:

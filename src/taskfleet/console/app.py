@@ -26,7 +26,7 @@ from taskfleet.console import (
 )
 from taskfleet.console.web import HERE, PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError, Unauthenticated
-from taskfleet.server.errors import describe_validation, error_response
+from taskfleet.server.errors import describe_validation, error_response, validation_field
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -100,9 +100,12 @@ async def _console_error(request: Request, exc: TaskfleetError) -> Response:
 
 
 async def _console_validation(request: Request, exc: RequestValidationError) -> Response:
-    if not _is_console(request):
-        return error_response(400, "invalid_input", describe_validation(list(exc.errors())))
-    return await _console_error(request, InvalidInput(describe_validation(list(exc.errors()))))
+    errors = list(exc.errors())
+    if not _is_console(request):  # the API's answer (server.errors), field named
+        return error_response(
+            400, "invalid_input", describe_validation(errors), validation_field(errors)
+        )
+    return await _console_error(request, InvalidInput(describe_validation(errors)))
 
 
 def _as_page(handler: Any) -> Any:

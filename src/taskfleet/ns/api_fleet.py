@@ -12,7 +12,9 @@ from sqlalchemy import select
 
 from taskfleet.ns import computer_views, registry
 from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
+from taskfleet.protocol.fields import ShortText
 from taskfleet.storage.models import (
     AuditEntry,
 )
@@ -67,8 +69,8 @@ async def configure(
 async def list_computers(
     request: Request,
     user: Viewer,
-    search: str = "",
-    sort: str = "name",
+    search: ShortText = "",
+    sort: ShortText = "name",
     descending: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
@@ -80,7 +82,7 @@ async def list_computers(
         return {"total": total, "computers": rows}
 
 
-@router.get("/computers/{key:path}")
+@router.get("/computers/{key:path}", responses=errors(409))
 async def show_computer(request: Request, key: str, user: Viewer) -> dict[str, Any]:
     """One computer; its hardware id for admins only."""
     async with ns_state(request).session() as session:
@@ -94,8 +96,8 @@ async def show_computer(request: Request, key: str, user: Viewer) -> dict[str, A
 async def audit_log(
     request: Request,
     _: Viewer,
-    action: str = "",
-    actor: str = "",
+    action: ShortText = "",
+    actor: ShortText = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     async with ns_state(request).session() as session:

@@ -3,34 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from taskfleet.ns import audit, users
 from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
+from taskfleet.protocol.fields import Name, ShortText, text
 from taskfleet.storage.models import ApiUser
 
 router = APIRouter(prefix="/api", tags=["users"])
 
 
+Password = Annotated[str, text(1024)]
+
+
 @dataclass
 class UserRequest:
-    name: str
-    role: str = "viewer"
-    password: str | None = None
+    name: Name
+    role: ShortText = "viewer"
+    password: Password | None = None
 
 
 @dataclass
 class RoleRequest:
-    role: str
+    role: ShortText
 
 
 @dataclass
 class PasswordRequest:
-    password: str
+    password: Password
 
 
 @router.get("/me")
@@ -45,7 +50,7 @@ async def list_users(request: Request, _: Administrator) -> list[dict[str, Any]]
         return [asdict(users.view(u)) for u in rows]
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=errors(409))
 async def create_user(request: Request, body: UserRequest, admin: Administrator) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         user, credential = await users.create(session, body.name, body.role, body.password)

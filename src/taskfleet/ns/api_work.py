@@ -15,23 +15,34 @@ from sqlalchemy import select
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import advice, documents, runs, tasks
 from taskfleet.ns.auth import Administrator, Operator, Viewer
+from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
+from taskfleet.protocol.fields import Finite, Int32, Name, ShortText, bounded_list, text
 from taskfleet.protocol.messages import TaskType
 from taskfleet.storage.models import AppliedVersion, Draft, Run, Task
 
 router = APIRouter(prefix="/api", tags=["work"])
 Kind = Annotated[str, Path(pattern="^(policy|agent-config)$", description="policy or agent-config")]
+MAX_ENTRIES = 10_000  # of a document
+MAX_TARGETS = 10_000  # of a run
+MAX_SCRIPT_CHARS = tasks.MAX_SCRIPT_BYTES  # a character is at least a byte
 
 
 @dataclass
 class Document:
-    entries: list[dict[str, Any]]
+    # Each entry is checked by ns.documents, which names the entry and field at fault.
+    entries: Annotated[list[dict[str, Any]], bounded_list(MAX_ENTRIES)]
 
 
 @dataclass
 class EntryRequest:
     entry: dict[str, Any]
-    position: int | None = None
+    position: Int32 | None = None  # counts from 1; at the end when left out
+
+
+@dataclass
+class EntryKey:
+    collection: Name  # whose entry
 
 
 @router.get("/documents/{kind}")
@@ -63,25 +74,22 @@ async def put_draft(
         return await documents.save_draft(session, kind, asdict(body), admin.name)
 
 
-@router.post("/documents/{kind}/draft/entries")
+@router.post("/documents/{kind}/draft/entries", responses=errors(409))
 async def set_entry(
     request: Request, kind: Kind, body: EntryRequest, admin: Administrator
 ) -> dict[str, Any]:
     if body.position is not None and body.position < 1:
-        raise InvalidInput("position counts from 1")
+        raise InvalidInput("position counts from 1", field="position")
     async with ns_state(request).session() as session:
         return await documents.set_entry(session, kind, body.entry, body.position, admin.name)
 
 
 @router.post("/documents/{kind}/draft/entries/remove")
 async def remove_entry(
-    request: Request, kind: Kind, body: dict[str, str], admin: Administrator
+    request: Request, kind: Kind, body: EntryKey, admin: Administrator
 ) -> dict[str, Any]:
-    collection = body.get("collection")
-    if not isinstance(collection, str):
-        raise InvalidInput("give the 'collection' whose entry to remove")
     async with ns_state(request).session() as session:
-        await documents.remove_entry(session, kind, collection, admin.name)
+        await documents.remove_entry(session, kind, body.collection, admin.name)
         return await documents.draft_document(session, kind)
 
 
@@ -128,11 +136,11 @@ async def versions(request: Request, kind: Kind, _: Viewer) -> list[dict[str, An
 
 @dataclass
 class TaskRequest:
-    name: str
-    script: str
-    interpreter: str = "sh"
-    timeout_s: float = 600.0
-    type: str = TaskType.RUN_SCRIPT
+    name: Name
+    script: Annotated[str, text(MAX_SCRIPT_CHARS)]
+    interpreter: ShortText = "sh"
+    timeout_s: Finite = 600.0
+    type: ShortText = TaskType.RUN_SCRIPT
 
 
 def task_view(task: Task) -> dict[str, Any]:
@@ -148,7 +156,7 @@ def task_view(task: Task) -> dict[str, Any]:
     }
 
 
-@router.post("/tasks", status_code=201)
+@router.post("/tasks", status_code=201, responses=errors(409))
 async def create_task(request: Request, body: TaskRequest, admin: Administrator) -> dict[str, Any]:
     async with ns_state(request).session() as session:
         task = await tasks.create(
@@ -181,12 +189,13 @@ async def show_task(request: Request, key: str, _: Viewer) -> dict[str, Any]:
 
 @dataclass
 class RunRequest:
-    task: str
-    targets: list[str] = field(default_factory=list)
+    task: Name  # its name or id
+    # Names or ids of computers and collections.
+    targets: Annotated[list[Name], bounded_list(MAX_TARGETS)] = field(default_factory=list)
     live: bool = False
 
 
-@router.post("/runs", status_code=201)
+@router.post("/runs", status_code=201, responses=errors(404, 409))
 async def start_run(request: Request, body: RunRequest, operator: Operator) -> dict[str, Any]:
     state = ns_state(request)
     async with state.session() as session:

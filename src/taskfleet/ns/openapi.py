@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 AUTH_MODULE = "taskfleet.ns.auth"
 DESCRIPTIONS = {
@@ -72,7 +72,7 @@ def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
         yield from _dependencies(sub)
 
 
-def implied(route: APIRoute) -> set[int]:
+def implied(route: Any) -> set[int]:
     """The error statuses a route's inputs and credential imply."""
     found = route.dependant
     inputs = [
@@ -97,8 +97,8 @@ def implied(route: APIRoute) -> set[int]:
 
 def document_errors(schema: dict[str, Any], routes: Iterable[Any]) -> None:
     """Take 422 out of ``schema`` and add each operation's error statuses, in place."""
-    for route in routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in iter_route_contexts(list(routes)):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
         operations = schema["paths"].get(route.path_format, {})
         for method in route.methods or ():

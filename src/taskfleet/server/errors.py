@@ -13,6 +13,7 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -65,10 +66,10 @@ def allowed_methods(request: Request) -> str:
     """Every method some route takes at this path (``Allow`` of a 405): Starlette's own
     405 names only the methods of the first route whose path matched."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in iter_route_contexts(request.app.router.routes):
         match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE and getattr(route, "methods", None):
-            methods |= set(route.methods)
+        if match != Match.NONE and route.methods:
+            methods |= route.methods
     return ", ".join(sorted(methods))
 
 
