@@ -32,6 +32,11 @@ def test_viewer_reads_everything_and_changes_nothing(console_fleet: Fleet, page:
         expect(posting).to_have_count(0)
         assert no_horizontal_scroll(page), path
 
+    # ... and a computer's page shows it no hardware id (identity secrets are for admins)
+    page.goto(f"{fleet.ns_url}/console/computers/ts-a")
+    expect(page.locator("#collections")).to_be_visible()
+    expect(page.get_by_text("Hardware id")).to_have_count(0)
+
     # When the viewer posts changes anyway, with a valid CSRF token, each is refused
     csrf = page.locator("form.who input[name='csrf']").input_value()
     for path in CHANGES:

@@ -21,7 +21,9 @@ from sqlalchemy import select
 
 from taskfleet.ns import audit, identity, tokens
 from taskfleet.ns.auth import Administrator, TaskServerApproved
+from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
+from taskfleet.protocol.fields import ShortText, text
 from taskfleet.protocol.messages import Refusals
 from taskfleet.storage.models import MAX_ID, Computer, TaskServer
 
@@ -32,8 +34,8 @@ MAX_REFUSALS = 100
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(max_length=16, description="agent or taskserver")
-    label: str = Field(default="", max_length=tokens.MAX_LABEL, description="what it is for")
+    kind: Annotated[str, text(16)] = Field(description="agent or taskserver")
+    label: ShortText = Field(default="", description="what it is for")
     uses: Annotated[StrictInt, Field(ge=1, le=tokens.MAX_USES)] | None = Field(
         default=None, description="enrolments it allows; omitted: unlimited"
     )
@@ -46,7 +48,7 @@ class TokenRequest(BaseModel):
     )
 
 
-@router.post("/tokens")
+@router.post("/tokens", responses=errors(400))
 async def create_token(
     request: Request, body: TokenRequest, admin: Administrator
 ) -> dict[str, Any]:
@@ -83,8 +85,9 @@ async def list_tokens(request: Request, _: Administrator) -> list[dict[str, Any]
         return await tokens.list_all(session)
 
 
-@router.post("/tokens/{key}/revoke")
-async def revoke_token(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+@router.post("/tokens/{key}/revoke", responses=errors(400, 404, 409))
+async def revoke_token(request: Request, key: ShortText, admin: Administrator) -> dict[str, Any]:
+    """Revoke a token by id: every enrolment with it is refused from now on (audited)."""
     async with ns_state(request).session() as session:
         token = await tokens.revoke(session, key, admin.name)
         audit.record(
@@ -97,8 +100,8 @@ async def revoke_token(request: Request, key: str, admin: Administrator) -> dict
         return tokens.view(token, time.time())
 
 
-@router.post("/computers/{key:path}/reset")
-async def reset_computer(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+@router.post("/computers/{key:path}/reset", responses=errors(404, 409))
+async def reset_computer(request: Request, key: ShortText, admin: Administrator) -> dict[str, Any]:
     """Drop a computer's credential (its agent is refused from now on); the next
     enrolment claiming its hardware id is accepted once. A task server's computer: its
     task server must register again, and is pending until approved."""
