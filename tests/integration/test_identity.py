@@ -284,3 +284,45 @@ def test_tokens_come_from_a_file_or_the_environment_never_the_process_list(
     fleet.create_task("env", "env | grep -c TASKFLEET_TOKEN || true")
     run = fleet.wait_run(fleet.run("env", ["pc-env", "pc-file"]))
     assert [i["output"].strip() for i in run["instances"]] == ["0", "0"]
+
+
+@pytest.mark.timeout(240)
+def test_a_reset_task_server_registers_again_and_waits_for_approval(fleet: Fleet) -> None:
+    # Given an approved task server ts-a
+    ts = fleet.start_ts("ts-a")
+    before = task_server(fleet, "ts-a")
+    # When an admin resets its computer (as before replacing a lost data directory)
+    reset = cli(fleet, "computer", "reset", "ts-a")
+    assert reset.returncode == 0 and "task server ts-a is pending" in reset.stdout
+    # Then its old credential is refused; it registers again by itself (its token is
+    # still good), is accepted as the same task server, and waits for approval (R1)
+    fleet.wait_available("ts-a", available=False)
+    wait_until(
+        lambda: [e["detail"]["by"] for e in audit(fleet, "taskserver.register")][:1] == ["reset"],
+        30,
+        "ts-a registered again",
+    )
+    assert task_server(fleet, "ts-a")["approval"] == "pending"
+    assert task_server(fleet, "ts-a")["id"] == before["id"]
+    # When the admin approves it again, it serves
+    fleet.api.post("/api/taskservers/ts-a/approve")
+    fleet.wait_available("ts-a", timeout=30)
+    assert ts.proc.alive()
+
+
+@pytest.mark.timeout(180)
+def test_an_agent_claiming_an_enrolled_computer_stops_and_says_why(fleet: Fleet) -> None:
+    # Given pc-x's agent, enrolled
+    fleet.start_agent("pc-x")
+    fleet.wait_assigned(["pc-x"])
+    # When an agent with a copy of pc-x's hardware id (not its credential) starts
+    state = fleet.root / "agents" / "pc-copy"
+    state.mkdir(parents=True)
+    (state / "hardware-id").write_text((fleet.root / "agents" / "pc-x" / "hardware-id").read_text())
+    copy = fleet.start_agent("pc-copy")
+    # Then it stops with the reason and what an admin can do; pc-x is untouched
+    assert copy.popen.wait(60) == 2
+    assert "computer 'pc-x' is already enrolled" in copy.output()
+    assert "taskfleet computer reset pc-x" in copy.output()
+    assert [e["actor"] for e in audit(fleet, "computer.enrol-refused")] == ["agent:pc-copy"]
+    assert fleet.agents["pc-x"].alive()
