@@ -284,3 +284,41 @@ def test_a_script_that_prints_nul_succeeds_with_its_output_shown_faithfully(
     (instance,) = run["instances"]
     assert instance["state"] == "Succeeded", instance
     assert instance["output"] == f"before{NUL_SYMBOL}after \ufffd end\n"
+
+
+def test_an_agent_spool_from_an_older_version_is_repaired_or_set_aside(fleet: Fleet) -> None:
+    # Given a real agent on a task server, stopped, and a run waiting for it
+    fleet.start_ts("ts-a")
+    fleet.apply_policy("Lab", "pc-*", ["ts-a"])
+    agent = fleet.start_agent("pc-1")
+    computer_id = fleet.wait_assigned(["pc-1"])["pc-1"]["id"]
+    fleet.launcher.stop(agent)
+    fleet.create_task("hello", "echo hello")
+    run_id = fleet.run("hello", ["pc-1"])
+    (instance,) = fleet.api.get(f"/api/runs/{run_id}")["instances"]
+    # And in its spool what an older version wrote: an event with a field no version
+    # takes, and a result with a Windows exit code (unsigned 32-bit) and a NUL in its output
+    event = {"instance_id": instance["instance_id"], "computer_id": computer_id, "live": True}
+    older = [
+        {**event, "id": "refused", "state": "Run\x00ning", "at": time.time()},
+        {
+            **event,
+            "id": "repaired",
+            "state": "Failed",
+            "at": time.time(),
+            "return_code": 0xC0000005,
+            "output": "access violation\x00",
+        },
+    ]
+    spool = fleet.root / "agents" / "pc-1" / "spool"
+    (spool / "00000000000000000001-0ld0ne.json").write_text(json.dumps(older))
+
+    # When the agent starts again
+    fleet.start_agent("pc-1")
+
+    # Then the result arrives, its exit code as Windows shows it, its NUL escaped
+    done = fleet.wait_run(run_id)["instances"][0]
+    assert (done["state"], done["return_code"]) == ("Failed", -1073741819)
+    assert done["output"] == f"access violation{NUL_SYMBOL}"
+    # And the refused event left the agent's spool instead of blocking it
+    wait_until(lambda: not list(spool.glob("*.json")), 30, "pc-1's spool to empty")

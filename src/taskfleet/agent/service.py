@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from taskfleet.errors import (
 )
 from taskfleet.protocol import pki, transport
 from taskfleet.protocol.calls import call
+from taskfleet.protocol.fields import fit_return_code, printable
 from taskfleet.protocol.messages import (
     AgentSettings,
     Assignment,
@@ -79,6 +81,16 @@ class AgentOptions:
     channel_wait_s: float = 50.0
     ca_fingerprint: str = ""  # pins the NS's CA on first start (protocol.trust)
     insecure_http: bool = False
+
+
+def storable(event: StatusEvent) -> StatusEvent:
+    """``event`` as the task server takes it: an event spooled by an older agent may hold an
+    unsigned Windows exit code, or output with NUL (protocol.fields)."""
+    output = None if event.output is None else printable(event.output)
+    return_code = fit_return_code(event.return_code)
+    if output == event.output and return_code == event.return_code:
+        return event
+    return dataclasses.replace(event, output=output, return_code=return_code)
 
 
 def jittered(seconds: float) -> float:
@@ -425,13 +437,28 @@ class Agent:
 
     async def _send_status(self) -> None:
         while events := self.spool.pending(200):
+            await self._send_events([storable(e) for e in events])
+            if len(events) < 200:
+                return
+
+    async def _send_events(self, events: list[StatusEvent]) -> None:
+        try:
             data = await self.ts_call(
                 "POST", "/agent/status", json={"events": [to_json(e) for e in events]}
             )
-            ack = from_json(StatusAck, data)
-            self.spool.ack(ack.accepted + ack.rejected)
-            if len(events) < 200:
+        except InvalidInput as exc:
+            # A field the task server refuses (R12): find the event at fault by halves and
+            # drop it, or every later status of this agent would wait behind it forever.
+            if len(events) == 1:
+                log.error("status event %s refused and dropped: %s", events[0].id, exc.message)
+                self.spool.ack([events[0].id])
                 return
+            half = len(events) // 2
+            await self._send_events(events[:half])
+            await self._send_events(events[half:])
+            return
+        ack = from_json(StatusAck, data)
+        self.spool.ack(ack.accepted + ack.rejected)
 
     # --- work ------------------------------------------------------------------------
 
