@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.ns import audit
 from taskfleet.ns.status import Ingested, ingest
+from taskfleet.protocol.fields import text_problem
 from taskfleet.protocol.messages import StatusAck, StatusEvent
 from taskfleet.server.errors import describe_validation
 from taskfleet.storage.models import TaskServer
@@ -50,10 +51,10 @@ def checked(raw: list[Any]) -> tuple[list[StatusEvent], Ingested]:
             events.append(_EVENT.validate_python(data))
         except ValidationError as exc:
             event_id = data.get("id") if isinstance(data, dict) else None
-            if not isinstance(event_id, str):
-                # Nothing to name it by: the sender cannot match a reply to it. A task
-                # server checks its events before sending, so only a foreign sender's.
-                log.warning("status event %d without an id string refused", index)
+            if not isinstance(event_id, str) or text_problem(event_id) is not None:
+                # Nothing a reply can name it by (no JSON encoder writes a lone surrogate).
+                # A task server checks its events before sending: only a foreign sender's.
+                log.warning("status event %d without a usable id refused", index)
                 continue
             reason = describe_validation(list(exc.errors()))  # type: ignore[arg-type]
             refused.reject(event_id, reason[:MAX_REASON])
