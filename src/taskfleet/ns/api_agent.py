@@ -16,6 +16,7 @@ from taskfleet.ns.auth import agent_credential
 from taskfleet.ns.enrolment import EnrolRequest
 from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
+from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Assignment, AssignmentRequest, Enrolled, Enrolment
 from taskfleet.storage.models import Computer
@@ -23,7 +24,7 @@ from taskfleet.storage.models import Computer
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 
-@router.post("/enrol", response_model=Enrolled)
+@router.post("/enrol", response_model=Enrolled, responses=errors(401, 403, 409))
 async def enrol(request: Request, body: Enrolment) -> Enrolled:
     """Enrol with a token. Enrolling a computer the NS knows (its hardware id) needs its
     current credential in ``Authorization``, or an admin's 'computer reset' (409 else)."""
@@ -56,7 +57,7 @@ async def enrol(request: Request, body: Enrolment) -> Enrolled:
     )
 
 
-@router.post("/assignment", response_model=Assignment)
+@router.post("/assignment", response_model=Assignment, responses=errors(401, 403))
 async def assignment(request: Request, body: AssignmentRequest) -> Assignment:
     credential = agent_credential(request)
     computers.check_facts(body.facts)

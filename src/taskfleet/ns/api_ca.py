@@ -14,6 +14,7 @@ from taskfleet.errors import Forbidden, InvalidInput
 from taskfleet.ns import audit, certificates
 from taskfleet.ns import tls as ns_tls
 from taskfleet.ns.auth import Administrator, agent_credential, authenticate_agent
+from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import NSState, ns_state
 from taskfleet.protocol import pki
 from taskfleet.protocol.messages import (
@@ -73,7 +74,12 @@ async def rotate(request: Request, admin: Administrator) -> CABundle:
     return bundle_of(state)
 
 
-@router.post("/agent/certificate", response_model=IssuedCertificate, tags=["agent"])
+@router.post(
+    "/agent/certificate",
+    response_model=IssuedCertificate,
+    tags=["agent"],
+    responses=errors(401, 403),
+)
 async def agent_certificate(request: Request, body: CertificateRequest) -> IssuedCertificate:
     """A new certificate for an enrolled agent: to renew, or for one enrolled before
     the NS had a CA. The key must be the one its certificate names, unless the agent

@@ -16,6 +16,7 @@ from taskfleet.ns.collections import load_membership
 from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
 from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
+from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol import pki
 from taskfleet.protocol.fields import bounded_list
@@ -41,7 +42,7 @@ MAX_WORK_BATCH = 10_000
 MAX_KNOWN_RUNS = 10_000
 
 
-@router.post("/register", response_model=Registered)
+@router.post("/register", response_model=Registered, responses=errors(401, 403, 409))
 async def register(request: Request, body: Registration) -> Registered:
     """Register with a task-server token. Claiming an existing task server (its hardware
     id or name) needs its current credential in ``Authorization``, or an admin's
@@ -160,7 +161,7 @@ async def agents(request: Request, ts_id: TaskServerApproved) -> AgentMap:
     return await _entries(request, ts_id, None)
 
 
-@router.get("/agents/{computer_id}", response_model=AgentMap)
+@router.get("/agents/{computer_id}", response_model=AgentMap, responses=errors(409))
 async def agent(request: Request, ts_id: TaskServerApproved, computer_id: int) -> AgentMap:
     found = await _entries(request, ts_id, computer_id)
     if not found.agents:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from pydantic import Field
 from sqlalchemy import select
 
 from taskfleet.ns import audit, users
@@ -18,19 +19,21 @@ from taskfleet.storage.models import ApiUser
 router = APIRouter(prefix="/api", tags=["users"])
 
 
-Password = Annotated[str, text(1024)]
+Password = Annotated[str, text(users.MAX_PASSWORD), Field(min_length=users.MIN_PASSWORD)]
+# The roles as the document's enum; ns.users checks them and says which there are.
+Role = Annotated[ShortText, Field(json_schema_extra={"enum": list(users.ROLES)})]
 
 
 @dataclass
 class UserRequest:
     name: Name
-    role: ShortText = "viewer"
+    role: Role = "viewer"
     password: Password | None = None
 
 
 @dataclass
 class RoleRequest:
-    role: ShortText
+    role: Role
 
 
 @dataclass

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import Field
 from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
@@ -18,7 +19,7 @@ from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import Finite, Int32, Name, ShortText, bounded_list, text
-from taskfleet.protocol.messages import TaskType
+from taskfleet.protocol.messages import INTERPRETERS, TaskType
 from taskfleet.storage.models import AppliedVersion, Draft, Run, Task
 
 router = APIRouter(prefix="/api", tags=["work"])
@@ -138,9 +139,12 @@ async def versions(request: Request, kind: Kind, _: Viewer) -> list[dict[str, An
 class TaskRequest:
     name: Name
     script: Annotated[str, text(MAX_SCRIPT_CHARS)]
-    interpreter: ShortText = "sh"
+    # Enums in the document; ns.tasks checks them and says which there are.
+    interpreter: Annotated[ShortText, Field(json_schema_extra={"enum": list(INTERPRETERS)})] = "sh"
     timeout_s: Finite = 600.0
-    type: ShortText = TaskType.RUN_SCRIPT
+    type: Annotated[ShortText, Field(json_schema_extra={"enum": list(TaskType)})] = (
+        TaskType.RUN_SCRIPT
+    )
 
 
 def task_view(task: Task) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def view(user: ApiUser) -> UserView:
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise InvalidInput(f"role {role!r} must be one of: {', '.join(ROLES)}")
+        raise InvalidInput(f"role {role!r} must be one of: {', '.join(ROLES)}", field="role")
     return role
 
 
@@ -71,7 +71,8 @@ def check_password(password: str) -> str:
         raise InvalidInput("a password cannot hold a NUL character", field="password")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidInput(
-            f"a password needs at least {MIN_PASSWORD} characters (and at most {MAX_PASSWORD})"
+            f"a password needs at least {MIN_PASSWORD} characters (and at most {MAX_PASSWORD})",
+            field="password",
         )
     return password
 
