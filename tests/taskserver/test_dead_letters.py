@@ -130,3 +130,24 @@ def test_a_lone_surrogate_is_kept_exactly_in_the_ascii_file(tmp_path: Path) -> N
     (entry,) = letters.read()
     assert entry["event"]["output"] == "half \ud800 a character"
     assert letters.last_reason == "why \u2400 not"  # the heartbeat's copy: storable text
+
+
+def test_events_checked_at_the_edge_are_not_checked_again_but_older_ones_are(
+    tmp_path: Path,
+) -> None:
+    # Given a spool from before a restart holding an event no field check passes
+    ns = FakeNS()
+    r = relay(tmp_path, ns)
+    r.spool.put([event(1, at=float("nan"))])
+    # And events this process took through its agent endpoint, one resending that id
+    taken = [event(1), event(2)]
+    r.spool.put(taken)
+    r.checked_at_the_edge(taken)
+
+    # When the relay sends what its spool holds
+    asyncio.run(r.relay_batch(r.spool.pending(100)))
+
+    # Then the older event was still checked and set aside, the new one sent
+    assert ns.applied == ["ev-2"]
+    assert [d["event"]["id"] for d in r.dead_letters.read()] == ["ev-1"]
+    assert len(r.spool) == 0

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from taskfleet.cli.launcher import wait_until
+from taskfleet.protocol import pki
 from tests.fleet import Fleet
 from tests.scrape import Scrape, scrape
 
@@ -97,7 +98,12 @@ def test_refused_status_is_a_dead_letter_paths_are_templates_and_link_errors_cou
         "at": time.time(),
         "live": True,
     }
-    reply = httpx.post(f"{ts.url}/agent/status", json={"events": [event]}, headers=header)
+    # (as the agent: over TLS with its client certificate)
+    state = fleet.root / "agents" / "pc-1"
+    verify = pki.client_context(fleet.ca_bundle, state / pki.CERT_FILE, state / pki.KEY_FILE)
+    reply = httpx.post(
+        f"{ts.url}/agent/status", json={"events": [event]}, headers=header, verify=verify
+    )
     assert reply.json()["accepted"] == [event["id"]]  # on the task server's disk: its own now
 
     # Then the NS refuses it when relayed, and the task server counts a dead letter

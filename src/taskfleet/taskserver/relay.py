@@ -173,6 +173,7 @@ class Relay:
         # Acknowledge only once the events are on disk: from here on they are ours (R8).
         # Concurrent agents' events share one write and one fsync.
         await self.spool.put_soon(events)
+        self.status_relay.checked_at_the_edge(events)  # (agent_api checked every field)
         self.work.settled(computer_id, {e.instance_id for e in events})
         if any(e.live for e in events):
             self._flush.set()
