@@ -56,9 +56,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def fleet(db_url: str, tmp_path: Path) -> Iterator[Fleet]:
-    """An NS (started) on ``db_url``; the test starts task servers and agents."""
-    f = Fleet(tmp_path / "fleet", db_url)
+def fleet(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
+    """An NS (started) on ``db_url``; the test starts task servers and agents.
+
+    Over TLS with the NS's own CA, as in production, unless the test is marked
+    ``plain_http``: tests that play agents by hand to probe something else (a
+    stampede, open files, bad input) speak plain HTTP to an --insecure-http fleet.
+    """
+    f = Fleet(tmp_path / "fleet", db_url, tls=request.node.get_closest_marker("plain_http") is None)
     try:
         f.start_ns()
         yield f

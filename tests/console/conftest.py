@@ -108,6 +108,5 @@ def seed(fleet: Fleet, count: int, prefix: str = "lab") -> None:
                 "hardware_id": f"seed-{prefix}-{n}",
                 "addresses": [address],
             }
-            client.post(
-                "/api/agent/enrol", json={"token": token, "facts": facts}
-            ).raise_for_status()
+            body = {"token": token, "facts": facts, "csr": fleet.csr()}
+            client.post("/api/agent/enrol", json=body).raise_for_status()

@@ -70,6 +70,9 @@ def test_pending_and_revoked_task_servers_are_refused(fleet: Fleet) -> None:
     assert "taskserver.approve" in audit and "taskserver.revoke" in audit
 
 
+# Over TLS an agent cannot even connect to a pending task server (its certificate is
+# not from the CA: test_tls.py); on plain HTTP the refusal itself is what is checked.
+@pytest.mark.plain_http
 def test_agent_calling_a_pending_task_server_is_told_to_ask_the_ns(fleet: Fleet) -> None:
     # Given a pending task server and an enrolled agent's credential
     ts = fleet.start_ts("ts-new", approve=False)

@@ -23,6 +23,11 @@ from hypothesis import strategies as st
 from taskfleet.cli.launcher import Proc, wait_until
 from tests.fleet import Fleet
 
+# Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
+# which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
+pytestmark = pytest.mark.plain_http
+
+
 LIMIT = 1024 * 1024  # the default max_body_bytes of the NS and the task server
 MALFORMED = b'{"name": '
 SNAPSHOT_PATHS = (
@@ -164,7 +169,7 @@ def ts_cases(computer_id: int) -> list[Bad]:
             ("not valid JSON",), raw=MALFORMED, auth="agent"),
         Bad("status events of the wrong type", "POST", "/agent/status", 400, "invalid_input",
             ("events",), json={"events": "x"}, auth="agent"),
-        Bad("status for another computer", "POST", "/agent/status", 400, "invalid_input",
+        Bad("status for another computer", "POST", "/agent/status", 403, "forbidden",
             (f"computer {computer_id + 1}",), json={"events": [other]}, auth="agent"),
         Bad("channel wait 0", "GET", "/agent/channel?wait=0", 400, "invalid_input", ("wait",),
             auth="agent"),

@@ -15,7 +15,9 @@ from taskfleet.cli.launcher import wait_until
 from tests.conftest import PG_HOST, PG_PORT
 from tests.fleet import Fleet
 
-pytestmark = pytest.mark.postgres
+# Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
+# which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
+pytestmark = [pytest.mark.postgres, pytest.mark.plain_http]
 AGENTS = 20
 LOCK_S = 12
 

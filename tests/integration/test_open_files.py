@@ -25,7 +25,7 @@ IDLE = 100  # connections that never send a request: 300 connections in all
 @pytest.fixture
 def sqlite_fleet(tmp_path: Path) -> Iterator[Fleet]:
     # The database plays no part here: SQLite only.
-    f = Fleet(tmp_path / "fleet", f"sqlite:///{tmp_path / 'ns.db'}")
+    f = Fleet(tmp_path / "fleet", f"sqlite:///{tmp_path / 'ns.db'}", tls=False)  # hand-made agents
     try:
         f.start_ns()
         yield f

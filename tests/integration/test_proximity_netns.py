@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from taskfleet.cli.launcher import Launcher, Proc, wait_until
+from taskfleet.protocol import pki
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -100,7 +102,11 @@ class NetFleet:
         self.root = root
         self.launcher = Launcher(root / "logs")
         self.ns_host = ns_host
-        self.ns_url = f"http://{ns_host.ip}:8400"
+        self.ns_url = f"https://{ns_host.ip}:8400"  # TLS with the NS's own CA, as deployed
+
+    def fingerprint(self) -> str:
+        ca = (self.root / "ns" / "ca" / "ca.crt").read_bytes()
+        return pki.fingerprint(x509.load_pem_x509_certificate(ca))
 
     def start(self, host: Host, name: str, *args: str) -> Proc:
         # ``ip netns exec`` execs the command, so the PID we stop is the process itself.
@@ -152,7 +158,8 @@ def test_each_agent_gets_the_task_server_on_its_own_subnet(
     for host, name in ((a, "ts-a"), (b, "ts-b")):
         net_fleet.start(host, name, "taskserver", "serve", "--ns", net_fleet.ns_url,
                         "--bind", f"{host.ip}:8410", "--data-dir", str(net_fleet.root / name),
-                        "--token", ts_token, "--name", name, "--heartbeat", "2")  # fmt: skip
+                        "--token", ts_token, "--name", name, "--heartbeat", "2",
+                        "--ca-fingerprint", net_fleet.fingerprint())  # fmt: skip
 
     def registered() -> bool:
         return {"ts-a", "ts-b"} <= {row["name"] for row in net_fleet.admin("taskserver", "list")}
@@ -175,7 +182,8 @@ def test_each_agent_gets_the_task_server_on_its_own_subnet(
     for host, name in ((a, "pc-a"), (b, "pc-b")):
         net_fleet.start(host, name, "agent", "run", "--ns", net_fleet.ns_url,
                         "--state-dir", str(net_fleet.root / name), "--token", agent_token,
-                        "--name", name, "--startup-window", "0.5")  # fmt: skip
+                        "--name", name, "--startup-window", "0.5",
+                        "--ca-fingerprint", net_fleet.fingerprint())  # fmt: skip
 
     def assigned() -> dict[str, dict[str, Any]] | None:
         rows = {name: net_fleet.admin("computer", "show", name) for name in ("pc-a", "pc-b")}

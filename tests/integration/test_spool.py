@@ -7,9 +7,14 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from taskfleet.cli.launcher import wait_until
 from tests.fleet import Fleet
+
+# Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
+# which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
+pytestmark = pytest.mark.plain_http
 
 
 def test_task_server_killed_while_holding_status_loses_none(fleet: Fleet) -> None:

@@ -11,6 +11,10 @@ import pytest
 from taskfleet.cli.launcher import wait_until
 from tests.fleet import ApiError, Fleet
 
+# Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
+# which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
+pytestmark = pytest.mark.plain_http
+
 
 def register(fleet: Fleet, name: str, client_limit: int, heartbeat: float) -> httpx.Client:
     """A task server as the NS sees it (registration, then heartbeats), without a process."""

@@ -9,11 +9,17 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from taskfleet.cli.launcher import wait_until
 from tests.fleet import Fleet
 from tests.ns.test_work_batch import approved_task_server, enrol_agents
 from tests.scrape import Scrape, scrape
+
+# Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
+# which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
+pytestmark = pytest.mark.plain_http
+
 
 AGENTS = 5
 REQUESTS = "taskfleet_ns_requests_total"

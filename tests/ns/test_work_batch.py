@@ -6,8 +6,14 @@ import contextlib
 from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.fleet import Fleet
+
+# Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
+# which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
+pytestmark = pytest.mark.plain_http
+
 
 AGENTS = 30
 

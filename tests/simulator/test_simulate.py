@@ -13,6 +13,11 @@ import pytest
 
 from tests.fleet import Fleet
 
+# Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
+# which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
+pytestmark = pytest.mark.plain_http
+
+
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 

@@ -46,6 +46,7 @@ MIN_POLL_HEADROOM = 16
 FIRST_REQUEST_S = 10.0
 HEADERS_S = 10.0  # from a request's first byte to the end of its headers
 MIN_IDLE_S = 1.0
+TLS_CLOSE_S = 0.5  # stopping: how long a TLS connection may take to close cleanly
 REFUSED_IDLE_S = 2.0  # a refused connection that does not even send its request
 FULL_RETRY_S = (30.0, 90.0)  # jittered so that refused agents do not come back together
 
@@ -123,10 +124,12 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
         # The verified client certificate of a TLS connection, read once per connection
         # and handed to every request on it (server.peers): who is calling, for the app.
         peer: pki.PeerCertificate | None = None
+        tls = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             tls = transport.get_extra_info("ssl_object")
+            self.tls = tls is not None
             if tls is not None:
                 self.peer = pki.peer_of(tls.getpeercert(binary_form=True))
             wait = FIRST_REQUEST_S
@@ -169,6 +172,20 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self.awaiting_headers = True  # (pipelined, the next request's bytes may follow)
+
+        def shutdown(self) -> None:
+            super().shutdown()
+            if self.tls:
+                self.loop.call_later(TLS_CLOSE_S, self._abort_once_answered)
+
+        def _abort_once_answered(self) -> None:
+            # Closing a TLS connection sends close_notify and waits for the peer's: an
+            # HTTP client with the connection idle in its pool never reads it, and the
+            # server would wait out its graceful timeout. Once answered, cut it.
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.loop.call_later(TLS_CLOSE_S, self._abort_once_answered)
+                return
+            self.transport.abort()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
