@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -243,3 +244,29 @@ def test_ca_show_and_rotate_keep_every_node_working(fleet: Fleet, tmp_path: Path
     run = fleet.wait_run(fleet.run("hello", ["pc-1"]))
     assert run["counts"] == {"Succeeded": 1}
     assert "ca.rotate" in [e["action"] for e in fleet.api.get("/api/audit")]
+
+
+def test_re_enrolment_needs_the_computers_key(fleet: Fleet, tmp_path: Path) -> None:
+    # Given an enrolled agent
+    proc = fleet.start_agent("pc-k")
+    first = fleet.wait_assigned(["pc-k"])["pc-k"]["id"]
+    fleet.launcher.stop(proc)
+    state = fleet.root / "agents" / "pc-k"
+    # When an impostor with a key of its own claims its hardware id
+    impostor = fleet.root / "agents" / "pc-k-impostor"
+    impostor.mkdir(parents=True)
+    shutil.copy(state / "hardware-id", impostor / "hardware-id")
+    claim = fleet.launcher.start(
+        "impostor", "agent", "run", "--ns", fleet.ns_url, "--state-dir", str(impostor),
+        "--token-file", str(fleet.root / "agent.token"), "--name", "pc-k",
+        "--startup-window", "0", *fleet.trust_args(),
+    )  # fmt: skip
+    # Then it is refused, and the refusal is audited
+    wait_until(lambda: not claim.alive(), 30, "the impostor to be refused")
+    assert "already enrolled" in claim.output()
+    # When the computer itself lost its credential but kept its key (identity.json gone)
+    (state / "identity.json").unlink()
+    fleet.start_agent("pc-k")
+    # Then its certificate request proves it, and it is the same computer again
+    wait_until(lambda: (state / "identity.json").exists(), 30, "pc-k enrolled again")
+    assert fleet.wait_assigned(["pc-k"])["pc-k"]["id"] == first

@@ -29,6 +29,7 @@ async def enrol(request: Request, body: Enrolment) -> Enrolled:
     """Enrol with a token. Enrolling a computer the NS knows (its hardware id) needs its
     current credential in ``Authorization``, or an admin's 'computer reset' (409 else)."""
     state = ns_state(request)
+    key = ""
     if state.authority is not None:
         if not body.csr:
             raise InvalidInput(
@@ -36,8 +37,8 @@ async def enrol(request: Request, body: Enrolment) -> Enrolled:
                 "(an agent older than the CA must be upgraded)",
                 field="csr",
             )
-        certificates.csr_key_id(body.csr)  # a bad request fails before the token is used
-    enrol_request = EnrolRequest(body, presented(request))
+        key = certificates.csr_key_id(body.csr)  # a bad request fails before the token
+    enrol_request = EnrolRequest(body, presented(request, key))
     credential = await agent_batches(request).enrolments.submit(enrol_request)
     ns_metrics(request).enrolments.inc()
     if state.authority is None:

@@ -56,7 +56,7 @@ async def register(request: Request, body: Registration) -> Registered:
                 field="csr",
             )
         key = certificates.csr_key_id(body.csr)  # a bad request fails before the token
-    registered = await registration.register(state, body, presented(request))
+    registered = await registration.register(state, body, presented(request, key))
     if key:  # kept for approval to sign, and for renewals
         async with state.session() as session:
             await session.execute(

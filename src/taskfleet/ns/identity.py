@@ -5,9 +5,11 @@ name. Anyone with an enrolment token can *claim* such an identity: an agent that
 enrols with a hardware id the NS knows, a task server that registers with the
 hardware id or the name of one it knows. A claim is granted only when
 
-- the claimant proves it holds the identity (``proves``: today the identity's
-  current credential, presented as ``Authorization: Bearer``; certificates will
-  add their own proof there and nowhere else), or
+- the claimant proves it holds the identity (``proves``): the identity's current
+  credential, presented as ``Authorization: Bearer``, or a certificate request
+  signed with the key the identity's certificate was issued for (the CSR's
+  signature proves the claimant holds that key; only a holder of the key can use
+  the certificate that comes back), or
 - an admin reset the identity (``taskfleet computer reset NAME``): the reset drops
   the credential (and key) and sets ``Computer.reset_at``; the next claim is granted
   without proof, once, and clears it.
@@ -41,11 +43,12 @@ from taskfleet.storage.models import TaskServer
 @dataclass(frozen=True)
 class Presented:
     """What a caller brought besides its message: the credential it presented, if any,
-    and the address it called from (for the audit log). Mutual TLS will add the client
-    certificate's key here."""
+    the id of the key its certificate request was signed with, and the address it
+    called from (for the audit log)."""
 
     credential: Credential | None = None
     peer: str = ""
+    key_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,18 +61,22 @@ class Held:
     key_id: str | None = None
 
 
-def presented(request: Request) -> Presented:
+def presented(request: Request, key_id: str = "") -> Presented:
     """What a caller presents besides its message (an enrolment, a registration): the
     credential in ``Authorization`` if any, unchecked (``proves`` checks it against the
     identity claimed), and its address."""
     header = request.headers.get("authorization", "")
     client = request.client
-    return Presented(parse_credential(header) if header else None, client.host if client else "")
+    return Presented(
+        parse_credential(header) if header else None, client.host if client else "", key_id
+    )
 
 
 def proves(presented: Presented, held: Held) -> bool:
-    """Does what the caller presented prove it holds ``held``? The one place that decides
-    (certificates will be checked here too, against ``held.key_id``)."""
+    """Does what the caller presented prove it holds ``held``? The one place that decides:
+    its credential, or a CSR signed with the key of its certificate (``held.key_id``)."""
+    if presented.key_id and held.key_id and presented.key_id == held.key_id:
+        return True
     credential = presented.credential
     return bool(
         credential is not None
