@@ -46,8 +46,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v stunnel >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq stunnel4; }
 	@$(MAKE) --no-print-directory system-deps
-	$(BIN)/python -P bench/poll.py
+	$(BIN)/python -P bench/poll.py --tls
 	$(BIN)/python -P bench/channel_kinds.py
 	$(BIN)/python -P bench/agent_idle.py
 	$(BIN)/python -P bench/console_computers.py

@@ -216,6 +216,7 @@ def measure(args: argparse.Namespace, root: Path, launcher: Launcher) -> list[Re
         f"127.0.0.1:{port}",
         "--data-dir",
         str(root / "ns"),
+        "--insecure-http",  # hand-made agents speak plain HTTP
     )
     wait_http(f"{ns_url}/hello", ns, timeout=60)
     credential = (root / "ns" / "admin.credential").read_text().strip()
@@ -244,6 +245,7 @@ def measure(args: argparse.Namespace, root: Path, launcher: Launcher) -> list[Re
                 name,
                 "--startup-window",
                 "0",
+                "--insecure-http",
             ]
             agents.append((start(launcher, name, cmd), entry))
         names = {proc.name for proc, _ in agents}

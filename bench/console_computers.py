@@ -73,6 +73,7 @@ def main() -> int:
                 f"127.0.0.1:{port}",
                 "--data-dir",
                 str(root / "ns"),
+                "--insecure-http",  # hand-made agents speak plain HTTP
             )
             wait_http(f"{ns_url}/hello", ns, timeout=60)
             admin = parse_credential((root / "ns" / "admin.credential").read_text())

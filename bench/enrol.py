@@ -79,7 +79,16 @@ class Bench:
         bind = self.ns_url.removeprefix("http://")
         data = str(self.root / "ns")
         self.ns = self.launcher.start(
-            "ns", "ns", "serve", "--db", self.db_url, "--bind", bind, "--data-dir", data
+            "ns",
+            "ns",
+            "serve",
+            "--db",
+            self.db_url,
+            "--bind",
+            bind,
+            "--data-dir",
+            data,
+            "--insecure-http",
         )
         wait_http(f"{self.ns_url}/hello", self.ns, timeout=60)
         credential = parse_credential((self.root / "ns" / "admin.credential").read_text())
@@ -89,7 +98,7 @@ class Bench:
         ts = self.launcher.start(
             "ts-1",
             *("taskserver", "serve", "--ns", self.ns_url, "--bind", f"127.0.0.1:{port}"),
-            *("--data-dir", str(self.root / "ts-1"), "--name", "ts-1"),
+            *("--data-dir", str(self.root / "ts-1"), "--name", "ts-1", "--insecure-http"),
             *("--token", self.admin("POST", "/api/tokens", {"kind": "taskserver"})["token"]),
             *("--client-limit", str(self.args.agents)),
         )

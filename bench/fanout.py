@@ -104,6 +104,7 @@ class Fanout:
             self.ns_url.removeprefix("http://"),
             "--data-dir",
             str(self.root / "ns"),
+            "--insecure-http",  # hand-made agents speak plain HTTP
         )
         wait_http(f"{self.ns_url}/hello", ns, timeout=60)
         credential = parse_credential((self.root / "ns" / "admin.credential").read_text())
@@ -125,6 +126,7 @@ class Fanout:
             f"127.0.0.1:{port}",
             "--data-dir",
             str(self.root / name),
+            "--insecure-http",  # hand-made agents speak plain HTTP
             "--token",
             self.ts_token,
             "--name",

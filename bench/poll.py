@@ -28,6 +28,7 @@ import asyncio
 import json
 import resource
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,8 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from cryptography import x509
 
 from taskfleet.cli.launcher import Launcher, Proc, free_port, wait_http, wait_until
+from taskfleet.protocol import pki
 from taskfleet.protocol.transport import parse_credential
 
 SERVERS = ("uvicorn", "granian")
@@ -81,6 +84,15 @@ def serving_pid(proc: Proc) -> int:
     return int(children[0]) if children else proc.pid
 
 
+def established_listen(port: int) -> bool:
+    """Is something listening on ``port`` (state 0A in /proc/net/tcp)?"""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if int(local.split(":")[1], 16) == port and state == "0A":
+            return True
+    return False
+
+
 def established(port: int) -> int:
     """Server-side TCP connections on ``port`` in state ESTABLISHED (01), from /proc."""
     count = 0
@@ -92,20 +104,43 @@ def established(port: int) -> int:
 
 
 class Bench:
-    def __init__(self, root: Path, args: argparse.Namespace) -> None:
+    def __init__(self, root: Path, args: argparse.Namespace, tls: bool = False) -> None:
         self.root = root
         self.args = args
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
         self.launcher = Launcher(root / "logs")
-        self.ns_url = f"http://127.0.0.1:{free_port()}"
+        self.ns_url = f"{self.scheme}://127.0.0.1:{free_port()}"
         self.ts_port = free_port()
         self.credentials: list[str] = []
+        # TLS: each agent's certificate and key files, in the order of ``credentials``.
+        self.agent_files: list[tuple[Path, Path]] = []
         self.api: httpx.Client | None = None
         self.ts_token = ""
+        self.fingerprint = ""
+        self.stunnel: subprocess.Popen[bytes] | None = None
+        self.stunnel_port = 0
+
+    @property
+    def ts_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.ts_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "ns" / "ca" / "bundle.pem"
+
+    def trust(self) -> list[str]:
+        return ["--ca-fingerprint", self.fingerprint] if self.tls else ["--insecure-http"]
+
+    def agent_context(self, n: int) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        ctx.load_cert_chain(str(self.agent_files[n][0]), str(self.agent_files[n][1]))
+        return ctx
 
     # --- setting up a fleet ------------------------------------------------------
 
     def start_ns(self) -> None:
-        bind = self.ns_url.removeprefix("http://")
+        bind = self.ns_url.split("://", 1)[1]
         ns = self.launcher.start(
             "ns",
             "ns",
@@ -116,11 +151,19 @@ class Bench:
             bind,
             "--data-dir",
             str(self.root / "ns"),
+            *([] if self.tls else ["--insecure-http"]),
         )
         wait_http(f"{self.ns_url}/hello", ns, timeout=60)
         admin = parse_credential((self.root / "ns" / "admin.credential").read_text())
         assert admin is not None
-        self.api = httpx.Client(base_url=self.ns_url, headers=admin.header, timeout=60)
+        verify: ssl.SSLContext | bool = False
+        if self.tls:
+            ca = x509.load_pem_x509_certificate((self.root / "ns" / "ca" / "ca.crt").read_bytes())
+            self.fingerprint = pki.fingerprint(ca)
+            verify = ssl.create_default_context(cafile=str(self.ca_file))
+        self.api = httpx.Client(
+            base_url=self.ns_url, headers=admin.header, timeout=60, verify=verify
+        )
         self.ts_token = self.admin("POST", "/api/tokens", {"kind": "taskserver"})["token"]
 
     def admin(self, method: str, path: str, body: object = None) -> dict[str, str]:
@@ -141,6 +184,7 @@ class Bench:
             f"127.0.0.1:{self.ts_port}",
             "--data-dir",
             str(self.root / "ts"),
+            *self.trust(),
             "--token",
             self.ts_token,
             "--name",
@@ -151,7 +195,7 @@ class Bench:
             server,
             prefix=["taskset", "-c", TS_CPU],
         )
-        wait_http(f"http://127.0.0.1:{self.ts_port}/hello", proc)
+        wait_http(f"{self.ts_url}/hello", proc)
         return proc
 
     def enrol_agents(self) -> None:
@@ -173,39 +217,63 @@ class Bench:
 
         async def one(client: httpx.AsyncClient, n: int) -> str:
             facts = {"name": f"b-{n}", "hardware_id": f"bench-{n}", "addresses": ["127.0.0.1/8"]}
+            body: dict[str, object] = {"token": token, "facts": facts}
+            key = pki.new_key()
+            if self.tls:
+                body["csr"] = pki.csr_pem(key, "agent")
             async with limit:
-                enrolled = (
-                    await client.post("/api/agent/enrol", json={"token": token, "facts": facts})
-                ).json()
+                enrolled = (await client.post("/api/agent/enrol", json=body)).json()
+                if self.tls:  # from now on it calls with its own certificate
+                    cert_file, key_file = self.agent_files[n]
+                    cert_file.write_text(enrolled["certificate"])
+                    key_file.write_bytes(pki.key_pem(key))
+                    client = httpx.AsyncClient(
+                        base_url=self.ns_url, timeout=60, verify=self.agent_context(n)
+                    )
                 headers = {"Authorization": f"Bearer {enrolled['credential']}"}
                 assigned = await client.post(
                     "/api/agent/assignment", json={"facts": facts}, headers=headers
                 )
+                if self.tls:
+                    await client.aclose()
             assert assigned.json()["task_server_name"] == "ts-bench", assigned.text
             return str(enrolled["credential"])
 
-        async with httpx.AsyncClient(base_url=self.ns_url, timeout=60) as client:
+        keys = self.root / "agents"
+        keys.mkdir(exist_ok=True)
+        self.agent_files = [(keys / f"{n}.crt", keys / f"{n}.key") for n in range(self.args.agents)]
+        verify: ssl.SSLContext | bool = False
+        if self.tls:
+            verify = ssl.create_default_context(cafile=str(self.ca_file))
+        async with httpx.AsyncClient(base_url=self.ns_url, timeout=60, verify=verify) as client:
             return await asyncio.gather(*(one(client, n) for n in range(self.args.agents)))
 
     async def warm_up(self) -> None:
         """Every agent polls once, so the task server has looked each of them up."""
         limit = asyncio.Semaphore(32)
-        url = f"http://127.0.0.1:{self.ts_port}"
 
-        async def one(client: httpx.AsyncClient, credential: str) -> None:
+        async def one(client: httpx.AsyncClient, n: int) -> None:
+            headers = {"Authorization": f"Bearer {self.credentials[n]}"}
             async with limit:
-                reply = await client.get(
-                    "/agent/poll", headers={"Authorization": f"Bearer {credential}"}
-                )
+                if self.tls:  # its own certificate: its own connection
+                    async with httpx.AsyncClient(
+                        base_url=self.ts_url, timeout=60, verify=self.agent_context(n)
+                    ) as own:
+                        reply = await own.get("/agent/poll", headers=headers)
+                else:
+                    reply = await client.get("/agent/poll", headers=headers)
             assert reply.status_code == 200 and reply.json()["work"] == [], reply.text
 
-        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            await asyncio.gather(*(one(client, c) for c in self.credentials))
+        async with httpx.AsyncClient(base_url=self.ts_url, timeout=60, verify=False) as client:
+            await asyncio.gather(*(one(client, n) for n in range(len(self.credentials))))
 
     # --- measuring -----------------------------------------------------------------
 
     def wrk(self, path: str) -> Load:
-        creds = ",".join(f'"{c}"' for c in self.credentials[: self.args.wrk_credentials])
+        # Over mutual TLS a connection is one agent's (its certificate): wrk, which cannot
+        # present one, goes through stunnel with agent 0's, and polls as agent 0.
+        count = 1 if self.tls else self.args.wrk_credentials
+        creds = ",".join(f'"{c}"' for c in self.credentials[:count])
         script = self.root / "load.lua"
         script.write_text(LUA % (creds, path))
         cmd = [
@@ -220,7 +288,7 @@ class Bench:
             "5s",
             "-s",
             str(script),
-            f"http://127.0.0.1:{self.ts_port}{path}",
+            f"http://127.0.0.1:{self.stunnel_port if self.tls else self.ts_port}{path}",
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.args.duration + 60)
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -235,6 +303,26 @@ class Bench:
             p99_ms=result["p99_us"] / 1000,
         )
 
+    def start_stunnel(self) -> None:
+        """A TLS client for wrk: plain HTTP in on a local port, agent 0's mutual TLS out."""
+        self.stunnel_port = free_port()
+        cert, key = self.agent_files[0]
+        conf = self.root / "stunnel.conf"
+        conf.write_text(
+            "foreground = yes\npid =\n[ts]\nclient = yes\n"
+            f"accept = 127.0.0.1:{self.stunnel_port}\nconnect = 127.0.0.1:{self.ts_port}\n"
+            f"cert = {cert}\nkey = {key}\nCAfile = {self.ca_file}\nverifyChain = yes\n"
+        )
+        log = open(self.root / "logs" / "stunnel.log", "ab")  # noqa: SIM115
+        self.stunnel = subprocess.Popen(
+            ["taskset", "-c", LOAD_CPU, "stunnel", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        wait_until(lambda: established_listen(self.stunnel_port), 20, "stunnel listening")
+
     async def channels(self, pid: int) -> dict[str, float]:
         """Open one long-poll channel per agent; memory of the serving process per channel."""
         before = memory_kib(pid)
@@ -244,8 +332,10 @@ class Bench:
             "Host: bench\r\nAuthorization: Bearer {}\r\n\r\n"
         )
         try:
-            for credential in self.credentials:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.ts_port)
+            for n, credential in enumerate(self.credentials):
+                _, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.ts_port, ssl=self.agent_context(n) if self.tls else None
+                )
                 writer.write(request.format(credential).encode())
                 writers.append(writer)
             await asyncio.gather(*(w.drain() for w in writers))
@@ -273,6 +363,8 @@ class Bench:
         try:
             pid = serving_pid(proc)
             asyncio.run(self.warm_up())
+            if self.tls:
+                self.start_stunnel()
             self.wrk("/hello")  # a short warm-up of the server itself
             hello: list[Load] = []
             poll: list[Load] = []
@@ -285,6 +377,10 @@ class Bench:
             return {"server": server, "hello": median(hello), "poll": median(poll), **channel}
         finally:
             self.launcher.stop(proc)
+            if self.stunnel is not None:  # ours: stopped by its PID
+                self.stunnel.terminate()
+                self.stunnel.wait(10)
+                self.stunnel = None
 
 
 def median(loads: list[Load]) -> Load:
@@ -292,7 +388,7 @@ def median(loads: list[Load]) -> Load:
     return sorted(loads, key=lambda load: load.rate)[len(loads) // 2]
 
 
-def report(results: list[dict[str, object]]) -> None:
+def report(results: list[dict[str, object]], label: str = "") -> None:
     print(
         f"\n{'server':8} {'hello/s':>9} {'poll/s':>9} {'ratio':>6} "
         f"{'hello p50/p99 ms':>17} {'poll p50/p99 ms':>16} {'channels':>9} {'KiB/channel':>12}"
@@ -301,7 +397,8 @@ def report(results: list[dict[str, object]]) -> None:
         hello, poll = r["hello"], r["poll"]
         assert isinstance(hello, Load) and isinstance(poll, Load)
         print(
-            f"{r['server']:8} {hello.rate:9.0f} {poll.rate:9.0f} {poll.rate / hello.rate:6.2f} "
+            f"{label or r['server']:8} {hello.rate:9.0f} {poll.rate:9.0f} "
+            f"{poll.rate / hello.rate:6.2f} "
             f"{hello.p50_ms:8.2f}/{hello.p99_ms:<8.2f} {poll.p50_ms:7.2f}/{poll.p99_ms:<8.2f} "
             f"{r['channels']:9} {r['rss_per_channel_kib']:5.1f} RSS "
             f"{r['pss_per_channel_kib']:4.1f} PSS"
@@ -322,8 +419,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wrk-credentials", type=int, default=1000)
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also measure uvicorn over mutual TLS (needs stunnel) and print the ratios",
+    )
     args = parser.parse_args()
-    for tool in ("wrk", "taskset"):
+    for tool in ("wrk", "taskset", *(["stunnel"] if args.tls else [])):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed: run 'make bench' (it installs wrk)", file=sys.stderr)
             return 2
@@ -331,14 +433,54 @@ def main() -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = args.agents + 1024
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, 1024), max(hard, want)))
+    results = run(args, tls=False, servers=args.servers.split(","))
+    tls_results: list[dict[str, object]] = []
+    if args.tls:
+        # The same measurement over mutual TLS, uvicorn (granian serves plain HTTP only).
+        tls_results = run(args, tls=True, servers=["uvicorn"])
+    print(
+        f"\nTS on CPU {TS_CPU}, wrk -t1 -c{args.connections} on CPU {LOAD_CPU}, "
+        f"{args.rounds} x {args.duration} s rounds (median), {args.agents} agents"
+    )
+    print("plain HTTP (--insecure-http):")
+    report(results)
+    if tls_results:
+        print("mutual TLS (wrk through stunnel with one agent's certificate):")
+        report(tls_results, label="uvicorn+tls")
+        plain = next(r for r in results if r["server"] == "uvicorn")
+        tls = tls_results[0]
+        ratios = {
+            "poll/hello over TLS": rate(tls, "poll") / rate(tls, "hello"),
+            "hello TLS/plain": rate(tls, "hello") / rate(plain, "hello"),
+            "poll TLS/plain": rate(tls, "poll") / rate(plain, "poll"),
+            "KiB per channel TLS/plain": float(tls["rss_per_channel_kib"])  # type: ignore[arg-type]
+            / float(plain["rss_per_channel_kib"]),  # type: ignore[arg-type]
+        }
+        print("\nratios, same run: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    return 0
+
+
+def rate(result: dict[str, object], path: str) -> float:
+    load = result[path]
+    assert isinstance(load, Load)
+    return load.rate
+
+
+def run(args: argparse.Namespace, tls: bool, servers: list[str]) -> list[dict[str, object]]:
     with tempfile.TemporaryDirectory(prefix="taskfleet-bench-") as tmp:
-        bench = Bench(Path(tmp), args)
+        bench = Bench(Path(tmp), args, tls=tls)
         try:
             bench.start_ns()
-            servers = args.servers.split(",")
             # The first server registers ts-bench and stays up while agents are assigned to it.
             first = bench.start_ts(servers[0])
             bench.enrol_agents()
+            if tls:  # approved: wait until it serves the certificate approval signed
+                ctx = ssl.create_default_context(cafile=str(bench.ca_file))
+                wait_until(
+                    lambda: httpx.get(f"{bench.ts_url}/hello", verify=ctx).status_code == 200,
+                    30,
+                    "the task server's CA certificate",
+                )
             results = [bench.measure(servers[0], first)]
             report(results)  # printed as it goes: a later failure does not lose it
             for server in servers[1:]:
@@ -348,12 +490,7 @@ def main() -> int:
             bench.launcher.stop_all()
             if bench.api is not None:
                 bench.api.close()
-    print(
-        f"\nTS on CPU {TS_CPU}, wrk -t1 -c{args.connections} on CPU {LOAD_CPU}, "
-        f"{args.rounds} x {args.duration} s rounds (median), {args.agents} agents"
-    )
-    report(results)
-    return 0
+    return results
 
 
 if __name__ == "__main__":

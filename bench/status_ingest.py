@@ -163,6 +163,7 @@ async def main_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             ns_url[7:],
             "--data-dir",
             str(root / "ns"),
+            "--insecure-http",  # hand-made agents speak plain HTTP
         )
         wait_http(f"{ns_url}/hello", ns, timeout=60)
         admin = parse_credential((root / "ns" / "admin.credential").read_text())
