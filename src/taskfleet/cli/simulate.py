@@ -80,6 +80,12 @@ def simulate(
     ns_url = (ns or obj.ns).rstrip("/")
     if not ns_url:
         fail("where is the NS? pass --ns URL or set TASKFLEET_NS")
+    if not ns_url.startswith("http://"):
+        # Thousands of agents, each with its own key and certificate, are not simulated yet.
+        fail(
+            f"--ns {ns_url}: the simulator speaks plain HTTP only; run the NS and task servers "
+            "with --insecure-http for a simulated fleet"
+        )
     token = token or os.environ.get("TASKFLEET_TOKEN", "")
     if not token:
         fail("give an agent enrolment token: --token or TASKFLEET_TOKEN")
