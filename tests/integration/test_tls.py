@@ -147,6 +147,13 @@ def test_agents_and_task_servers_use_mutual_tls(fleet: Fleet, tmp_path: Path) ->
         assert reply.status_code == 403
         # and with its own credential it is served
         assert client.get("/agent/poll", headers=poll).status_code == 200
+    with _client_with(fleet, fleet.ns_url, (cert_a, key_a)) as client:
+        other = {"Authorization": f"Bearer {credential_b}"}
+        body = {"facts": {"name": "pc-b", "hardware_id": "hw-pc-b"}}
+        assert client.post("/api/agent/assignment", headers=other, json=body).status_code == 403
+    # and the NS audits the claim
+    refused = [e for e in fleet.api.get("/api/audit") if e["action"] == "certificate.refused"]
+    assert refused and refused[0]["target"] == f"agent:{a_id}"
     # When a certificate from no CA of ours, or an expired one of ours, is presented
     for forged in (
         _forged(tmp_path, f"agent:{a_id}"),

@@ -60,7 +60,7 @@ async def enrol(request: Request, body: Enrolment) -> Enrolled:
 
 @router.post("/assignment", response_model=Assignment, responses=errors(401, 403))
 async def assignment(request: Request, body: AssignmentRequest) -> Assignment:
-    credential = agent_credential(request)
+    credential = await agent_credential(request)
     computers.check_facts(body.facts)
     ask = Ask(
         credential.principal,

@@ -86,7 +86,7 @@ async def agent_certificate(request: Request, body: CertificateRequest) -> Issue
     calls with its current certificate (a new key) or never had one."""
     state = ns_state(request)
     _tls_only(state)
-    credential = agent_credential(request, certificate=False)
+    credential = await agent_credential(request, certificate=False)
     peer = peer_of(request.scope)
     wanted = certificates.csr_key_id(body.csr)
     async with state.session() as session:

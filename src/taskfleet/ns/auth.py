@@ -15,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
+from taskfleet.ns import audit
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import ROLES
 from taskfleet.protocol.transport import Credential, parse_credential, secret_matches
-from taskfleet.server.peers import check_peer
+from taskfleet.server.peers import check_peer, peer_of
 from taskfleet.storage.models import ApiUser, Computer, TaskServer
 
 
@@ -106,7 +107,7 @@ async def _task_server(request: Request, approved: bool) -> int:
         raise NotApproved(f"task server {ts.name!r} is disabled by an admin")
     # Approved, it holds a certificate: over TLS every call presents it (a pending one
     # has none yet and may only send heartbeats, which bring it once approval signs it).
-    check_peer(request.scope, "taskserver", credential.principal, _revoked(request))
+    await _check_peer(request, "taskserver", credential.principal)
     return credential.principal
 
 
@@ -138,21 +139,43 @@ def _revoked(request: Request) -> frozenset[int]:
     return ns_state(request).revocations.serials
 
 
+async def _check_peer(request: Request, kind: str, principal: int) -> None:
+    """``server.peers.check_peer``; a certificate that names another node, or a revoked
+    one, is audited too (a missing one is not: that is a misconfigured node, not a claim)."""
+    try:
+        check_peer(request.scope, kind, principal, _revoked(request))
+    except (Forbidden, Unauthenticated) as exc:
+        peer = peer_of(request.scope)
+        if peer is not None:
+            client = request.client
+            async with ns_state(request).session() as session:
+                audit.record(
+                    session,
+                    f"{kind}:{principal}",
+                    "certificate.refused",
+                    f"{peer.kind}:{peer.principal}",
+                    reason=exc.message,
+                    serial=str(peer.serial),
+                    peer=client.host if client else "",
+                )
+        raise
+
+
 async def _agent(request: Request) -> int:
     credential = _credential(request, "agent")
-    check_peer(request.scope, "agent", credential.principal, _revoked(request))
+    await _check_peer(request, "agent", credential.principal)
     async with ns_state(request).session() as session:
         computer = await authenticate_agent(session, credential.principal, credential.secret)
     return computer.id
 
 
-def agent_credential(request: Request, certificate: bool = True) -> Credential:
+async def agent_credential(request: Request, certificate: bool = True) -> Credential:
     """The agent credential presented, not checked yet: the caller checks it in its own
     transaction (``ns.agent_batches``). Over TLS, the client certificate must be the
     agent's, unless ``certificate`` is False (the call that issues one)."""
     credential = _credential(request, "agent")
     if certificate:
-        check_peer(request.scope, "agent", credential.principal, _revoked(request))
+        await _check_peer(request, "agent", credential.principal)
     return credential
 
 
