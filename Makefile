@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python -P bench/console_computers.py
 	$(BIN)/python -P bench/membership.py
 	$(BIN)/python -P bench/status_ingest.py
+	$(BIN)/python -P bench/bad_polls.py
 	$(BIN)/python -P bench/enrol.py --agents 3000 --store postgres
 	$(BIN)/python -P bench/fanout.py --agents 1000 --ts 1 --store sqlite --goal 3
 	$(BIN)/python -P bench/fanout.py --agents 1000 --ts 1 --store postgres --goal 3
