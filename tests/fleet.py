@@ -109,9 +109,9 @@ class Fleet:
     def ca_bundle(self) -> Path:
         return self.root / "ns" / "ca" / "bundle.pem"
 
-    def csr(self) -> str:
-        """A certificate request for a hand-made agent ("" on plain HTTP)."""
-        return pki.csr_pem(pki.new_key(), "agent") if self.tls else ""
+    def csr(self, kind: pki.NodeKind = "agent") -> str:
+        """A certificate request for a hand-made node ("" on plain HTTP)."""
+        return pki.csr_pem(pki.new_key(), kind) if self.tls else ""
 
     def trust_args(self) -> list[str]:
         """How a node is told whom to trust: the CA's fingerprint, or plain HTTP."""

@@ -24,6 +24,7 @@ def register(fleet: Fleet, name: str, client_limit: int, heartbeat: float) -> ht
         "url": "http://127.0.0.1:9",
         "client_limit": client_limit,
         "heartbeat_period_s": heartbeat,
+        "csr": fleet.csr("taskserver"),
     }
     reply = httpx.post(f"{fleet.ns_url}/api/ts/register", json=body)
     assert reply.status_code == 200, reply.text
