@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
 
 from taskfleet.agent import facts as local_facts
 from taskfleet.agent.ledger import Ledger
@@ -54,6 +55,7 @@ from taskfleet.protocol.messages import (
     InstanceState,
     IssuedCertificate,
     PollReply,
+    RevocationList,
     StatusAck,
     StatusEvent,
     TaskType,
@@ -212,9 +214,8 @@ class Agent:
         if self.ts is not None:
             await self.ts.aclose()
         self.trust.check_url(self.assignment.url, "the task server's URL")
-        self.ts = transport.client(
-            self.assignment.url, self.credential, timeout=30.0, tls=self._tls()
-        )
+        await self._refresh_crl()
+        self._open_ts()
         self.failures = 0
         self.generation += 1
         self._wake.set()
@@ -271,9 +272,39 @@ class Agent:
         await self._reopen_ns()
         if self.ts is not None and self.assignment is not None:
             await self.ts.aclose()
-            self.ts = transport.client(
-                self.assignment.url, self.credential, timeout=30.0, tls=self._tls()
+            self._open_ts()
+
+    def _open_ts(self) -> None:
+        assert self.assignment is not None
+        self.ts = transport.client(
+            self.assignment.url, self.credential, timeout=30.0, tls=self._tls()
+        )
+        if self.trust.tls:
+            self.ts.event_hooks["response"] = [self._check_task_server]
+
+    async def _check_task_server(self, response: httpx.Response) -> None:
+        """The task server's certificate must not be on the NS's revocation list: a
+        revoked one may be in an impostor's hands. Refused like an unapproved one."""
+        stream = response.extensions.get("network_stream")
+        tls = stream.get_extra_info("ssl_object") if stream is not None else None
+        if tls is None or not self.trust.revoked:
+            return
+        der = tls.getpeercert(binary_form=True)
+        if der and x509.load_der_x509_certificate(der).serial_number in self.trust.revoked:
+            raise NotApproved(
+                f"the task server at {response.url.host} presents a revoked certificate"
             )
+
+    async def _refresh_crl(self) -> None:
+        """The NS's revocation list, fetched when the agent is (re)assigned."""
+        if not self.trust.tls:
+            return
+        try:
+            crl = from_json(RevocationList, await call(self.ns, "GET", "/api/ca/crl"))
+            if crl.number != self.trust.crl_number:
+                self.trust.store_crl(crl.crl, crl.number)
+        except TaskfleetError as exc:  # keep the list it has; the NS is asked again later
+            log.warning("fetching the revocation list failed: %s", exc.message)
 
     async def _certificate_loop(self) -> None:
         while True:
@@ -282,6 +313,7 @@ class Agent:
             if cert is not None:
                 life = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds()
             await asyncio.sleep(jittered(min(CERTIFICATE_CHECK_S, life / 10)))
+            await self._refresh_crl()
             if self.credential is not None and self.trust.needs_certificate():
                 try:
                     await self.renew_certificate()

@@ -161,7 +161,10 @@ class NodeTrust:
 
     def store_crl(self, pem: str, number: int) -> None:
         """A CRL from the NS, checked against the CA before its serials count."""
-        crl = x509.load_pem_x509_crl(pem.encode())
+        try:
+            crl = x509.load_pem_x509_crl(pem.encode())
+        except ValueError as exc:
+            raise InvalidInput(f"the revocation list is not a PEM CRL: {exc}") from exc
         issuers = pki.load_certificates(self.ca_file.read_bytes())
         if not any(
             c.subject == crl.issuer and crl.is_signature_valid(c.public_key())  # type: ignore[arg-type]
