@@ -19,7 +19,7 @@ from taskfleet.storage.models import ApiUser
 router = APIRouter(prefix="/api", tags=["users"])
 
 
-Password = Annotated[str, text(users.MAX_PASSWORD), Field(min_length=users.MIN_PASSWORD)]
+Password = Annotated[str, text(users.MAX_PASSWORD, users.MIN_PASSWORD)]
 # The roles as the document's enum; ns.users checks them and says which there are.
 Role = Annotated[ShortText, Field(json_schema_extra={"enum": list(users.ROLES)})]
 
