@@ -15,7 +15,7 @@ from taskfleet.ns.enrolment import EnrolRequest
 from taskfleet.ns.identity import Presented
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import Assignment, Enrolment, Facts
-from taskfleet.protocol.transport import Credential
+from taskfleet.protocol.transport import Credential, parse_credential
 from taskfleet.storage import database
 from taskfleet.storage.models import (
     AuditEntry,
@@ -41,7 +41,15 @@ async def enrol(
     state: NSState, *enrolments: Enrolment | EnrolRequest
 ) -> list[Credential | TaskfleetError]:
     requests = [e if isinstance(e, EnrolRequest) else EnrolRequest(e) for e in enrolments]
-    return await agent_batches.enrol(state, requests)
+    out: list[Credential | TaskfleetError] = []
+    for result in await agent_batches.enrol(state, requests):
+        if isinstance(result, TaskfleetError):
+            out.append(result)
+        else:
+            parsed = parse_credential(result.credential)
+            assert parsed is not None and parsed.principal == result.computer_id
+            out.append(parsed)
+    return out
 
 
 def credential(result: Credential | TaskfleetError) -> Credential:

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from functools import partial
 
 from fastapi import Request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from taskfleet.errors import Forbidden, TaskfleetError, Unauthenticated
-from taskfleet.ns import assigner, audit, computers, enrolment
+from taskfleet.ns import assigner, audit, certificates, computers, enrolment
 from taskfleet.ns.assigner import Asker
 from taskfleet.ns.batches import Batcher
 from taskfleet.ns.enrolment import EnrolRequest
 from taskfleet.ns.state import NSState, ns_state
-from taskfleet.protocol.messages import Assignment, Facts
-from taskfleet.protocol.transport import Credential, secret_matches
+from taskfleet.protocol.messages import Assignment, Enrolled, Facts
+from taskfleet.protocol.transport import secret_matches
 from taskfleet.storage.models import Computer
 
 MAX_BATCH = 200
@@ -45,7 +45,7 @@ class Ask:
 
 @dataclass
 class AgentBatches:
-    enrolments: Batcher[EnrolRequest, Credential]
+    enrolments: Batcher[EnrolRequest, Enrolled]
     assignments: Batcher[Ask, Assignment]
 
 
@@ -65,12 +65,30 @@ def agent_batches(request: Request) -> AgentBatches:
 
 async def enrol(
     state: NSState, requests: Sequence[EnrolRequest]
-) -> list[Credential | TaskfleetError]:
+) -> list[Enrolled | TaskfleetError]:
+    """Enrol many in one transaction, and sign each one's certificate request in it."""
+    results: list[Enrolled | TaskfleetError] = []
     async with state.session() as session:
         outcome = await enrolment.enrol_many(session, requests)
+        keys: list[dict[str, object]] = []
+        bundle = state.authority.bundle_pem.decode() if state.authority is not None else ""
+        for request, result in zip(requests, outcome.results, strict=True):
+            if isinstance(result, TaskfleetError):
+                results.append(result)
+                continue
+            enrolled = Enrolled(computer_id=result.principal, credential=str(result))
+            if state.authority is not None and request.enrolment.csr:
+                issued, key = await certificates.issue(
+                    state, session, "agent", result.principal, request.enrolment.csr
+                )
+                enrolled.certificate, enrolled.ca_bundle = issued.pem, bundle
+                keys.append({"id": result.principal, "key_id": key})
+            results.append(enrolled)
+        if keys:  # the key its certificate names: proof of this computer from now on
+            await session.execute(update(Computer), keys)
     if outcome.renewed:  # committed: task servers drop the old credentials they hold
         state.agents_changed()
-    return outcome.results
+    return results
 
 
 async def assign(state: NSState, asks: Sequence[Ask]) -> list[Assignment | TaskfleetError]:

@@ -7,7 +7,6 @@ ask within seconds, and one transaction for many is what keeps up with them.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import update
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import certificates, computers
@@ -19,7 +18,6 @@ from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Assignment, AssignmentRequest, Enrolled, Enrolment
-from taskfleet.storage.models import Computer
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
@@ -39,23 +37,10 @@ async def enrol(request: Request, body: Enrolment) -> Enrolled:
             )
         key = certificates.csr_key_id(body.csr)  # a bad request fails before the token
     enrol_request = EnrolRequest(body, presented(request, key))
-    credential = await agent_batches(request).enrolments.submit(enrol_request)
+    # The certificate is signed in the enrolment batch's own transaction.
+    enrolled = await agent_batches(request).enrolments.submit(enrol_request)
     ns_metrics(request).enrolments.inc()
-    if state.authority is None:
-        return Enrolled(computer_id=credential.principal, credential=str(credential))
-    async with state.session() as session:
-        issued, key = await certificates.issue(
-            state, session, "agent", credential.principal, body.csr
-        )
-        await session.execute(
-            update(Computer).where(Computer.id == credential.principal).values(key_id=key)
-        )
-    return Enrolled(
-        computer_id=credential.principal,
-        credential=str(credential),
-        certificate=issued.pem,
-        ca_bundle=state.authority.bundle_pem.decode(),
-    )
+    return enrolled
 
 
 @router.post("/assignment", response_model=Assignment, responses=errors(401, 403))
