@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from taskfleet.server.capacity import FIRST_REQUEST_S, HEADERS_S
+from taskfleet.server.serve import HANDSHAKE_S
 from tests.fleet import Fleet
 
 pytestmark = [
@@ -154,3 +155,17 @@ def test_connections_that_never_complete_a_request_are_closed(fleet: Fleet) -> N
 
 def hello(url: str) -> httpx.Response:
     return httpx.get(f"{url}/hello", timeout=10, verify=tls_client())
+
+
+def test_a_connection_that_never_starts_its_tls_handshake_is_closed(fleet: Fleet) -> None:
+    # Given a TCP connection to the NS's TLS port that never sends a byte
+    with socket.create_connection(("127.0.0.1", fleet.ns_port), timeout=30) as sock:
+        opened = time.monotonic()
+        # When the handshake timeout passes, Then the NS has closed it (EOF or reset)
+        try:
+            assert sock.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - opened < HANDSHAKE_S + 5
+    # and it still answers
+    assert httpx.get(f"{fleet.ns_url}/hello", verify=False).status_code == 200

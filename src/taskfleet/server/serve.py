@@ -16,6 +16,7 @@ cancelled. With granian the limits apply, the stop hooks do not run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -37,8 +38,24 @@ DEFAULT_HTTP_SERVER: HTTPServer = "uvicorn"
 KEEP_ALIVE_S = 75
 MAX_OPEN_REQUESTS = 100_000
 GRACEFUL_S = 5  # seconds
+HANDSHAKE_S = 10.0  # seconds a TLS handshake may take
 StopHook = Callable[[], Awaitable[None]]
 log = logging.getLogger("taskfleet.server")
+
+
+def handshake_bounded_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop event loop whose TLS servers close a connection that has not completed
+    its handshake within ``HANDSHAKE_S`` (uvicorn does not pass the setting through)."""
+    import uvloop
+
+    class Loop(uvloop.Loop):
+        async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", HANDSHAKE_S)
+            return await super().create_server(*args, **kwargs)
+
+    loop: asyncio.AbstractEventLoop = Loop()
+    return loop
 
 
 def on_stop(app: Any, hook: StopHook) -> None:
@@ -133,7 +150,9 @@ def _run_uvicorn(
         app,
         host=host,
         port=port,
-        loop="uvloop",
+        # Over TLS, a loop whose servers give up on a handshake after HANDSHAKE_S: the
+        # default (60 s) lets a connection that never starts one hold a slot that long.
+        loop="uvloop" if tls is None else "taskfleet.server.serve:handshake_bounded_loop",
         http=guarded_protocol(capacity),
         log_level=log_level,
         access_log=False,
