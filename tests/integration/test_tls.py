@@ -277,3 +277,32 @@ def test_re_enrolment_needs_the_computers_key(fleet: Fleet, tmp_path: Path) -> N
     # Then its certificate request proves it, and it is the same computer again
     wait_until(lambda: (state / "identity.json").exists(), 30, "pc-k enrolled again")
     assert fleet.wait_assigned(["pc-k"])["pc-k"]["id"] == first
+
+
+@pytest.mark.timeout(180)
+def test_certificates_renew_before_they_expire(tmp_path: Path) -> None:
+    # Given an NS that issues node certificates valid for one minute
+    fleet = Fleet(tmp_path / "fleet", f"sqlite:///{tmp_path / 'ns.db'}")
+    try:
+        fleet.start_ns("--cert-days", str(60 / 86400))
+        ts = fleet.start_ts("ts-1")
+        fleet.apply_policy("all", "pc-*", ["ts-1"])
+        fleet.start_agent("pc-1")
+        fleet.wait_assigned(["pc-1"])
+        agent_cert = fleet.root / "agents" / "pc-1" / pki.CERT_FILE
+        ts_cert = ts.data_dir / pki.CERT_FILE
+
+        def serial(path: Path) -> int:
+            return x509.load_pem_x509_certificates(path.read_bytes())[0].serial_number
+
+        first_agent, first_ts = serial(agent_cert), serial(ts_cert)
+        # When two thirds of their life have passed
+        # Then the agent and the task server hold new certificates, before the old expire
+        wait_until(lambda: serial(agent_cert) != first_agent, 70, "the agent to renew")
+        wait_until(lambda: serial(ts_cert) != first_ts, 70, "the task server to renew")
+        # and the agent still runs tasks through the task server
+        fleet.create_task("hello", "echo hello")
+        run = fleet.wait_run(fleet.run("hello", ["pc-1"]))
+        assert run["counts"] == {"Succeeded": 1}
+    finally:
+        fleet.stop()
