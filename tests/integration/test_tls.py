@@ -151,9 +151,18 @@ def test_agents_and_task_servers_use_mutual_tls(fleet: Fleet, tmp_path: Path) ->
         other = {"Authorization": f"Bearer {credential_b}"}
         body = {"facts": {"name": "pc-b", "hardware_id": "hw-pc-b"}}
         assert client.post("/api/agent/assignment", headers=other, json=body).status_code == 403
-    # and the NS audits the claim
+    # and the NS audits the claim, the one made to it and the one the task server reports
     refused = [e for e in fleet.api.get("/api/audit") if e["action"] == "certificate.refused"]
     assert refused and refused[0]["target"] == f"agent:{a_id}"
+
+    def reported() -> bool:
+        entries = fleet.api.get("/api/audit")
+        return any(
+            e["action"] == "agent.forbidden" and e["detail"].get("tried") == "certificate"
+            for e in entries
+        )
+
+    wait_until(reported, 20, "the task server's refusal in the audit log")
     # When a certificate from no CA of ours, or an expired one of ours, is presented
     for forged in (
         _forged(tmp_path, f"agent:{a_id}"),

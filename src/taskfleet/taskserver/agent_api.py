@@ -29,7 +29,7 @@ from taskfleet.protocol.messages import (
 )
 from taskfleet.protocol.transport import parse_credential
 from taskfleet.server.metrics import ServerMetrics
-from taskfleet.server.peers import check_peer
+from taskfleet.server.peers import check_peer, peer_of
 from taskfleet.server.validation import parse_json
 from taskfleet.taskserver.channels import ChannelGate
 from taskfleet.taskserver.source import WorkSource
@@ -53,7 +53,12 @@ async def authenticated(request: Request) -> tuple[int, AgentSettings]:
         raise Unauthenticated("agent credential missing or malformed; enrol the agent again")
     source = source_of(request)
     # Over TLS: the connection's client certificate must be this agent's, not revoked.
-    check_peer(request.scope, "agent", credential.principal, source.revoked)
+    try:
+        check_peer(request.scope, "agent", credential.principal, source.revoked)
+    except (Forbidden, Unauthenticated) as exc:
+        if peer_of(request.scope) is not None:  # another's or a revoked one: a claim
+            await source.refused(credential.principal, "certificate", exc.message)
+        raise
     # Memory first: an agent the task server knows costs no await and no round trip.
     settings = source.known(credential.principal, credential.secret)
     if settings is None:
