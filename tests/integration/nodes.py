@@ -33,15 +33,23 @@ def bearer(credential: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {credential}"}
 
 
-def registration(fleet: Fleet, token: str, name: str, hardware_id: str, url: str) -> Any:
-    """A task server's registration body (with a certificate request over TLS)."""
+def registration(
+    fleet: Fleet,
+    token: str,
+    name: str,
+    hardware_id: str,
+    url: str,
+    key: pki.PrivateKey | None = None,
+) -> Any:
+    """A task server's registration body (with a certificate request over TLS, for
+    ``key``: the same server keeps its key)."""
     body: dict[str, Any] = {
         "token": token,
         "facts": {"name": name, "hardware_id": hardware_id, "addresses": []},
         "url": url,
     }
     if fleet.tls:
-        body["csr"] = pki.csr_pem(pki.new_key(), "taskserver")
+        body["csr"] = pki.csr_pem(key or pki.new_key(), "taskserver")
     return body
 
 

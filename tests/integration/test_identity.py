@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from taskfleet.cli.launcher import wait_until
+from taskfleet.protocol import pki
 from tests.fleet import Fleet
 from tests.integration.nodes import RawAgent, bearer, client, registration
 from tests.integration.test_enrolment_tokens import cli
@@ -149,15 +150,20 @@ def test_a_task_server_cannot_be_taken_over_and_its_restart_still_works(fleet: F
 def test_a_task_server_proving_its_identity_registers_again(fleet: Fleet) -> None:
     token = fleet.token("taskserver")
     url = "https://127.0.0.1:9"
+    key = pki.new_key()  # the task server's own, kept in its data directory
     with client(fleet, fleet.ns_url) as ns:
         # Given a task server registered and approved
-        first = ns.post("/api/ts/register", json=registration(fleet, token, "ts-r", "hw-r", url))
+        first = ns.post(
+            "/api/ts/register", json=registration(fleet, token, "ts-r", "hw-r", url, key)
+        )
         assert first.status_code == 200, first.text
         fleet.api.post("/api/taskservers/ts-r/approve")
         proof = bearer(first.json()["credential"])
         # When it registers again presenting its credential, at the same URL
         again = ns.post(
-            "/api/ts/register", json=registration(fleet, token, "ts-r", "hw-r", url), headers=proof
+            "/api/ts/register",
+            json=registration(fleet, token, "ts-r", "hw-r", url, key),
+            headers=proof,
         )
         # Then it keeps its identity and its approval
         assert again.status_code == 200, again.text
@@ -166,11 +172,19 @@ def test_a_task_server_proving_its_identity_registers_again(fleet: Fleet) -> Non
         # When it registers again (proven) at another URL
         moved = ns.post(
             "/api/ts/register",
-            json=registration(fleet, token, "ts-r", "hw-r", "https://127.0.0.1:10"),
+            json=registration(fleet, token, "ts-r", "hw-r", "https://127.0.0.1:10", key),
             headers=bearer(again.json()["credential"]),
         )
         # Then an admin must approve the new address first (R1)
         assert moved.status_code == 200 and moved.json()["approval"] == "pending"
+        # When someone holding its credential, but not its key, registers as it
+        stolen = ns.post(
+            "/api/ts/register",
+            json=registration(fleet, token, "ts-r", "hw-r", url),
+            headers=bearer(moved.json()["credential"]),
+        )
+        # Then it is refused: with a certificate issued, only its key proves the claim
+        assert stolen.status_code == 409, stolen.text
     assert [e["detail"]["by"] for e in audit(fleet, "taskserver.register")] == [
         "proof",
         "proof",

@@ -69,6 +69,7 @@ from taskfleet.protocol.trust import NodeTrust
 log = logging.getLogger("taskfleet.agent")
 FAILOVER_AFTER = 3  # R4
 JITTER = 0.1  # R5: +-10% on every interval
+RETIRE_S = 120.0  # a replaced client closes after this: longer than any request's wait
 CERTIFICATE_CHECK_S = 600.0  # how often the agent looks whether to renew its certificate
 
 
@@ -126,6 +127,7 @@ class Agent:
         self._wake = asyncio.Event()
         self._flush = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced clients, closing later
         self._stop = asyncio.Event()
         self._sending = asyncio.Lock()
         self.restart_requested = False
@@ -211,8 +213,6 @@ class Agent:
         assert self.credential is not None
         self.assignment = from_json(Assignment, data)
         self.settings = self.assignment.settings
-        if self.ts is not None:
-            await self.ts.aclose()
         self.trust.check_url(self.assignment.url, "the task server's URL")
         await self._refresh_crl()
         self._open_ts()
@@ -242,7 +242,7 @@ class Agent:
 
     async def _reopen_ns(self) -> None:
         # New connections present the current certificate; old ones may not have had it.
-        await self.ns.aclose()
+        self._retire(self.ns)
         self.ns = transport.client(self.options.ns_url, tls=self._tls())
 
     async def renew_certificate(self) -> None:
@@ -271,11 +271,25 @@ class Agent:
         self.trust.store_certificate(issued.certificate, issued.ca_bundle)
         await self._reopen_ns()
         if self.ts is not None and self.assignment is not None:
-            await self.ts.aclose()
             self._open_ts()
+
+    def _retire(self, client: httpx.AsyncClient | None) -> None:
+        """Close a replaced client once the requests other loops have on it are done
+        (closing it at once would fail them with 'client has been closed')."""
+        if client is None:
+            return
+
+        async def close_later() -> None:
+            await asyncio.sleep(RETIRE_S)
+            await client.aclose()
+
+        task = asyncio.create_task(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _open_ts(self) -> None:
         assert self.assignment is not None
+        self._retire(self.ts)
         self.ts = transport.client(
             self.assignment.url, self.credential, timeout=30.0, tls=self._tls()
         )
@@ -387,6 +401,8 @@ class Agent:
             for task in [*tasks, *self._running]:
                 task.cancel()
             await asyncio.gather(*tasks, *self._running, return_exceptions=True)
+            for task in list(self._retiring):
+                task.cancel()
             await self.ns.aclose()
             if self.ts is not None:
                 await self.ts.aclose()

@@ -55,6 +55,12 @@ async def register(request: Request, body: Registration) -> Registered:
                 "csr is required: approval signs the task server's certificate request",
                 field="csr",
             )
+        if not body.url.startswith("https://"):
+            raise InvalidInput(
+                f"url {body.url!r}: this NS runs TLS, and its agents talk only HTTPS to task "
+                "servers; give the task server an https:// --url",
+                field="url",
+            )
         key = certificates.csr_key_id(body.csr)  # a bad request fails before the token
     registered = await registration.register(state, body, presented(request, key))
     if key:  # kept for approval to sign, and for renewals

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -74,13 +75,18 @@ def read_csr(text: str) -> x509.CertificateSigningRequest:
     """A CSR whose signature proves the sender holds the key, with a key we accept."""
     try:
         csr = x509.load_pem_x509_csr(text.encode())
-    except ValueError as exc:
-        raise InvalidInput(f"csr is not a PEM certificate request: {exc}", field="csr") from exc
-    if not csr.is_signature_valid:
+        key = csr.public_key()
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InvalidInput(
+            f"csr is not a PEM certificate request we accept: {exc}", field="csr"
+        ) from exc
+    if not valid:
         raise InvalidInput("csr signature does not verify", field="csr")
-    key = csr.public_key()
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
         raise InvalidInput("csr key is RSA below 2048 bits", field="csr")
+    if isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key.curve, ec.SECP256R1):
+        raise InvalidInput(f"csr key is on curve {key.curve.name}; use P-256", field="csr")
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise InvalidInput("csr key must be EC (P-256) or RSA", field="csr")
     return csr
@@ -132,7 +138,9 @@ class Authority:
         )
         pki.write_private(self.dir / "ca.key", pki.key_pem(key))
         pki.write_private(self.dir / "ca.crt", _pem(cert))
-        pki.write_private(self.dir / "cross.crt", _pem(cross))
+        # Every cross certificate, newest first: a node that trusts only the first CA
+        # still builds a chain after several rotations.
+        pki.write_private(self.dir / "cross.crt", _pem(cross) + self.cross_pem)
         pki.write_private(self.dir / "bundle.pem", _pem(cert) + self.bundle_pem)
         (self.dir / "ns.crt").unlink(missing_ok=True)  # re-issued under the new CA
         self.__init__(self.dir)  # type: ignore[misc]

@@ -75,8 +75,11 @@ def presented(request: Request, key_id: str = "") -> Presented:
 def proves(presented: Presented, held: Held) -> bool:
     """Does what the caller presented prove it holds ``held``? The one place that decides:
     its credential, or a CSR signed with the key of its certificate (``held.key_id``)."""
-    if presented.key_id and held.key_id and presented.key_id == held.key_id:
-        return True
+    if held.key_id:
+        # A key is on record (its certificate names it): only that key proves the
+        # identity. A credential alone, stolen with a node's files, would otherwise get
+        # the thief a certificate for a key of its own and lock the node out.
+        return presented.key_id == held.key_id
     credential = presented.credential
     return bool(
         credential is not None

@@ -80,6 +80,10 @@ def csr_pem(key: PrivateKey, kind: NodeKind, principal: int = 0) -> str:
     return request.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def pem_of(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the certificate's DER form, as 64 lower-case hex digits."""
     return cert.fingerprint(hashes.SHA256()).hex()
@@ -106,20 +110,24 @@ def load_certificates(pem: bytes) -> list[x509.Certificate]:
 
 
 def check_bundle(pem: bytes, wanted: str) -> list[x509.Certificate]:
-    """The CA bundle ``pem`` if one of its certificates has the fingerprint ``wanted``.
+    """The certificate of ``pem`` whose fingerprint is ``wanted`` (as a one-item list).
 
     A bundle holds the current CA first and, after a rotation, the CAs before it; the
     installed fingerprint may be any of them (an agent installed before a rotation).
+    The others are not returned: the bundle was fetched unverified, and only the pinned
+    certificate is vouched for. Later bundles come over verified connections.
     """
     certs = load_certificates(pem)
-    if not any(fingerprint(c) == wanted for c in certs):
+    matching = [c for c in certs if fingerprint(c) == wanted]
+    if not matching:
         got = ", ".join(fingerprint(c) for c in certs) or "none"
         raise InvalidInput(
             f"the NS's CA does not match the fingerprint this node was given ({wanted}); it "
             f"presented {got}. Refusing to connect: this may not be your NS. Check "
             "'taskfleet ca show' on the NS and the --ca-fingerprint given here."
         )
-    return certs
+    # Only the pinned one: anything else in an unverified download may be an attacker's.
+    return matching
 
 
 @dataclass(frozen=True)

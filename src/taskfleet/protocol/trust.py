@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from pathlib import Path
 
 import httpx
@@ -88,8 +89,8 @@ class NodeTrust:
                 bundle = str(reply.json()["bundle"]).encode()
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             raise Unavailable(f"could not fetch the CA from {self.ns_url}: {exc}") from exc
-        pki.check_bundle(bundle, self.fingerprint)
-        pki.write_private(self.ca_file, bundle)
+        pinned = pki.check_bundle(bundle, self.fingerprint)
+        pki.write_private(self.ca_file, b"".join(pki.pem_of(c) for c in pinned))
         log.info("CA bundle fetched from %s and matched the fingerprint", self.ns_url)
 
     def store_bundle(self, bundle: str) -> None:
@@ -154,7 +155,12 @@ class NodeTrust:
         if self.insecure:
             return None
         if self._context is None:
-            self._context = pki.client_context(self.ca_file, self.cert_file, self.key_file)
+            # An expired certificate would fail every handshake, the one that would bring
+            # its renewal too: present none then (a task server's heartbeat needs none).
+            cert = self.certificate()
+            expired = cert is not None and cert.not_valid_after_utc.timestamp() <= time.time()
+            present = None if expired else self.cert_file
+            self._context = pki.client_context(self.ca_file, present, self.key_file)
         return self._context
 
     # --- revocations --------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any
 from taskfleet.errors import Busy
 from taskfleet.protocol import pki
 from taskfleet.server.errors import error_response, retry_after
-from taskfleet.server.peers import PEER_EXTENSION
+from taskfleet.server.peers import PEER_EXTENSION, TLS_EXTENSION
 
 DEFAULT_RESERVE = 96
 MIN_POLL_HEADROOM = 16
@@ -189,8 +189,8 @@ def guarded_protocol(capacity: Capacity) -> type[asyncio.Protocol]:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self.peer is not None:
-                self.scope["extensions"] = {PEER_EXTENSION: self.peer}  # type: ignore[dict-item]
+            if self.tls:
+                self.scope["extensions"] = {PEER_EXTENSION: self.peer, TLS_EXTENSION: True}  # type: ignore[dict-item]
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

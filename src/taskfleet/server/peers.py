@@ -19,6 +19,7 @@ from taskfleet.errors import Forbidden, Unauthenticated
 from taskfleet.protocol.pki import PeerCertificate
 
 PEER_EXTENSION = "taskfleet.peer"
+TLS_EXTENSION = "taskfleet.tls"  # set by the protocol for a TLS connection, whatever headers say
 
 
 def peer_of(scope: Any) -> PeerCertificate | None:
@@ -28,7 +29,10 @@ def peer_of(scope: Any) -> PeerCertificate | None:
 
 
 def is_tls(scope: Any) -> bool:
-    return bool(scope.get("scheme") == "https")
+    """Did the request come over a TLS connection? Decided by the connection (set by
+    ``server.capacity.Guarded``), or the scheme where another server runs the app."""
+    extensions = scope.get("extensions") or {}
+    return bool(extensions.get(TLS_EXTENSION) or scope.get("scheme") == "https")
 
 
 def check_peer(scope: Any, kind: str, principal: int, revoked: Container[int]) -> None:

@@ -161,6 +161,9 @@ def _run_uvicorn(
         backlog=4096,
         lifespan="on",
         ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
+        # Whether a request came over TLS is the connection's to say (server.peers), never
+        # an X-Forwarded-Proto header's: node identity needs the TLS session itself.
+        proxy_headers=False,
     )
     server = Server(config)
     # uvicorn handles SIGINT/SIGTERM itself; SIGHUP should stop too when a terminal closes.

@@ -178,6 +178,8 @@ class NSLink:
         if reply.ca_bundle_id and reply.ca_bundle_id != self.trust.bundle_id():
             bundle = from_json(CABundle, await self._call(self._client, "GET", "/api/ca"))
             self.trust.store_bundle(bundle.bundle)
+            if self.server_tls is not None:  # agents' certificates of a new CA, too
+                self.server_tls.load_verify_locations(cafile=str(self.trust.ca_file))
         if reply.crl_number != self.trust.crl_number:
             crl = from_json(RevocationList, await self._call(self._client, "GET", "/api/ca/crl"))
             self.trust.store_crl(crl.crl, crl.number)
