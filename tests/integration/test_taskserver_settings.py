@@ -21,7 +21,7 @@ def register(fleet: Fleet, name: str, client_limit: int, heartbeat: float) -> ht
     body = {
         "token": fleet.token("taskserver"),
         "facts": {"name": name, "hardware_id": f"hw-{name}", "addresses": []},
-        "url": "http://127.0.0.1:9",
+        "url": f"{fleet.scheme}://127.0.0.1:9",
         "client_limit": client_limit,
         "heartbeat_period_s": heartbeat,
         "csr": fleet.csr("taskserver"),
