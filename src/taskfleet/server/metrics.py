@@ -197,7 +197,8 @@ def route_template(scope: Scope) -> str:
     """
     route = scope.get("route")
     if route is not None:
-        return str(route.path)
+        # The template without converters: '/api/taskservers/{key}', not '{key:path}'.
+        return str(getattr(route, "path_format", route.path))
     if "endpoint" not in scope:
         return OTHER
     if "app_root_path" in scope:  # a mount (static files): its prefix, then the rest
