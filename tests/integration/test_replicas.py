@@ -154,7 +154,7 @@ def test_replicas_started_together_on_an_empty_database_take_turns_to_set_it_up(
             started[name] = (port, proc)
         # Then all of them come up (one migrated, the others waited for it)
         for port, proc in started.values():
-            wait_http(f"http://127.0.0.1:{port}/hello", proc, timeout=60)
+            wait_http(f"https://127.0.0.1:{port}/hello", proc, timeout=60)
         # and exactly one created the admin and wrote its credential
         wrote = [n for n in started if (tmp_path / n / "admin.credential").exists()]
         assert len(wrote) == 1, [proc.output()[-2000:] for _, proc in started.values()]
