@@ -30,7 +30,7 @@ import aiohttp
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.protocol.messages import InstanceState, StatusEvent, WorkItem
 from taskfleet.simulator.agent import SimAgent
-from taskfleet.simulator.behaviour import Behaviour, Mix
+from taskfleet.simulator.behaviour import Mix
 
 AGENTS_PER_POOL = 32
 
@@ -186,14 +186,15 @@ class SimFleet:
             await session.close()
 
     async def wait_connected(self, timeout: float) -> float:
-        """Seconds until every agent that is not offline has a task server."""
+        """Seconds until every agent has been given a task server.
+
+        Offline agents count too: they enrol and are assigned, then go quiet. A run
+        started before one of them enrolled would not target it, and its work would
+        not be there to wait for it.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            waiting = sum(
-                1
-                for a in self.agents
-                if a.state != "connected" and a.behaviour != Behaviour.OFFLINE
-            )
+            waiting = sum(1 for a in self.agents if a.state not in ("connected", "offline"))
             if not waiting:
                 self.save_identities()
                 return time.monotonic() - self.started
