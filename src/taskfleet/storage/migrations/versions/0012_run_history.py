@@ -1,0 +1,21 @@
+"""schedules, maintenance windows, completion requirements (issue 9)
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-11-25 21:00:00
+"""
+
+from __future__ import annotations
+
+revision = "0012"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass  # reserved: filled in by the change that adds these columns
+
+
+def downgrade() -> None:
+    pass
