@@ -1,4 +1,4 @@
-"""schedules, maintenance windows, completion requirements (issue 9)
+"""run history: output limits, retention, filters (issue 9)
 
 Revision ID: 0012
 Revises: 0011
@@ -8,7 +8,7 @@ Create Date: 2026-11-25 21:00:00
 from __future__ import annotations
 
 revision = "0012"
-down_revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
