@@ -26,7 +26,8 @@ from taskfleet.console import (
 )
 from taskfleet.console.web import HERE, PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError, Unauthenticated
-from taskfleet.server.errors import describe_validation, error_response, validation_field
+from taskfleet.server.errors import error_response
+from taskfleet.server.validation import describe_validation, field_of
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -102,9 +103,7 @@ async def _console_error(request: Request, exc: TaskfleetError) -> Response:
 async def _console_validation(request: Request, exc: RequestValidationError) -> Response:
     errors = list(exc.errors())
     if not _is_console(request):  # the API's answer (server.errors), field named
-        return error_response(
-            400, "invalid_input", describe_validation(errors), validation_field(errors)
-        )
+        return error_response(400, "invalid_input", describe_validation(errors), field_of(errors))
     return await _console_error(request, InvalidInput(describe_validation(errors)))
 
 

@@ -33,7 +33,7 @@ from taskfleet.ns import audit
 from taskfleet.ns.status import Ingested, ingest
 from taskfleet.protocol.fields import text_problem
 from taskfleet.protocol.messages import StatusAck, StatusEvent
-from taskfleet.server.errors import describe_validation
+from taskfleet.server.validation import describe_validation
 from taskfleet.storage.models import TaskServer
 
 log = logging.getLogger("taskfleet.ns.status")
@@ -56,7 +56,7 @@ def checked(raw: list[Any]) -> tuple[list[StatusEvent], Ingested]:
                 # A task server checks its events before sending: only a foreign sender's.
                 log.warning("status event %d without a usable id refused", index)
                 continue
-            reason = describe_validation(list(exc.errors()))  # type: ignore[arg-type]
+            reason = describe_validation(list(exc.errors()))
             refused.reject(event_id, reason[:MAX_REASON])
     return events, refused
 

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from taskfleet.errors import TaskfleetError
+from taskfleet.server.validation import describe_validation, field_of
 
 log = logging.getLogger("taskfleet.server")
 
@@ -35,31 +36,6 @@ def retry_after(response: Response, seconds: float) -> None:
     wait need not hold a connection (an open file here) meanwhile."""
     response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
     response.headers["Connection"] = "close"
-
-
-def describe_validation(errors: list[dict[str, object]]) -> str:
-    parts = []
-    for err in errors[:5]:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]  # type: ignore[attr-defined]
-        where = ".".join(loc) or "request body"
-        kind = str(err.get("type", ""))
-        if kind == "json_invalid":
-            return "the request body is not valid JSON; send a JSON object"
-        if kind == "missing":
-            parts.append(f"{where}: required field is missing")
-        else:
-            parts.append(f"{where}: {err.get('msg', 'invalid value')}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
-
-
-def validation_field(errors: list[dict[str, object]]) -> str | None:
-    """The first error's field as a dotted path (``rules.cidr.0``), when it names one."""
-    for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]  # type: ignore[attr-defined]
-        if loc:
-            return ".".join(loc)
-    return None
 
 
 def allowed_methods(request: Request) -> str:
@@ -85,9 +61,7 @@ def install(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # 400, never FastAPI's 422: one status for bad input, API-wide, naming the field.
         errors = list(exc.errors())
-        return error_response(
-            400, "invalid_input", describe_validation(errors), validation_field(errors)
-        )
+        return error_response(400, "invalid_input", describe_validation(errors), field_of(errors))
 
     @app.exception_handler(json.JSONDecodeError)
     async def _json(_request: Request, _exc: json.JSONDecodeError) -> JSONResponse:

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from taskfleet.errors import InvalidInput
-from taskfleet.server.errors import describe_validation
 
 T = TypeVar("T")
 
@@ -50,10 +49,27 @@ def invalid(errors: list[Any]) -> InvalidInput:
     return InvalidInput(describe_validation(errors), field=field_of(errors))
 
 
+def _path(err: Any) -> str:
+    """Where a pydantic error points, as ``events.3.output``; FastAPI's own prefix dropped."""
+    return ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+
+
+def describe_validation(errors: list[Any]) -> str:
+    """pydantic's errors (up to five) as one sentence a person can act on."""
+    parts = []
+    for err in errors[:5]:
+        where = _path(err) or "request body"
+        kind = str(err.get("type", ""))
+        if kind == "json_invalid":
+            return "the request body is not valid JSON; send a JSON object"
+        if kind == "missing":
+            parts.append(f"{where}: required field is missing")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid value')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
 def field_of(errors: list[Any]) -> str | None:
     """The first error's field as a dotted path (``events.3.output``), if it has one."""
-    for err in errors:
-        path = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-        if path:
-            return ".".join(path)
-    return None
+    return next((path for err in errors if (path := _path(err))), None)

@@ -29,7 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 from taskfleet.errors import InvalidInput, PayloadTooLarge
 from taskfleet.protocol.messages import StatusAck, StatusEvent, event_json
 from taskfleet.protocol.spool import Spool
-from taskfleet.server.errors import describe_validation
+from taskfleet.server.validation import describe_validation
 from taskfleet.taskserver.dead_letters import DeadLetters
 from taskfleet.taskserver.metrics import TaskServerMetrics
 
@@ -46,7 +46,7 @@ def checked(events: list[StatusEvent]) -> tuple[list[StatusEvent], list[tuple[St
         try:
             good.append(_EVENT.validate_python(event_json(event)))
         except ValidationError as exc:
-            reason = describe_validation(list(exc.errors()))  # type: ignore[arg-type]
+            reason = describe_validation(list(exc.errors()))
             bad.append((event, f"refused by this task server: {reason}"))
     return good, bad
 
