@@ -257,6 +257,72 @@ class Run(Base):
     live: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(255), default="")
+    # Exclusions as given (ns.targets); the instances are the computers it resolved to.
+    exclude: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    # Deliver even to computers outside their maintenance windows (ns.windows).
+    ignore_windows: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Completion requirements (ns.completion) and which one ended the run, and when;
+    # ended_at is NULL while the run is open (the completion duty looks only at those).
+    requirements: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    ended_by: Mapped[str | None] = mapped_column(String(32))
+    ended_at: Mapped[float | None] = mapped_column(Float, index=True)
+    # Fired by a schedule (ns.schedules): its id (kept after the schedule is removed, so
+    # not a foreign key), the occurrence, and how many missed occurrences it stands for.
+    # Unique together: one occurrence makes at most one run, whatever fires it.
+    schedule_id: Mapped[int | None] = mapped_column(Integer)
+    scheduled_for: Mapped[float | None] = mapped_column(Float)
+    coalesced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"),)
+
+
+class Schedule(Base):
+    """A run to start at a time (``at``) or on a cron expression in a time zone.
+
+    ``next_fire_at`` is the next occurrence (NULL once a one-off fired): the schedule
+    duty claims due rows with FOR UPDATE SKIP LOCKED and advances it in the transaction
+    that creates the run (docs/work-model.md, "Schedules")."""
+
+    __tablename__ = "schedule"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    targets: Mapped[list[str]] = mapped_column(default=list)
+    exclude: Mapped[list[str]] = mapped_column(default=list)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    live: Mapped[bool] = mapped_column(Boolean, default=False)
+    ignore_windows: Mapped[bool] = mapped_column(Boolean, default=False)
+    requirements: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Further run settings passed to start_run as they are (e.g. the run's expiry).
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[float | None] = mapped_column(Float)
+    cron: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    next_fire_at: Mapped[float | None] = mapped_column(Float, index=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    fired_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_fired_at: Mapped[float | None] = mapped_column(Float)
+    last_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class MaintenanceWindow(Base):
+    """A weekly window of a collection: from a weekday and time to a weekday and time,
+    wall-clock in ``timezone``. Days count from Monday = 0; times are seconds of the day."""
+
+    __tablename__ = "maintenance_window"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), index=True
+    )
+    start_day: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[int] = mapped_column(Integer)
+    end_day: Mapped[int] = mapped_column(Integer)
+    end_s: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
 
 
 class Instance(Base):
