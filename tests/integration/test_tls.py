@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from taskfleet.cli.launcher import wait_until
@@ -40,25 +40,13 @@ def _client_with(fleet: Fleet, url: str, cert: tuple[Path, Path] | None) -> http
     return httpx.Client(base_url=url, verify=ctx, timeout=10)
 
 
-def _forged(tmp: Path, subject: str, expired: bool = False) -> tuple[Path, Path]:
+def _forged(tmp: Path, subject: str) -> tuple[Path, Path]:
     """A self-signed client certificate naming ``subject``: from no CA of ours."""
     key = pki.new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=10))
-        .not_valid_after(
-            now - datetime.timedelta(days=1) if expired else now + datetime.timedelta(days=1)
-        )
-        .sign(key, hashes.SHA256())
-    )
+    cert = pki.issue(key, None, name, key.public_key(), days=1)
     cert_file, key_file = tmp / f"{subject.replace(':', '-')}.crt", tmp / "forged.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(pki.pem_of(cert))
     key_file.write_bytes(pki.key_pem(key))
     return cert_file, key_file
 
@@ -68,20 +56,13 @@ def _expired_from_ca(fleet: Fleet, tmp: Path, subject: str) -> tuple[Path, Path]
     ca_dir = fleet.root / "ns" / "ca"
     ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
     ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    assert isinstance(ca_key, pki.PrivateKey)
     key = pki.new_key()
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=10))
-        .not_valid_after(now - datetime.timedelta(days=1))
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    ten_days_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=10)
+    cert = pki.issue(ca_key, ca_cert, name, key.public_key(), days=-1, valid_from=ten_days_ago)
     cert_file, key_file = tmp / "expired.crt", tmp / "expired.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(pki.pem_of(cert))
     key_file.write_bytes(pki.key_pem(key))
     return cert_file, key_file
 

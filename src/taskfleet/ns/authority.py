@@ -19,7 +19,6 @@ certificates were issued and revoked is in the database (``ns.certificates``).
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import logging
 import socket
 from collections.abc import Iterable
@@ -30,7 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from taskfleet.errors import InvalidInput
 from taskfleet.protocol import pki
@@ -128,7 +127,7 @@ class Authority:
         """Make a new CA; keep the old ones in the bundle and cross-sign the new one."""
         key = pki.new_key()
         cert = _self_signed(key)
-        cross = _sign(
+        cross = pki.issue(
             self.key,
             self.cert,
             cert.subject,
@@ -155,7 +154,7 @@ class Authority:
     ) -> Issued:
         """Sign ``csr`` for node ``kind:principal``: the subject is ours to set, not the CSR's."""
         hosts = list(hosts)
-        cert = _sign(
+        cert = pki.issue(
             self.key,
             self.cert,
             _name(pki.subject_name(kind, principal)),
@@ -176,7 +175,7 @@ class Authority:
         cert_file, key_file = self.dir / "ns.crt", self.dir / "ns.key"
         if not _still_good(cert_file, self.cert, hosts):
             key = pki.new_key()
-            cert = _sign(
+            cert = pki.issue(
                 self.key,
                 self.cert,
                 _name("notification-server"),
@@ -211,54 +210,7 @@ class Authority:
 
 def _self_signed(key: pki.PrivateKey) -> x509.Certificate:
     name = _name(f"taskfleet CA {datetime.datetime.now(_UTC):%Y-%m-%d %H:%M:%S}")
-    return _sign(key, None, name, key.public_key(), days=CA_DAYS, ca=True)
-
-
-def _sign(
-    key: pki.PrivateKey,
-    issuer: x509.Certificate | None,
-    subject: x509.Name,
-    public_key: object,
-    *,
-    days: float,
-    ca: bool = False,
-    hosts: list[str] | None = None,
-    server: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(_UTC)
-    assert isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer is not None else subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))  # clocks drift a little
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-    else:
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        if server:
-            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    if hosts:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
-        )
-    return builder.sign(key, hashes.SHA256())
-
-
-def _general_name(host: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return x509.DNSName(host)
+    return pki.issue(key, None, name, key.public_key(), days=CA_DAYS, ca=True)
 
 
 def _still_good(cert_file: Path, ca: x509.Certificate, hosts: list[str]) -> bool:
@@ -273,4 +225,4 @@ def _still_good(cert_file: Path, ca: x509.Certificate, hosts: list[str]) -> bool
     except x509.ExtensionNotFound:
         return False
     have = {str(n.value) for n in names}
-    return all(str(_general_name(h).value) in have for h in hosts)
+    return all(str(pki.general_name(h).value) in have for h in hosts)

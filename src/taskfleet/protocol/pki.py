@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from taskfleet.errors import InvalidInput
 
@@ -187,3 +188,59 @@ def server_context(
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def issue(
+    key: PrivateKey,
+    issuer: x509.Certificate | None,
+    subject: x509.Name,
+    public_key: object,
+    *,
+    days: float,
+    ca: bool = False,
+    hosts: list[str] | None = None,
+    server: bool = False,
+    valid_from: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """A certificate for ``public_key`` signed with ``key``: by ``issuer``, or self-signed.
+
+    Valid from five minutes ago (clocks drift a little), or ``valid_from``, for ``days``
+    (negative: already expired, which tests use). A leaf may authenticate clients, and
+    servers too when ``server``; ``hosts`` become its subject alternative names.
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    start = valid_from or now - datetime.timedelta(minutes=5)
+    assert isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer is not None else subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+    else:
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([general_name(h) for h in hosts]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+def general_name(host: str) -> x509.GeneralName:
+    """An IP address or a DNS name, as a subject alternative name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return x509.DNSName(host)

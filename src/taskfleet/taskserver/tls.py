@@ -8,12 +8,10 @@ is loaded into the same context, so later connections get it without a restart.
 
 from __future__ import annotations
 
-import datetime
 import ssl
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from taskfleet.protocol import pki
@@ -37,17 +35,7 @@ def use_certificate(context: ssl.SSLContext, trust: NodeTrust) -> None:
 def _provisional(trust: NodeTrust) -> Path:
     key = trust.key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "taskserver awaiting approval")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    cert = pki.issue(key, None, name, key.public_key(), days=30, server=True)
     path = trust.dir / PROVISIONAL_FILE
-    pki.write_private(path, cert.public_bytes(serialization.Encoding.PEM))
+    pki.write_private(path, pki.pem_of(cert))
     return path
