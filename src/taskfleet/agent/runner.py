@@ -17,8 +17,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from taskfleet.protocol.fields import fit_return_code, printable_output
-from taskfleet.protocol.messages import MAX_OUTPUT_BYTES, TRUNCATION_MARKER
+from taskfleet.protocol.fields import (
+    DEFAULT_OUTPUT_LIMIT,
+    TRUNCATION_MARKER,
+    fit_return_code,
+    printable_output,
+)
 
 _SUFFIX = {"sh": ".sh", "bash": ".sh", "python": ".py", "pwsh": ".ps1"}
 
@@ -40,8 +44,15 @@ def command_for(interpreter: str, path: str) -> list[str]:
 
 
 async def run_script(
-    interpreter: str, script: str, timeout_s: float, env: dict[str, str] | None = None
+    interpreter: str,
+    script: str,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
 ) -> Outcome:
+    """Run ``script``; its first ``output_limit`` bytes of output are kept (the rest is
+    read and counted, so the script never blocks on a full pipe) and the marker says
+    how many bytes were not kept."""
     exe = sys.executable if interpreter == "python" else shutil.which(interpreter)
     if exe is None:
         return Outcome(
@@ -66,7 +77,7 @@ async def run_script(
             nonlocal dropped
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(65536):
-                room = MAX_OUTPUT_BYTES - len(collected)
+                room = max(0, output_limit - len(collected))
                 collected.extend(chunk[:room])
                 dropped += max(0, len(chunk) - room)
 

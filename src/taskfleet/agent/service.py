@@ -43,7 +43,7 @@ from taskfleet.errors import (
 )
 from taskfleet.protocol import pki, transport
 from taskfleet.protocol.calls import call
-from taskfleet.protocol.fields import fit_return_code, printable
+from taskfleet.protocol.fields import MAX_OUTPUT_LIMIT, fit_return_code, printable
 from taskfleet.protocol.messages import (
     AgentSettings,
     Assignment,
@@ -60,6 +60,7 @@ from taskfleet.protocol.messages import (
     StatusEvent,
     TaskType,
     WorkItem,
+    by_request_size,
     from_json,
     to_json,
 )
@@ -485,7 +486,9 @@ class Agent:
 
     async def _send_status(self) -> None:
         while events := self.spool.pending(200):
-            await self._send_events([storable(e) for e in events])
+            # Requests bounded in bytes too: 200 events of 1 MiB output are not one request.
+            for request in by_request_size([storable(e) for e in events]):
+                await self._send_events(request)
             if len(events) < 200:
                 return
 
@@ -569,6 +572,7 @@ class Agent:
                 "TASKFLEET_COMPUTER": self.options.name or "",
                 "TASKFLEET_RUN": str(item.run_id),
             },
+            output_limit=min(max(0, self.settings.output_limit_bytes), MAX_OUTPUT_LIMIT),
         )
         if outcome.error:
             self._emit(item, InstanceState.FAILED, None, f"taskfleet: {outcome.error}")

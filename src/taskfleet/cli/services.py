@@ -10,6 +10,7 @@ import typer
 
 from taskfleet.agent import enrolment_token
 from taskfleet.cli.client import fail
+from taskfleet.cli.when import kept_for, output_size
 from taskfleet.errors import TaskfleetError
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ def ns_serve(
     cert_days: Annotated[
         float, typer.Option(help="days node certificates are valid (renewed at 2/3)")
     ] = 90.0,
+    keep_history: Annotated[
+        str, typer.Option(help="prune runs (with instances, status records) older: 90d, 0 never")
+    ] = "90d",
+    keep_audit: Annotated[
+        str, typer.Option(help="prune audit entries older than this: 365d, 0 never")
+    ] = "365d",
+    max_output: Annotated[
+        str, typer.Option(help="most script output stored per instance: 1MiB, 512KiB ... 4MiB")
+    ] = "4MiB",
 ) -> None:
     """Run the notification server over HTTPS with its own CA (migrates the database first)."""
     from taskfleet.ns.app import create_app
@@ -69,6 +79,9 @@ def ns_serve(
         ts_capacity_rps=ts_capacity,
         insecure_http=insecure_http,
         node_cert_days=cert_days,
+        keep_history_s=kept_for(keep_history, "--keep-history"),
+        keep_audit_s=kept_for(keep_audit, "--keep-audit"),
+        max_output_bytes=output_size(max_output, "--max-output"),
     )
     if insecure_http:
         run(create_app(settings), bind, http_server=server)

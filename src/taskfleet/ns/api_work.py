@@ -20,7 +20,7 @@ from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import Finite, Int32, Name, ShortText, bounded_list, text
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
-from taskfleet.storage.models import AppliedVersion, Draft, Run, Task
+from taskfleet.storage.models import AppliedVersion, Draft, Task
 
 router = APIRouter(prefix="/api", tags=["work"])
 Kind = Annotated[str, Path(pattern="^(policy|agent-config)$", description="policy or agent-config")]
@@ -196,7 +196,25 @@ class RunRequest:
     task: Name  # its name or id
     # Names or ids of computers and collections.
     targets: Annotated[list[Name], bounded_list(MAX_TARGETS)] = field(default_factory=list)
-    live: bool = False
+    # How its computers report (SPEC R5): "live", status at once (the default: what an
+    # admin running something now expects), or "buffered", every Send Status Interval
+    # (gentler on the servers for large fleets). ``live`` is the older spelling.
+    report: Annotated[ShortText | None, Field(json_schema_extra={"enum": ["live", "buffered"]})] = (
+        None
+    )
+    live: bool | None = None
+
+    def is_live(self) -> bool:
+        if self.report is not None and self.report not in runs.REPORTS:
+            raise InvalidInput("report is 'live' or 'buffered'", field="report")
+        if self.report is not None and self.live is not None:
+            if self.live != (self.report == runs.LIVE):
+                raise InvalidInput(
+                    f"report {self.report!r} contradicts live {self.live}; give one", field="report"
+                )
+        if self.report is not None:
+            return self.report == runs.LIVE
+        return True if self.live is None else self.live
 
 
 @router.post("/runs", status_code=201, responses=errors(404, 409))
@@ -204,19 +222,13 @@ async def start_run(request: Request, body: RunRequest, operator: Operator) -> d
     state = ns_state(request)
     async with state.session() as session:
         run = await runs.start_run(
-            state, session, body.task, body.targets, body.live, operator.name
+            state, session, body.task, body.targets, body.is_live(), operator.name
         )
     async with state.session() as session:
         return asdict(await runs.summary(session, run.id, with_instances=False))
 
 
-@router.get("/runs")
-async def list_runs(
-    request: Request, _: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> list[dict[str, Any]]:
-    async with ns_state(request).session() as session:
-        ids = (await session.scalars(select(Run.id).order_by(Run.id.desc()).limit(limit))).all()
-        return [asdict(await runs.summary(session, i, with_instances=False)) for i in ids]
+# GET /api/runs (the run list, with its filters) and a computer's output: ns.api_history.
 
 
 @router.get("/runs/{run_id}")

@@ -17,6 +17,7 @@ from taskfleet.ns import (
     api_ca,
     api_collections,
     api_fleet,
+    api_history,
     api_identity,
     api_sites,
     api_taskserver,
@@ -27,6 +28,7 @@ from taskfleet.ns import (
     openapi,
     replicas,
     singleton,
+    status_rows,
 )
 from taskfleet.ns import tls as ns_tls
 from taskfleet.ns.authority import Authority
@@ -34,6 +36,7 @@ from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.metrics import install as install_metrics
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
+from taskfleet.protocol.messages import STATUS_BODY_BYTES
 from taskfleet.server import errors
 from taskfleet.server.capacity import DEFAULT_RESERVE
 from taskfleet.server.limits import BodyLimit
@@ -61,6 +64,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = database.create_engine(settings.db_url)
+        status_rows.stored_output_limit = settings.max_output_bytes  # --max-output
         state = NSState(settings, engine, database.sessionmaker(engine))
         if settings.insecure_http:
             log.warning(INSECURE_WARNING)
@@ -146,9 +150,11 @@ def create_app(
     app.include_router(api_sites.router)
     app.include_router(api_identity.router)
     app.include_router(api_work.router)
+    app.include_router(api_history.router)  # after api_work: /runs/{id}/output/...
     app.include_router(api_users.router)
     app.include_router(agent_api.router)
     install_console(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    status_bodies = dict.fromkeys(("/api/ts/status", "/agent/status"), STATUS_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger=status_bodies)
     install_metrics(app, settings)  # last: its request counter is the outermost middleware
     return app

@@ -5,7 +5,8 @@ version, which is what assignment and agents use from then on.
 
     policy:        {"entries": [{"collection": "Lab", "task_servers": ["ts-1", "ts-2"]}]}
     agent-config:  {"entries": [{"collection": "Lab", "task_request_interval_min": 5,
-                                 "send_status_interval_s": 60}]}   (list order = priority)
+                                 "send_status_interval_s": 60,
+                                 "output_limit_kib": 1024}]}   (list order = priority)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from taskfleet.errors import InvalidInput, NotFound
 from taskfleet.ns import audit
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.collections import Membership
+from taskfleet.protocol.fields import DEFAULT_OUTPUT_LIMIT, MAX_OUTPUT_LIMIT
 from taskfleet.protocol.messages import AgentSettings
 from taskfleet.storage.models import AppliedVersion, Computer, Draft, TaskServer
 
@@ -33,6 +35,7 @@ AGENT_CONFIG = "agent-config"
 KINDS = (POLICY, AGENT_CONFIG)
 DEFAULT_TRI_MIN = 5.0
 DEFAULT_SSI_S = 60.0
+DEFAULT_OUTPUT_KIB = DEFAULT_OUTPUT_LIMIT // 1024
 MAX_ENTRIES = 1000
 
 
@@ -162,6 +165,10 @@ def _config_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         "send_status_interval_s": _number(
             entry, "send_status_interval_s", DEFAULT_SSI_S, 0.2, 86400
         ),
+        # Script output kept per instance (protocol.fields): 4 KiB to 4 MiB.
+        "output_limit_kib": int(
+            _number(entry, "output_limit_kib", DEFAULT_OUTPUT_KIB, 4, MAX_OUTPUT_LIMIT // 1024)
+        ),
     }
 
 
@@ -286,4 +293,6 @@ def settings_in(document: dict[str, Any], collections: Container[str]) -> AgentS
     return AgentSettings(
         task_request_interval_s=entry["task_request_interval_min"] * 60.0,
         send_status_interval_s=entry["send_status_interval_s"],
+        # Entries applied before the limit existed have none: the default.
+        output_limit_bytes=int(entry.get("output_limit_kib", DEFAULT_OUTPUT_KIB)) * 1024,
     )

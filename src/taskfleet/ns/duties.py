@@ -16,13 +16,15 @@ import time
 
 from sqlalchemy import delete
 
-from taskfleet.ns import singleton
+from taskfleet.ns import retention, singleton
 from taskfleet.ns.state import NSState
 from taskfleet.storage.models import ConsoleSession
 
 log = logging.getLogger("taskfleet.ns.duties")
 SWEEP_SESSIONS = "sweep expired console sessions"
 SWEEP_EVERY_S = 3600.0
+PRUNE_HISTORY = "prune history older than kept (ns.retention)"
+PRUNE_EVERY_S = 3600.0
 
 
 async def sweep_console_sessions(state: NSState) -> int:
@@ -44,11 +46,19 @@ def start(state: NSState) -> list[asyncio.Task[None]]:
     async def sweep() -> None:
         await sweep_console_sessions(state)
 
+    async def prune() -> None:
+        settings = state.settings
+        await retention.prune(state.session, settings.keep_history_s, settings.keep_audit_s)
+
     return [
         asyncio.create_task(
             singleton.run_duty(state.engine, SWEEP_SESSIONS, SWEEP_EVERY_S, sweep),
             name=SWEEP_SESSIONS,
-        )
+        ),
+        asyncio.create_task(
+            singleton.run_duty(state.engine, PRUNE_HISTORY, PRUNE_EVERY_S, prune),
+            name=PRUNE_HISTORY,
+        ),
     ]
 
 

@@ -14,7 +14,15 @@ from taskfleet.ns import audit, computers, tasks
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.messages import InstanceState, RunTask, WorkBatch, WorkItem, WorkRef
-from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, Task
+from taskfleet.storage.models import (
+    MAX_ID,
+    Collection,
+    Computer,
+    Instance,
+    Run,
+    RunTarget,
+    Task,
+)
 
 
 async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[collections_.Member]:
@@ -68,6 +76,9 @@ async def start_run(
     ]
     for start in range(0, len(rows), 2000):
         await session.execute(insert(Instance).values(rows[start : start + 2000]))
+    # Its targets as rows too: run-list finds runs by target (ns.run_queries).
+    names = dict.fromkeys(t[:255] for t in targets)
+    await session.execute(insert(RunTarget).values([{"run_id": run.id, "name": n} for n in names]))
     audit.record(
         session, actor, "run.start", task.name, run=run.id, targets=targets, computers=len(chosen)
     )
@@ -197,6 +208,14 @@ async def deliver(
     return work
 
 
+LIVE, BUFFERED = "live", "buffered"
+REPORTS = (LIVE, BUFFERED)
+
+
+def report_of(live: bool) -> str:
+    return LIVE if live else BUFFERED
+
+
 @dataclass
 class RunSummary:
     id: int
@@ -209,6 +228,8 @@ class RunSummary:
     counts: dict[str, int]
     done: bool
     instances: list[dict[str, Any]] = field(default_factory=list)
+    # "live" (status at once) or "buffered" (every Send Status Interval): Run.live, named.
+    report: str = "buffered"
 
 
 async def summary(session: AsyncSession, run_id: int, with_instances: bool = True) -> RunSummary:
@@ -246,6 +267,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
         counts,
         done,
     )
+    result.report = report_of(run.live)
     if with_instances:
         rows = await session.execute(
             select(Instance, Computer.name)

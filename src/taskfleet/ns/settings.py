@@ -25,6 +25,12 @@ class NSSettings:
     insecure_http: bool = False
     # How long node certificates are valid; nodes renew once two thirds have passed.
     node_cert_days: float = 90.0
+    # History kept (ns.retention): runs with their instances and status records, and
+    # audit entries, older than these are pruned in the background; 0 keeps them forever.
+    keep_history_s: float = 90 * 86400.0
+    keep_audit_s: float = 365 * 86400.0
+    # The most script output stored per instance, in characters (protocol.fields).
+    max_output_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.public_url:

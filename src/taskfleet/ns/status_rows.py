@@ -17,10 +17,14 @@ from sqlalchemy import ARRAY, Integer, any_, bindparam, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskfleet.protocol.fields import MAX_OUTPUT_LIMIT, capped_output
 from taskfleet.protocol.messages import InstanceState, StatusEvent
 from taskfleet.storage.models import Instance, StatusSeen
 
-MAX_OUTPUT_CHARS = 1024 * 1024
+# The most output stored per instance, in characters: the NS's own cap (``ns serve
+# --max-output``), below what agents are configured to send if the admin wants; longer
+# output is cut with the truncation marker. Set once at start (ns.app), per process.
+stored_output_limit = MAX_OUTPUT_LIMIT
 CHUNK = 1000  # rows per statement: well inside both stores' bound-parameter limits
 
 
@@ -54,10 +58,14 @@ class Row:
             self.received_at = self.received_at or at
             self.started_at = self.started_at or at
         elif state.terminal:
-            output = None if event.output is None else event.output[:MAX_OUTPUT_CHARS]
+            output = None if event.output is None else capped(event.output)
             self.finished = (at, event.return_code, output)
         if state.rank > self.state.rank:
             self.state = state
+
+
+def capped(output: str) -> str:
+    return capped_output(output, stored_output_limit)
 
 
 def chunks(items: list[Any]) -> list[list[Any]]:

@@ -66,6 +66,24 @@ def printable(value: str) -> str:
     return _SURROGATES.sub("\ufffd", value.replace("\x00", NUL_SYMBOL))
 
 
+# Script output kept per instance: what the agent configuration sets (``output_limit_kib``,
+# per collection), at most ``MAX_OUTPUT_LIMIT``. Every hop cuts a longer output to its
+# limit and appends the marker, so a cut is always visible and no hop holds more.
+DEFAULT_OUTPUT_LIMIT = 1024 * 1024
+MAX_OUTPUT_LIMIT = 4 * 1024 * 1024
+TRUNCATION_MARKER = "\n[... output truncated by taskfleet: {dropped} bytes not shown ...]\n"
+_MARKER_ROOM = 128  # a marker already appended (its number has up to 20 digits) fits in this
+
+
+def capped_output(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters plus the truncation marker; unchanged when it
+    fits, a marker an earlier hop appended included (so a cut is never cut again)."""
+    if len(value) <= limit + _MARKER_ROOM:
+        return value
+    dropped = len(value[limit:].encode("utf-8", "replace"))
+    return value[:limit] + TRUNCATION_MARKER.format(dropped=dropped)
+
+
 def printable_output(data: bytes) -> str:
     """Bytes a script wrote, as text every store and the console take (see module doc)."""
     return data.decode("utf-8", errors="replace").replace("\x00", NUL_SYMBOL)
@@ -113,7 +131,7 @@ class Limits:
         if self.finite:
             schema["allow_inf_nan"] = False
         if self.escaped:
-            return core_schema.no_info_after_validator_function(printable, schema)
+            return core_schema.no_info_after_validator_function(_escaped_output, schema)
         if not self.storable:
             return schema
 
@@ -126,6 +144,10 @@ class Limits:
         # Before pydantic's own str check, which would only say "not a valid string"
         # of a lone surrogate; a plain function schema keeps the constraints in OpenAPI.
         return core_schema.no_info_before_validator_function(_storable_first(check), schema)
+
+
+def _escaped_output(value: str) -> str:
+    return capped_output(printable(value), MAX_OUTPUT_LIMIT)
 
 
 def _storable_first(check: Any) -> Any:
@@ -154,7 +176,8 @@ Name = Annotated[str, Limits(min_length=1, max_length=255, storable=True)]
 ShortText = Annotated[str, text(255)]  # a fact, an OS, a version: shown, compared
 LongText = Annotated[str, text(64 * 1024)]  # a reason, a description
 StateName = Annotated[str, Limits(min_length=1, max_length=32, pattern=ID_PATTERN, storable=True)]
-# Script output: escaped, not refused (NUL -> U+2400); bounded by the body size limit.
+# Script output: escaped, not refused (NUL -> U+2400); cut to MAX_OUTPUT_LIMIT characters
+# with the truncation marker, never refused for its length either.
 Output = Annotated[str, Limits(escaped=True)]
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from taskfleet.protocol.fields import (
+    DEFAULT_OUTPUT_LIMIT,
+    MAX_OUTPUT_LIMIT,
     Count,
     EventId,
     Finite,
@@ -36,9 +39,13 @@ from taskfleet.protocol.fields import (
 
 PROTOCOL_VERSION = 1
 
-# Outputs are capped on the agent; the servers cap request bodies well above it.
-MAX_OUTPUT_BYTES = 64 * 1024
-TRUNCATION_MARKER = "\n[... output truncated by taskfleet: {dropped} bytes not shown ...]\n"
+# Outputs are capped by the agent at its configured limit (AgentSettings), and by every
+# server at MAX_OUTPUT_LIMIT (protocol.fields.Output), with TRUNCATION_MARKER.
+# Status travels in requests of about STATUS_REQUEST_BYTES; one event with the largest
+# output goes alone, and the status endpoints take bodies up to STATUS_BODY_BYTES for it
+# (as JSON a character may take 6 bytes: control characters become \u00XX).
+STATUS_REQUEST_BYTES = 1024 * 1024
+STATUS_BODY_BYTES = 6 * (MAX_OUTPUT_LIMIT + 1024) + 64 * 1024
 
 
 class InstanceState(enum.StrEnum):
@@ -146,6 +153,8 @@ class AssignmentRequest:
 class AgentSettings:
     task_request_interval_s: float = 300.0
     send_status_interval_s: float = 60.0
+    # Script output kept per instance, in bytes (agent configuration: output_limit_kib).
+    output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT
 
 
 @dataclass
@@ -228,6 +237,34 @@ def event_json(event: StatusEvent) -> dict[str, Any]:
     Status events are what task servers handle by the thousand.
     """
     return dict(event.__dict__)
+
+
+def event_size(event: StatusEvent) -> int:
+    """About how many bytes ``event`` takes as JSON in a request: exact for its output
+    (what makes an event large), a generous allowance for the rest."""
+    output = event.output
+    if not output:
+        return 256
+    if len(output) < 4096:
+        return 256 + 6 * len(output)
+    return 256 + len(json.dumps(output, ensure_ascii=False).encode("utf-8", "replace"))
+
+
+def by_request_size(
+    events: list[StatusEvent], budget: int = STATUS_REQUEST_BYTES
+) -> list[list[StatusEvent]]:
+    """``events`` in order, in requests of at most ``budget`` bytes (``event_size``); an
+    event larger than the budget goes in a request of its own."""
+    requests: list[list[StatusEvent]] = [[]]
+    size = 0
+    for event in events:
+        weight = event_size(event)
+        if requests[-1] and size + weight > budget:
+            requests.append([])
+            size = 0
+        requests[-1].append(event)
+        size += weight
+    return [r for r in requests if r]
 
 
 def from_json(cls: type[T], data: Any) -> T:

@@ -399,3 +399,26 @@ class Certificate(Base):
     pem: Mapped[str] = mapped_column(Text, default="")  # the chain, as sent to the node
 
     __table_args__ = (Index("ix_certificate_principal", "kind", "principal"),)
+
+
+# --- run history (migration 0012): what run-list filters on, and what retention prunes.
+
+
+class RunTarget(Base):
+    """One target of a run as given (a collection or computer name, ``collection:`` and
+    ``computer:`` prefixes as typed): ``run-list --target`` finds runs by it, indexed."""
+
+    __tablename__ = "run_target"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+    __table_args__ = (Index("ix_run_target_name", "name", "run_id"),)
+
+
+# Filters of run-list, newest first (ns.run_queries), and the retention duty's cut-offs
+# (ns.retention): declared here to keep the history indexes in one place.
+Index("ix_run_created_at", Run.created_at)
+Index("ix_run_task_created", Run.task_id, Run.id)
+Index("ix_instance_state_run", Instance.state, Instance.run_id)
+Index("ix_status_seen_received_at", StatusSeen.received_at)

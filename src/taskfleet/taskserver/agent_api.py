@@ -11,6 +11,7 @@ GET  /hello                  bare endpoint, the poll benchmark's baseline
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -83,16 +84,16 @@ async def poll(request: Request) -> Response:
     computer_id, settings = await authenticated(request)
     source = source_of(request)
     if not source.has_work(computer_id):
-        return _nothing_new(settings.task_request_interval_s, settings.send_status_interval_s)
+        return _nothing_new(dataclasses.astuple(settings))
     reply = PollReply(work=await source.fetch_work(computer_id), settings=settings)
     return Response(json.dumps(to_json(reply)), media_type="application/json")
 
 
 @functools.lru_cache(maxsize=256)
-def _nothing_new(task_request_interval_s: float, send_status_interval_s: float) -> Response:
-    # One Response per settings value, sent again and again: a Response without
-    # background task or cookies is not changed by sending it.
-    settings = AgentSettings(task_request_interval_s, send_status_interval_s)
+def _nothing_new(values: tuple[object, ...]) -> Response:
+    # One Response per settings value (every AgentSettings field, in order), sent again
+    # and again: a Response without background task or cookies is not changed by sending it.
+    settings = AgentSettings(*values)  # type: ignore[arg-type]
     body = json.dumps(to_json(PollReply(work=[], settings=settings)))
     return Response(body, media_type="application/json")
 

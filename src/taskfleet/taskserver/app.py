@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, Response
 
 from taskfleet import __version__
+from taskfleet.protocol.messages import STATUS_BODY_BYTES
 from taskfleet.server import errors
 from taskfleet.server.limits import BodyLimit
 from taskfleet.server.metrics import count_requests
@@ -79,6 +80,7 @@ def create_app(settings: TaskServerSettings, tls: ssl.SSLContext | None = None) 
         return metrics.response(request)
 
     app.add_route("/metrics", export_metrics, methods=["GET"], include_in_schema=False)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    larger = {"/agent/status": STATUS_BODY_BYTES}  # one event may hold a whole output
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger=larger)
     count_requests(app, metrics)  # last: the outermost middleware, so 413s count too
     return app
