@@ -10,8 +10,9 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
-from taskfleet.ns import audit, computers, tasks
+from taskfleet.ns import audit, computers, parameters, script_tasks, tasks
 from taskfleet.ns import collections as collections_
+from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.messages import InstanceState, RunTask, WorkBatch, WorkItem, WorkRef
 from taskfleet.storage.models import (
@@ -59,13 +60,22 @@ async def resolve_targets(session: AsyncSession, targets: list[str]) -> list[col
 
 
 async def start_run(
-    state: NSState, session: AsyncSession, task_key: str, targets: list[str], live: bool, actor: str
+    state: NSState,
+    session: AsyncSession,
+    task_key: str,
+    targets: list[str],
+    live: bool,
+    actor: str,
+    *,
+    params: dict[str, str] | None = None,  # declared parameters' values (ns.parameters)
 ) -> Run:
     task = await tasks.find(session, task_key)
+    values, sealed = parameters.for_run(task.type, task.params, params, state.secrets)
     chosen = await resolve_targets(session, targets)
     run = Run(
         task_id=task.id, targets=list(targets), live=live, created_at=time.time(), created_by=actor
     )
+    run.params, run.sealed_params = values, sealed
     session.add(run)
     await session.flush()
     # One multi-row INSERT per chunk, not an ORM object per computer: a run on 10,000
@@ -80,7 +90,14 @@ async def start_run(
     names = dict.fromkeys(t[:255] for t in targets)
     await session.execute(insert(RunTarget).values([{"run_id": run.id, "name": n} for n in names]))
     audit.record(
-        session, actor, "run.start", task.name, run=run.id, targets=targets, computers=len(chosen)
+        session,
+        actor,
+        "run.start",
+        task.name,
+        run=run.id,
+        targets=targets,
+        computers=len(chosen),
+        params=parameters.shown_values(values, sealed),
     )
     assigned = [(c.id, c.task_server_id) for c in chosen]
     after_commit(session, lambda: state.hub.notify(assigned))
@@ -131,6 +148,8 @@ async def deliver_batch(
     limit: int,
     known_runs: set[int],
     redeliver_after_s: float,
+    *,
+    secrets: SecretBox | None = None,  # opens secret parameter values (ns.secrets)
 ) -> WorkBatch:
     """Up to ``limit`` instances waiting for the task server's computers, in one transaction.
 
@@ -159,7 +178,15 @@ async def deliver_batch(
     tasks_by_run = []
     if wanted:
         found = await session.execute(
-            select(Run.id, Run.live, Task.type, Task.params, Task.timeout_s)
+            select(
+                Run.id,
+                Run.live,
+                Task.type,
+                Task.params,
+                Task.timeout_s,
+                Run.params.label("values"),
+                Run.sealed_params,
+            )
             .join(Task, Task.id == Run.task_id)
             .where(Run.id.in_(wanted))
         )
@@ -167,9 +194,10 @@ async def deliver_batch(
             RunTask(
                 run_id=r.id,
                 task_type=r.type,
-                params=dict(r.params),
+                params=script_tasks.for_agent(r.params),
                 timeout_s=r.timeout_s,
                 live=r.live,
+                **parameters.delivered(r.values, r.sealed_params, secrets),
             )
             for r in found.all()
         ]
@@ -181,10 +209,14 @@ async def deliver_batch(
 
 
 async def deliver(
-    session: AsyncSession, computer_id: int, redeliver_after_s: float
+    session: AsyncSession,
+    computer_id: int,
+    redeliver_after_s: float,
+    *,
+    secrets: SecretBox | None = None,  # opens secret parameter values (ns.secrets)
 ) -> list[WorkItem]:
     rows = await session.execute(
-        select(Instance, Task, Run.live)
+        select(Instance, Task, Run.live, Run.params, Run.sealed_params)
         .join(Run, Run.id == Instance.run_id)
         .join(Task, Task.id == Run.task_id)
         .where(Instance.computer_id == computer_id, _deliverable(redeliver_after_s))
@@ -193,16 +225,17 @@ async def deliver(
     )
     now = time.time()
     work = []
-    for instance, task, live in rows.all():
+    for instance, task, live, values, sealed in rows.all():
         instance.delivered_at = now
         work.append(
             WorkItem(
                 instance_id=instance.id,
                 run_id=instance.run_id,
                 task_type=task.type,
-                params=dict(task.params),
+                params=script_tasks.for_agent(task.params),
                 timeout_s=task.timeout_s,
                 live=live,
+                **parameters.delivered(values, sealed, secrets),
             )
         )
     return work
@@ -228,6 +261,8 @@ class RunSummary:
     counts: dict[str, int]
     done: bool
     instances: list[dict[str, Any]] = field(default_factory=list)
+    # The declared parameters' values, secret ones masked (ns.parameters).
+    params: dict[str, str] = field(default_factory=dict)
     # "live" (status at once) or "buffered" (every Send Status Interval): Run.live, named.
     report: str = "buffered"
 
@@ -268,6 +303,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
         done,
     )
     result.report = report_of(run.live)
+    result.params = parameters.shown_values(run.params or {}, run.sealed_params or {})
     if with_instances:
         rows = await session.execute(
             select(Instance, Computer.name)
