@@ -60,7 +60,7 @@ def addresses() -> list[str]:
 
 
 def interpreters() -> list[str]:
-    out = [name for name in ("sh", "bash", "pwsh") if shutil.which(name)]
+    out = [n for n in ("sh", "bash", "pwsh", "powershell", "cmd") if shutil.which(n)]
     out.append("python")  # the agent's own interpreter is always there
     return sorted(out)
 

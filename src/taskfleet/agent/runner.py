@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import sys
 import tempfile
 from dataclasses import dataclass
 
+from taskfleet.agent import interpreters
+from taskfleet.agent.accounts import Account
 from taskfleet.protocol.fields import (
     DEFAULT_OUTPUT_LIMIT,
     TRUNCATION_MARKER,
     fit_return_code,
     printable_output,
 )
-
-_SUFFIX = {"sh": ".sh", "bash": ".sh", "python": ".py", "pwsh": ".ps1"}
 
 
 @dataclass
@@ -35,40 +33,38 @@ class Outcome:
     error: str = ""
 
 
-def command_for(interpreter: str, path: str) -> list[str]:
-    if interpreter == "python":
-        return [sys.executable, path]
-    if interpreter == "pwsh":
-        return ["pwsh", "-NoProfile", "-NonInteractive", "-File", path]
-    return [interpreter, path]
-
-
 async def run_script(
     interpreter: str,
     script: str,
     timeout_s: float,
     env: dict[str, str] | None = None,
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    cwd: str | None = None,
+    account: Account | None = None,
 ) -> Outcome:
     """Run ``script``; its first ``output_limit`` bytes of output are kept (the rest is
     read and counted, so the script never blocks on a full pipe) and the marker says
     how many bytes were not kept."""
-    exe = sys.executable if interpreter == "python" else shutil.which(interpreter)
+    exe = interpreters.find(interpreter)
     if exe is None:
         return Outcome(
             None, "", error=f"interpreter {interpreter!r} is not installed on this computer"
         )
-    fd, path = tempfile.mkstemp(prefix="taskfleet-", suffix=_SUFFIX.get(interpreter, ""))
+    fd, path = tempfile.mkstemp(prefix="taskfleet-", suffix=interpreters.suffix(interpreter))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(script)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(interpreters.script_bytes(interpreter, script))
+        if account is not None:  # run-as: the file is 0600, the script's user must read it
+            os.chown(path, account.uid, account.gid)
         proc = await asyncio.create_subprocess_exec(
-            *command_for(interpreter, path),
+            *interpreters.command_for(interpreter, exe, path),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a timeout kills all of it
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(account.environment() if account else {}), **(env or {})},
+            cwd=cwd or None,
+            **(account.subprocess_options() if account else {}),
         )
         collected = bytearray()
         dropped = 0

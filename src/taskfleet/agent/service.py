@@ -29,8 +29,8 @@ import httpx
 from cryptography import x509
 
 from taskfleet.agent import facts as local_facts
+from taskfleet.agent import scripts
 from taskfleet.agent.ledger import Ledger
-from taskfleet.agent.runner import run_script
 from taskfleet.errors import (
     Busy,
     Conflict,
@@ -560,11 +560,10 @@ class Agent:
                 item, InstanceState.FAILED, None, f"taskfleet: unknown task type {item.task_type!r}"
             )
             return
-        params = item.params
-        outcome = await run_script(
-            str(params.get("interpreter", "sh")),
-            str(params.get("script", "")),
-            item.timeout_s,
+        # Placeholders, options and secret masking: agent.scripts.
+        result = await scripts.run(
+            item,
+            self.facts(),
             env={
                 "TASKFLEET_TASK_SERVER": self.assignment.task_server_name
                 if self.assignment
@@ -574,16 +573,4 @@ class Agent:
             },
             output_limit=min(max(0, self.settings.output_limit_bytes), MAX_OUTPUT_LIMIT),
         )
-        if outcome.error:
-            self._emit(item, InstanceState.FAILED, None, f"taskfleet: {outcome.error}")
-        elif outcome.timed_out:
-            self._emit(
-                item,
-                InstanceState.TIMED_OUT,
-                outcome.return_code,
-                outcome.output + f"\n[taskfleet: killed after the {item.timeout_s:g}s timeout]",
-            )
-        elif outcome.return_code == 0:
-            self._emit(item, InstanceState.SUCCEEDED, 0, outcome.output)
-        else:
-            self._emit(item, InstanceState.FAILED, outcome.return_code, outcome.output)
+        self._emit(item, result.state, result.return_code, result.output)

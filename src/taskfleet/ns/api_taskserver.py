@@ -185,7 +185,12 @@ async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -
     state = ns_state(request)
     async with state.session() as session:
         batch = await runs.deliver_batch(
-            session, ts_id, body.limit, set(body.known_runs), state.settings.redeliver_after_s
+            session,
+            ts_id,
+            body.limit,
+            set(body.known_runs),
+            state.settings.redeliver_after_s,
+            secrets=state.secrets,
         )
     ns_metrics(request).work_handed_out(batch)
     return batch

@@ -14,7 +14,8 @@ from pydantic import Field
 from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import advice, documents, runs, tasks
+from taskfleet.ns import advice, api_scripts, documents, runs, script_tasks, tasks
+from taskfleet.ns.api_scripts import RunParams, ScriptOptions, script_params
 from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
@@ -136,7 +137,7 @@ async def versions(request: Request, kind: Kind, _: Viewer) -> list[dict[str, An
 
 
 @dataclass
-class TaskRequest:
+class TaskRequest(ScriptOptions):
     name: Name
     script: Annotated[str, text(MAX_SCRIPT_CHARS)]
     # Enums in the document; ns.tasks checks them and says which there are.
@@ -152,7 +153,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "id": task.id,
         "name": task.name,
         "type": task.type,
-        "params": task.params,
+        "params": script_tasks.shown(task.params),  # secret defaults masked
         "timeout_s": task.timeout_s,
         "builtin": task.builtin,
         "created_at": task.created_at,
@@ -162,14 +163,36 @@ def task_view(task: Task) -> dict[str, Any]:
 
 @router.post("/tasks", status_code=201, responses=errors(409))
 async def create_task(request: Request, body: TaskRequest, admin: Administrator) -> dict[str, Any]:
-    async with ns_state(request).session() as session:
+    state = ns_state(request)
+    async with state.session() as session:
         task = await tasks.create(
             session,
             body.name,
             body.type,
-            {"script": body.script, "interpreter": body.interpreter},
+            script_params(body),
             body.timeout_s,
             admin.name,
+            box=state.secrets,
+        )
+        return task_view(task)
+
+
+@router.put("/tasks/{key:path}", responses=errors(404, 409))
+async def edit_task(
+    request: Request, key: str, body: TaskRequest, admin: Administrator
+) -> dict[str, Any]:
+    """Edit a run-script task: its name, script, options and declared parameters."""
+    state = ns_state(request)
+    async with state.session() as session:
+        task = await tasks.find(session, key)
+        await tasks.update(
+            session,
+            task,
+            body.name,
+            script_params(body),
+            body.timeout_s,
+            admin.name,
+            box=state.secrets,
         )
         return task_view(task)
 
@@ -203,6 +226,8 @@ class RunRequest:
         None
     )
     live: bool | None = None
+    # Values of the task's declared parameters (ns.parameters), by name.
+    params: RunParams = field(default_factory=dict)
 
     def is_live(self) -> bool:
         if self.report is not None and self.report not in runs.REPORTS:
@@ -222,7 +247,13 @@ async def start_run(request: Request, body: RunRequest, operator: Operator) -> d
     state = ns_state(request)
     async with state.session() as session:
         run = await runs.start_run(
-            state, session, body.task, body.targets, body.is_live(), operator.name
+            state,
+            session,
+            body.task,
+            body.targets,
+            body.is_live(),
+            operator.name,
+            params=api_scripts.as_text(body.params),
         )
     async with state.session() as session:
         return asdict(await runs.summary(session, run.id, with_instances=False))

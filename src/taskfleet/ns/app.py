@@ -19,6 +19,7 @@ from taskfleet.ns import (
     api_fleet,
     api_history,
     api_identity,
+    api_scripts,
     api_sites,
     api_taskserver,
     api_users,
@@ -34,6 +35,7 @@ from taskfleet.ns import tls as ns_tls
 from taskfleet.ns.authority import Authority
 from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.metrics import install as install_metrics
+from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import STATUS_BODY_BYTES
@@ -66,6 +68,7 @@ def create_app(
         engine = database.create_engine(settings.db_url)
         status_rows.stored_output_limit = settings.max_output_bytes  # --max-output
         state = NSState(settings, engine, database.sessionmaker(engine))
+        state.secrets = SecretBox.load_or_create(settings.data_dir / "ca")
         if settings.insecure_http:
             log.warning(INSECURE_WARNING)
             print(f"taskfleet: WARNING: {INSECURE_WARNING}", flush=True)
@@ -149,6 +152,7 @@ def create_app(
     app.include_router(api_collections.router)
     app.include_router(api_sites.router)
     app.include_router(api_identity.router)
+    app.include_router(api_scripts.router)  # before api_work: POST /runs/preview
     app.include_router(api_work.router)
     app.include_router(api_history.router)  # after api_work: /runs/{id}/output/...
     app.include_router(api_users.router)

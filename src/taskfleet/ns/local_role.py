@@ -54,7 +54,12 @@ class LocalRole:
     async def fetch_work(self, computer_id: int) -> list[WorkItem]:
         self.state.hub.local_pending.discard(computer_id)
         async with self.state.session() as session:
-            return await runs.deliver(session, computer_id, self.state.settings.redeliver_after_s)
+            return await runs.deliver(
+                session,
+                computer_id,
+                self.state.settings.redeliver_after_s,
+                secrets=self.state.secrets,
+            )
 
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         async with self.state.session() as session:

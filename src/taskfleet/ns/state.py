@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from taskfleet.ns.authority import Authority
 from taskfleet.ns.hub import Hub
 from taskfleet.ns.revocations import Revocations
+from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.settings import NSSettings
 
 
@@ -24,6 +25,9 @@ class NSState:
     # The certificate authority; None when the NS runs with --insecure-http.
     authority: Authority | None = None
     revocations: Revocations = field(default_factory=Revocations)
+    # Seals secret parameter values (ns.secrets); the app loads its key from the data
+    # directory, a state built by hand (tests) holds one in memory.
+    secrets: SecretBox = field(default_factory=SecretBox.ephemeral)
 
     @property
     def agents_epoch(self) -> int:

@@ -9,32 +9,28 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
-from taskfleet.ns import audit
-from taskfleet.protocol.messages import INTERPRETERS, TaskType
+from taskfleet.ns import audit, script_tasks
+from taskfleet.ns.secrets import SecretBox
+from taskfleet.protocol.messages import TaskType
 from taskfleet.storage.models import Task, is_id
 
-MAX_SCRIPT_BYTES = 256 * 1024
+MAX_SCRIPT_BYTES = script_tasks.MAX_SCRIPT_BYTES
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 RESTART_AGENT = "Restart agent"
 
 
-def check_task(type_: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def check_task(
+    type_: str,
+    params: dict[str, Any],
+    timeout_s: float,
+    *,
+    box: SecretBox | None = None,
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A task's params, checked; ``box`` seals secret parameter defaults, ``previous``
+    (the params before an edit) keeps a secret default given back masked."""
     if type_ == TaskType.RUN_SCRIPT:
-        script = params.get("script")
-        interpreter = params.get("interpreter", "sh")
-        if not isinstance(script, str) or not script.strip():
-            raise InvalidInput("a run-script task needs a non-empty 'script'", field="script")
-        if len(script.encode()) > MAX_SCRIPT_BYTES:
-            raise InvalidInput(
-                f"the script is larger than {MAX_SCRIPT_BYTES} bytes", field="script"
-            )
-        if interpreter not in INTERPRETERS:
-            raise InvalidInput(
-                f"interpreter {interpreter!r} is not supported; "
-                f"use one of {', '.join(INTERPRETERS)}",
-                field="interpreter",
-            )
-        params = {"script": script, "interpreter": interpreter}
+        params = script_tasks.check(params, box, previous)
     elif type_ == TaskType.RESTART_AGENT:
         params = {}
     else:
@@ -77,11 +73,13 @@ async def create(
     params: dict[str, Any],
     timeout_s: float,
     actor: str,
+    *,
+    box: SecretBox | None = None,
 ) -> Task:
     name = _check_name(name)
     if await session.scalar(select(Task.id).where(Task.name == name)):
         raise Conflict(f"a task named {name!r} already exists", field="name")
-    params = check_task(type_, params, timeout_s)
+    params = check_task(type_, params, timeout_s, box=box)
     task = Task(
         name=name,
         type=type_,
@@ -113,6 +111,8 @@ async def update(
     params: dict[str, Any],
     timeout_s: float,
     actor: str,
+    *,
+    box: SecretBox | None = None,
 ) -> Task:
     """Edit a run-script task; runs already started keep what they were given."""
     if task.builtin:
@@ -120,7 +120,7 @@ async def update(
     name = _check_name(name)
     if name != task.name and await session.scalar(select(Task.id).where(Task.name == name)):
         raise Conflict(f"a task named {name!r} already exists", field="name")
-    task.params = check_task(task.type, params, timeout_s)
+    task.params = check_task(task.type, params, timeout_s, box=box, previous=task.params)
     task.name, task.timeout_s = name, timeout_s
     audit.record(session, actor, "task.edit", name)
     return task

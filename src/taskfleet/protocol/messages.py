@@ -92,7 +92,7 @@ class TaskType(enum.StrEnum):
     RESTART_AGENT = "restart-agent"
 
 
-INTERPRETERS = ("sh", "bash", "python", "pwsh")
+INTERPRETERS = ("sh", "bash", "python", "pwsh", "powershell", "cmd")  # agent.interpreters
 
 MAX_ADDRESSES = 64
 MAX_FACTS = 256
@@ -175,6 +175,11 @@ class WorkItem:
     params: dict[str, Any]
     timeout_s: float
     live: bool = False
+    # The run's parameter values ({{param.NAME}}, protocol.templates), secrets decrypted:
+    # they travel only over TLS to the target agent, which masks those named in
+    # ``secret_params`` in the output it reports.
+    param_values: dict[str, str] = field(default_factory=dict)
+    secret_params: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -385,6 +390,9 @@ class RunTask:
     params: dict[str, Any]
     timeout_s: float
     live: bool = False
+    # As in WorkItem. A task server holds them in memory only (taskserver.work_cache).
+    param_values: dict[str, str] = field(default_factory=dict)
+    secret_params: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -257,6 +257,10 @@ class Run(Base):
     live: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(255), default="")
+    # The values of the task's declared parameters (ns.parameters), name -> text; secret
+    # ones only in sealed_params, encrypted with the NS's key (ns.secrets). Migration 0009.
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    sealed_params: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     # Exclusions as given (ns.targets); the instances are the computers it resolved to.
     exclude: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     # Deliver even to computers outside their maintenance windows (ns.windows).

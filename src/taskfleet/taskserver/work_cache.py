@@ -80,6 +80,8 @@ class WorkCache:
                     params=dict(task.params),
                     timeout_s=task.timeout_s,
                     live=task.live,
+                    param_values=task.param_values,
+                    secret_params=task.secret_params,
                 )
             )
         return items

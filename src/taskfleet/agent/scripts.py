@@ -1,0 +1,98 @@
+"""A run-script task on this computer: fill in its placeholders, run it, judge the result.
+
+What a run-script ``WorkItem`` carries (``params``, checked by the NS when the task
+was saved): ``script``, ``interpreter``, and optionally ``working_dir``, ``env`` (name
+-> value), ``success_codes`` (default ``[0]``) and ``run_as``. The run's parameter
+values come in ``param_values``; those named in ``secret_params`` are masked
+(``templates.SECRET_MASK``) in the output before it is reported, so a script that
+prints a secret never sends it back.
+
+Anything that stops the script from starting (its interpreter missing, the working
+directory absent, a run-as user this agent cannot use) fails the instance at once,
+with output that says so; it never waits for the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from taskfleet.agent import accounts
+from taskfleet.agent.runner import run_script
+from taskfleet.protocol import templates
+from taskfleet.protocol.messages import Facts, InstanceState, WorkItem
+
+
+@dataclass
+class Result:
+    state: InstanceState
+    return_code: int | None
+    output: str
+
+
+def values_for(item: WorkItem, facts: Facts) -> templates.Values:
+    ip = facts.addresses[0].split("/")[0] if facts.addresses else ""
+    return templates.Values(
+        computer_name=facts.name,
+        computer_ip=ip,
+        run_id=item.run_id,
+        params=item.param_values,
+        facts=facts.facts,
+    )
+
+
+def success_codes(params: Mapping[str, Any]) -> set[int]:
+    codes = params.get("success_codes")
+    return {int(c) for c in codes} if isinstance(codes, list) and codes else {0}
+
+
+def _failed(message: str) -> Result:
+    return Result(InstanceState.FAILED, None, f"taskfleet: {message}")
+
+
+async def run(
+    item: WorkItem, facts: Facts, env: dict[str, str], output_limit: int
+) -> Result:
+    """Run the script of ``item`` and say how it ended; secrets masked in the output."""
+    params = item.params
+    secrets = [v for k, v in item.param_values.items() if k in item.secret_params]
+    values = values_for(item, facts)
+    try:
+        script = templates.render(str(params.get("script", "")), values)
+        cwd = templates.render(str(params.get("working_dir") or ""), values)
+        task_env = {
+            str(k): templates.render(str(v), values) for k, v in (params.get("env") or {}).items()
+        }
+    except templates.TemplateError as exc:  # the NS checks templates: an older NS's task
+        return _failed(f"the task's template is not valid: {exc}")
+    account = None
+    if params.get("run_as"):
+        try:
+            account = accounts.resolve(str(params["run_as"]))
+        except accounts.RunAsError as exc:
+            return _failed(str(exc))
+    if cwd and not os.path.isdir(cwd):
+        return _failed(f"working directory {cwd!r} does not exist on this computer")
+    try:
+        outcome = await run_script(
+            str(params.get("interpreter", "sh")),
+            script,
+            item.timeout_s,
+            env={**task_env, **env},
+            output_limit=output_limit,
+            cwd=cwd or None,
+            account=account,
+        )
+    except OSError as exc:  # e.g. the working directory went away, or exec was refused
+        return _failed(f"the script could not be started: {exc}")
+    output = templates.mask(outcome.output, secrets)
+    if outcome.error:
+        return _failed(outcome.error)
+    if outcome.timed_out:
+        note = f"\n[taskfleet: killed after the {item.timeout_s:g}s timeout]"
+        return Result(InstanceState.TIMED_OUT, outcome.return_code, output + note)
+    if outcome.return_code in success_codes(params):
+        return Result(InstanceState.SUCCEEDED, outcome.return_code, output)
+    return Result(InstanceState.FAILED, outcome.return_code, output)
