@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from taskfleet.cli import ca, demo, fleet, identity, services, simulate, users, work
+from taskfleet.cli import ca, demo, fleet, identity, schedules, services, simulate, users, work
 from taskfleet.cli.client import Context
 
 app = typer.Typer(
@@ -41,6 +41,8 @@ app.add_typer(work.policy, name="policy")
 app.add_typer(work.agent_config, name="agent-config")
 app.add_typer(users.user, name="user")
 app.add_typer(work.task, name="task")
+app.add_typer(schedules.schedule, name="schedule")
+fleet.collection.command("windows")(schedules.collection_windows)
 app.command("run")(work.run_command)
 app.command("run-status")(work.run_status)
 app.command("demo")(demo.demo)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from taskfleet.cli import run_options, schedules
 from taskfleet.cli.client import Api, Context, fail
 from taskfleet.cli.output import console, emit_json, table
 from taskfleet.protocol.messages import InstanceState
@@ -238,6 +239,9 @@ def print_run(run: dict[str, Any]) -> None:
             for i in run["instances"]
         ],
     )
+    if run.get("exclude"):
+        console.print(f"excluded: {', '.join(run['exclude'])}")
+    console.print(run_options.completion_text(run))
 
 
 FOLLOW_WAIT_S = 10.0  # each long poll's wait; the NS answers at once when the counts change
@@ -269,7 +273,8 @@ def wait_for(api: Api, run_id: int, timeout: float, quiet: bool) -> dict[str, An
             progress.update(
                 bar, total=run["total"], completed=done, counts=counts_text(run["counts"])
             )
-            if run["done"] or time.monotonic() >= deadline:
+            # Complete by its requirements (all done, when it has none): ns.completion.
+            if run["done"] or run.get("complete") or time.monotonic() >= deadline:
                 break
     full: dict[str, Any] = api.get(f"/api/runs/{run_id}")
     return full
@@ -285,11 +290,25 @@ def run_command(
     timeout: Annotated[
         float, typer.Option(help="with --wait: give up after this many seconds")
     ] = 3600.0,
+    exclude: run_options.Exclude = None,
+    ignore_windows: run_options.IgnoreWindows = False,
+    min_wait: run_options.MinWait = None,
+    max_wait: run_options.MaxWait = None,
+    min_count: run_options.MinCount = None,
+    min_share: run_options.MinShare = None,
+    at: run_options.At = None,
+    cron: run_options.Cron = None,
+    timezone: run_options.Timezone = "UTC",
     json: JsonOpt = False,
 ) -> None:
-    """Run a task on collections and/or computers."""
+    """Run a task on collections and/or computers, now, at a time or on a schedule."""
     api = _api(ctx)
-    run = api.post("/api/runs", {"task": task_name, "targets": target, "live": wait})
+    plan = run_options.plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share)
+    if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
+        timing = run_options.timing_body(at, cron, timezone)
+        schedules.add(api, task_name, target, {**timing, **plan, "live": wait}, json)
+        return
+    run = api.post("/api/runs", {"task": task_name, "targets": target, "live": wait, **plan})
     if not wait:
         if json:
             return emit_json(run)
@@ -303,9 +322,12 @@ def run_command(
         emit_json(result)
     else:
         print_run(result)
-    if not result["done"]:
+    if not result["done"] and not result.get("complete"):
         fail(f"run {run['id']} not finished after {timeout:g}s")
-    if result["counts"].get("Succeeded", 0) != result["total"]:
+    if result.get("ended_by") not in (None, "all_done"):  # ended by a requirement
+        if any(result["counts"].get(s) for s in ("Failed", "TimedOut", "Canceled", "Expired")):
+            raise typer.Exit(1)
+    elif result["counts"].get("Succeeded", 0) != result["total"]:
         raise typer.Exit(1)
 
 

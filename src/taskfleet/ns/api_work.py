@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import advice, api_scripts, documents, runs, script_tasks, tasks
+from taskfleet.ns.api_schedules import RequirementsBody
 from taskfleet.ns.api_scripts import RunParams, ScriptOptions, script_params
 from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.openapi import errors
@@ -228,6 +229,11 @@ class RunRequest:
     live: bool | None = None
     # Values of the task's declared parameters (ns.parameters), by name.
     params: RunParams = field(default_factory=dict)
+    # Computers and collections left out (ns.targets); deliver outside maintenance
+    # windows too (ns.windows); when the run is complete (ns.completion).
+    exclude: Annotated[list[Name], bounded_list(MAX_TARGETS)] = field(default_factory=list)
+    ignore_windows: bool = False
+    requirements: RequirementsBody = field(default_factory=RequirementsBody)
 
     def is_live(self) -> bool:
         if self.report is not None and self.report not in runs.REPORTS:
@@ -254,6 +260,9 @@ async def start_run(request: Request, body: RunRequest, operator: Operator) -> d
             body.is_live(),
             operator.name,
             params=api_scripts.as_text(body.params),
+            exclude=body.exclude,
+            ignore_windows=body.ignore_windows,
+            requirements=body.requirements.as_dict(),
         )
     async with state.session() as session:
         return asdict(await runs.summary(session, run.id, with_instances=False))
@@ -279,7 +288,7 @@ RUN_RECHECK_S = 0.5  # what the CLI polled at before it followed by long poll
 def counts_version(summary: runs.RunSummary) -> str:
     """A fingerprint of a run's per-state counts: the same on every NS replica and across
     restarts, so a follower can pass it back as ``since`` to any of them."""
-    text = json.dumps([sorted(summary.counts.items()), summary.done])
+    text = json.dumps([sorted(summary.counts.items()), summary.done, summary.complete])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -308,7 +317,7 @@ async def wait_run(
                 found = await runs.summary(session, run_id, with_instances=False)
             version = counts_version(found)
             left = deadline - asyncio.get_running_loop().time()
-            if version != since or found.done or left <= 0 or state.hub.closed:
+            if version != since or found.done or found.complete or left <= 0 or state.hub.closed:
                 return {**asdict(found), "version": version}
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(left, RUN_RECHECK_S)):

@@ -19,6 +19,7 @@ from taskfleet.ns import (
     api_fleet,
     api_history,
     api_identity,
+    api_schedules,
     api_scripts,
     api_sites,
     api_taskserver,
@@ -154,6 +155,7 @@ def create_app(
     app.include_router(api_identity.router)
     app.include_router(api_scripts.router)  # before api_work: POST /runs/preview
     app.include_router(api_work.router)
+    app.include_router(api_schedules.router)
     app.include_router(api_history.router)  # after api_work: /runs/{id}/output/...
     app.include_router(api_users.router)
     app.include_router(agent_api.router)

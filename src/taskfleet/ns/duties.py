@@ -16,7 +16,7 @@ import time
 
 from sqlalchemy import delete
 
-from taskfleet.ns import retention, singleton
+from taskfleet.ns import retention, run_duties, singleton
 from taskfleet.ns.state import NSState
 from taskfleet.storage.models import ConsoleSession
 
@@ -59,6 +59,7 @@ def start(state: NSState) -> list[asyncio.Task[None]]:
             singleton.run_duty(state.engine, PRUNE_HISTORY, PRUNE_EVERY_S, prune),
             name=PRUNE_HISTORY,
         ),
+        *run_duties.start(state),  # completion, maintenance windows, schedules
     ]
 
 

@@ -10,8 +10,17 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
-from taskfleet.ns import audit, computers, parameters, script_tasks, tasks
+from taskfleet.ns import (
+    audit,
+    completion,
+    computers,
+    parameters,
+    script_tasks,
+    tasks,
+    window_hold,
+)
 from taskfleet.ns import collections as collections_
+from taskfleet.ns import targets as targets_
 from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.messages import InstanceState, RunTask, WorkBatch, WorkItem, WorkRef
@@ -67,15 +76,24 @@ async def start_run(
     live: bool,
     actor: str,
     *,
+    exclude: list[str] | None = None,
+    ignore_windows: bool = False,
+    requirements: dict[str, Any] | None = None,
+    origin: tuple[int, float, int] | None = None,  # (schedule, occurrence, coalesced)
     params: dict[str, str] | None = None,  # declared parameters' values (ns.parameters)
 ) -> Run:
     task = await tasks.find(session, task_key)
     values, sealed = parameters.for_run(task.type, task.params, params, state.secrets)
-    chosen = await resolve_targets(session, targets)
+    needs = completion.Requirements.parse(requirements)
+    chosen = await targets_.without(session, await resolve_targets(session, targets), exclude or [])
     run = Run(
         task_id=task.id, targets=list(targets), live=live, created_at=time.time(), created_by=actor
     )
+    run.exclude, run.ignore_windows = list(exclude or []), ignore_windows
     run.params, run.sealed_params = values, sealed
+    run.requirements = needs.to_json()
+    if origin is not None:
+        run.schedule_id, run.scheduled_for, run.coalesced = origin
     session.add(run)
     await session.flush()
     # One multi-row INSERT per chunk, not an ORM object per computer: a run on 10,000
@@ -121,6 +139,7 @@ async def computers_with_work(
         .where(_deliverable(redeliver_after_s))
         .distinct()
     )
+    query = await window_hold.restrict(session, query)
     if task_server_id is None:
         query = query.where(Computer.task_server_id.is_(None))
     else:
@@ -139,6 +158,7 @@ async def work_waiting(
 ) -> bool:
     query = _for_task_server(select(Instance.id), task_server_id)
     query = query.where(_deliverable(redeliver_after_s)).limit(1)
+    query = await window_hold.restrict(session, query)
     return (await session.scalar(query)) is not None
 
 
@@ -161,6 +181,7 @@ async def deliver_batch(
         select(Instance.id, Instance.computer_id, Instance.run_id), task_server_id
     )
     query = query.where(_deliverable(redeliver_after_s)).order_by(Instance.id).limit(limit)
+    query = await window_hold.restrict(session, query)
     if session.get_bind().dialect.name == "postgresql":
         # Two NS replicas answering the same task server never hand out one instance twice.
         query = query.with_for_update(of=Instance, skip_locked=True)
@@ -215,7 +236,7 @@ async def deliver(
     *,
     secrets: SecretBox | None = None,  # opens secret parameter values (ns.secrets)
 ) -> list[WorkItem]:
-    rows = await session.execute(
+    query = (
         select(Instance, Task, Run.live, Run.params, Run.sealed_params)
         .join(Run, Run.id == Instance.run_id)
         .join(Task, Task.id == Run.task_id)
@@ -223,6 +244,7 @@ async def deliver(
         .order_by(Instance.id)
         .limit(100)
     )
+    rows = await session.execute(await window_hold.restrict(session, query))
     now = time.time()
     work = []
     for instance, task, live, values, sealed in rows.all():
@@ -265,6 +287,17 @@ class RunSummary:
     params: dict[str, str] = field(default_factory=dict)
     # "live" (status at once) or "buffered" (every Send Status Interval): Run.live, named.
     report: str = "buffered"
+    # Exclusions as given, windows, completion requirements and what ended the run (or
+    # ends it now: ``complete``), and the schedule occurrence that started it.
+    exclude: list[str] = field(default_factory=list)
+    ignore_windows: bool = False
+    requirements: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
+    ended_by: str | None = None
+    ended_at: float | None = None
+    schedule_id: int | None = None
+    scheduled_for: float | None = None
+    coalesced: int = 0
 
 
 async def summary(session: AsyncSession, run_id: int, with_instances: bool = True) -> RunSummary:
@@ -304,6 +337,12 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
     )
     result.report = report_of(run.live)
     result.params = parameters.shown_values(run.params or {}, run.sealed_params or {})
+    result.exclude, result.ignore_windows = run.exclude, run.ignore_windows
+    result.requirements = run.requirements
+    ended = completion.state_of(run, counts, time.time())
+    result.complete, result.ended_by, result.ended_at = ended
+    result.schedule_id, result.scheduled_for = run.schedule_id, run.scheduled_for
+    result.coalesced = run.coalesced
     if with_instances:
         rows = await session.execute(
             select(Instance, Computer.name)

@@ -1,0 +1,244 @@
+"""Admin API for schedules (``/api/schedules``) and collections' maintenance windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.errors import InvalidInput
+from taskfleet.ns import audit, schedules, window_hold
+from taskfleet.ns import collections as collections_
+from taskfleet.ns.auth import Administrator, Operator, Viewer
+from taskfleet.ns.openapi import errors
+from taskfleet.ns.state import ns_state
+from taskfleet.ns.windows import next_open, parse_all
+from taskfleet.protocol.fields import (
+    MAX_ID,
+    Count,
+    Finite,
+    LongText,
+    Name,
+    ShortText,
+    Time,
+    bounded_list,
+)
+from taskfleet.storage.models import Collection, MaintenanceWindow, Schedule
+
+router = APIRouter(prefix="/api", tags=["schedules"])
+MAX_TARGETS = 10_000
+MAX_PARAMS = 100
+ScheduleId = Annotated[int, Path(ge=1, le=MAX_ID, description="the schedule's id")]
+CollectionId = Annotated[int, Path(ge=1, le=MAX_ID, description="the collection's id")]
+
+
+@dataclass
+class RequirementsBody:
+    """Completion requirements of a run (docs/work-model.md); all optional."""
+
+    min_wait_s: Finite | None = None
+    max_wait_s: Finite | None = None
+    min_count: Count | None = None
+    min_share: Finite | None = None  # above 0, at most 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class ScheduleRequest:
+    task: Name  # its name or id
+    targets: Annotated[list[Name], bounded_list(MAX_TARGETS)]
+    exclude: Annotated[list[Name], bounded_list(MAX_TARGETS)] = field(default_factory=list)
+    # One of: a moment (ISO 8601; without an offset it is in ``timezone``) or a cron
+    # expression, whose times are wall-clock in ``timezone``.
+    at: dt.datetime | None = None
+    cron: ShortText | None = None
+    timezone: ShortText = "UTC"
+    params: dict[Name, LongText] = field(default_factory=dict)
+    live: bool = False
+    ignore_windows: bool = False
+    requirements: RequirementsBody = field(default_factory=RequirementsBody)
+
+
+@dataclass
+class ScheduleView:
+    id: int
+    task: str
+    targets: list[str]
+    exclude: list[str]
+    params: dict[str, str]
+    live: bool
+    ignore_windows: bool
+    requirements: dict[str, Any]
+    at: float | None
+    cron: str | None
+    timezone: str
+    next_fire_at: float | None
+    paused: bool
+    fired_count: int
+    last_fired_at: float | None
+    last_run_id: int | None
+    last_error: str | None
+    created_at: float
+    created_by: str
+
+
+def view(schedule: Schedule, task: str) -> ScheduleView:
+    return ScheduleView(
+        schedule.id, task, list(schedule.targets), list(schedule.exclude),
+        dict(schedule.params), schedule.live, schedule.ignore_windows,
+        dict(schedule.requirements), schedule.at, schedule.cron, schedule.timezone,
+        schedule.next_fire_at, schedule.paused, schedule.fired_count, schedule.last_fired_at,
+        schedule.last_run_id, schedule.last_error, schedule.created_at, schedule.created_by,
+    )  # fmt: skip
+
+
+async def _view(request: Request, schedule_id: int) -> ScheduleView:
+    async with ns_state(request).session() as session:
+        for schedule, task in await schedules.all_schedules(session):
+            if schedule.id == schedule_id:
+                return view(schedule, task)
+        await schedules.get(session, schedule_id)  # 404
+    raise AssertionError  # (not reached)
+
+
+@router.post("/schedules", status_code=201, response_model=ScheduleView, responses=errors(404, 409))
+async def add_schedule(request: Request, body: ScheduleRequest, operator: Operator) -> ScheduleView:
+    """A run at a time (``at``) or recurring (``cron`` in ``timezone``). A cron that does
+    not parse, an unknown time zone or a time in the past is a 400 naming the field."""
+    if len(body.params) > MAX_PARAMS:
+        raise InvalidInput(f"at most {MAX_PARAMS} parameter values", field="params")
+    plan = schedules.Plan(
+        body.task, body.targets, body.exclude, body.params, body.live, body.ignore_windows,
+        body.requirements.as_dict(), {},
+    )  # fmt: skip
+    async with ns_state(request).session() as session:
+        schedule = await schedules.create(
+            session, plan, operator.name, body.at, body.cron, body.timezone
+        )
+        schedule_id = schedule.id
+    return await _view(request, schedule_id)
+
+
+@router.get("/schedules", response_model=list[ScheduleView])
+async def list_schedules(request: Request, _: Viewer) -> list[ScheduleView]:
+    async with ns_state(request).session() as session:
+        return [view(s, task) for s, task in await schedules.all_schedules(session)]
+
+
+@router.get("/schedules/{schedule_id}", response_model=ScheduleView, responses=errors(404))
+async def show_schedule(request: Request, schedule_id: ScheduleId, _: Viewer) -> ScheduleView:
+    return await _view(request, schedule_id)
+
+
+@router.post("/schedules/{schedule_id}/pause", response_model=ScheduleView, responses=errors(404))
+async def pause_schedule(
+    request: Request, schedule_id: ScheduleId, operator: Operator
+) -> ScheduleView:
+    async with ns_state(request).session() as session:
+        await schedules.set_paused(session, schedule_id, True, operator.name)
+    return await _view(request, schedule_id)
+
+
+@router.post("/schedules/{schedule_id}/resume", response_model=ScheduleView, responses=errors(404))
+async def resume_schedule(
+    request: Request, schedule_id: ScheduleId, operator: Operator
+) -> ScheduleView:
+    """Resume; a recurring schedule fires next at its first occurrence from now."""
+    async with ns_state(request).session() as session:
+        await schedules.set_paused(session, schedule_id, False, operator.name)
+    return await _view(request, schedule_id)
+
+
+@router.delete("/schedules/{schedule_id}", status_code=204, responses=errors(404))
+async def remove_schedule(request: Request, schedule_id: ScheduleId, operator: Operator) -> None:
+    """Remove a schedule; the runs it started stay."""
+    async with ns_state(request).session() as session:
+        await schedules.remove(session, schedule_id, operator.name)
+
+
+# --- maintenance windows -------------------------------------------------------------
+
+
+@dataclass
+class WindowsRequest:
+    # e.g. "Sat 22:00-Sun 04:00 Europe/Berlin"; none: the collection has no windows.
+    windows: Annotated[list[ShortText], bounded_list(50)]
+
+
+@dataclass
+class WindowsView:
+    collection_id: int
+    collection: str
+    windows: list[str]
+    open_now: bool  # True also when there are no windows: nothing is held
+    next_open_at: Time | None  # when the first window opens; None without windows
+
+
+async def windows_view(session: AsyncSession, collection: Collection) -> WindowsView:
+    rows = (
+        await session.scalars(
+            select(MaintenanceWindow)
+            .where(MaintenanceWindow.collection_id == collection.id)
+            .order_by(MaintenanceWindow.id)
+        )
+    ).all()
+    windows = [window_hold.to_window(r) for r in rows]
+    now = dt.datetime.now(dt.UTC).timestamp()
+    opens = next_open(windows, now)
+    return WindowsView(
+        collection.id,
+        collection.name,
+        [w.text() for w in windows],
+        opens is None or opens <= now,
+        opens,
+    )
+
+
+@router.get(
+    "/collections/{collection_id}/windows", response_model=WindowsView, responses=errors(404)
+)
+async def show_windows(request: Request, collection_id: CollectionId, _: Viewer) -> WindowsView:
+    async with ns_state(request).session() as session:
+        return await windows_view(session, await collections_.by_id(session, collection_id))
+
+
+async def set_windows(
+    session: AsyncSession, collection: Collection, specs: list[str], actor: str
+) -> WindowsView:
+    """Replace a collection's windows (the console does this too)."""
+    windows = parse_all(specs)
+    await session.execute(
+        delete(MaintenanceWindow).where(MaintenanceWindow.collection_id == collection.id)
+    )
+    for w in windows:
+        session.add(
+            MaintenanceWindow(
+                collection_id=collection.id, start_day=w.start_day, start_s=w.start_s,
+                end_day=w.end_day, end_s=w.end_s, timezone=w.timezone,
+            )
+        )  # fmt: skip
+    await session.flush()
+    window_hold.forget(session)
+    audit.record(
+        session, actor, "collection.windows", collection.name, windows=[w.text() for w in windows]
+    )
+    return await windows_view(session, collection)
+
+
+@router.put(
+    "/collections/{collection_id}/windows", response_model=WindowsView, responses=errors(404)
+)
+async def put_windows(
+    request: Request, collection_id: CollectionId, body: WindowsRequest, admin: Administrator
+) -> WindowsView:
+    """Set a collection's weekly maintenance windows: its computers get work only while
+    one is open, unless a run ignores windows. An empty list removes them."""
+    async with ns_state(request).session() as session:
+        collection = await collections_.by_id(session, collection_id)
+        return await set_windows(session, collection, body.windows, admin.name)
