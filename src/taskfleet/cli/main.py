@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from taskfleet.cli import ca, demo, fleet, identity, schedules, services, simulate, users, work
+from taskfleet.cli import (
+    ca,
+    demo,
+    fleet,
+    history,
+    identity,
+    schedules,
+    services,
+    simulate,
+    users,
+    work,
+)
 from taskfleet.cli.client import Context
 
 app = typer.Typer(
@@ -45,5 +56,7 @@ app.add_typer(schedules.schedule, name="schedule")
 fleet.collection.command("windows")(schedules.collection_windows)
 app.command("run")(work.run_command)
 app.command("run-status")(work.run_status)
+app.command("run-list")(history.run_list)
+app.command("run-output")(history.run_output)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)

@@ -135,6 +135,9 @@ def agent_config_set(
         float, typer.Option(help="seconds between status sends")
     ] = 60.0,
     priority: Annotated[int | None, typer.Option(help="1 is the highest")] = None,
+    output_limit_kib: Annotated[
+        int, typer.Option(help="script output kept per instance, KiB (4 to 4096); more is cut")
+    ] = 1024,
     remove: Annotated[bool, typer.Option(help="remove this collection's entry")] = False,
     json: JsonOpt = False,
 ) -> None:
@@ -149,6 +152,7 @@ def agent_config_set(
             "collection": collection,
             "task_request_interval_min": task_request_interval,
             "send_status_interval_s": send_status_interval,
+            "output_limit_kib": output_limit_kib,
         }
         result = api.post(
             "/api/documents/agent-config/draft/entries", {"entry": entry, "position": priority}
@@ -231,8 +235,8 @@ def counts_text(counts: dict[str, int]) -> str:
 
 def print_run(run: dict[str, Any]) -> None:
     table(
-        f"Run {run['id']}: {run['task']} on {', '.join(run['targets'])} - "
-        f"{counts_text(run['counts'])}",
+        f"Run {run['id']}: {run['task']} on {', '.join(run['targets'])}, "
+        f"reporting {run.get('report', '?')} - {counts_text(run['counts'])}",
         ["computer", "state", "rc", "output"],
         [
             [i["computer"], i["state"], i["return_code"], (i["output"] or "").strip()[-300:]]
@@ -299,21 +303,31 @@ def run_command(
     at: run_options.At = None,
     cron: run_options.Cron = None,
     timezone: run_options.Timezone = "UTC",
+    report: Annotated[
+        str,
+        typer.Option(
+            help="live: computers report each status at once (default); "
+            "buffered: every Send Status Interval (gentler on servers, results later)"
+        ),
+    ] = "live",
     json: JsonOpt = False,
 ) -> None:
     """Run a task on collections and/or computers, now, at a time or on a schedule."""
+    if report not in ("live", "buffered"):
+        fail(f"--report {report!r}: give live or buffered")
+    live = report == "live"
     api = _api(ctx)
     plan = run_options.plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share)
     if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
         timing = run_options.timing_body(at, cron, timezone)
-        schedules.add(api, task_name, target, {**timing, **plan, "live": wait}, json)
+        schedules.add(api, task_name, target, {**timing, **plan, "live": live}, json)
         return
-    run = api.post("/api/runs", {"task": task_name, "targets": target, "live": wait, **plan})
+    run = api.post("/api/runs", {"task": task_name, "targets": target, "live": live, **plan})
     if not wait:
         if json:
             return emit_json(run)
         typer.echo(
-            f"run {run['id']} started on {run['total']} computers; "
+            f"run {run['id']} started on {run['total']} computers, reporting {report}; "
             f"'taskfleet run-status {run['id']}'"
         )
         return

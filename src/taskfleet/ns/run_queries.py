@@ -61,7 +61,8 @@ def check_states(states: list[str]) -> list[str]:
 
 async def _target_clause(session: AsyncSession, target: str) -> Any:
     name = target.removeprefix("collection:")
-    given = select(RunTarget.run_id).where(RunTarget.name.in_({target, name}))
+    spelled = {target, name, f"collection:{name}"}  # as it was typed, either way
+    given = select(RunTarget.run_id).where(RunTarget.name.in_(spelled))
     clauses = [Run.id.in_(given)]
     try:
         computer: Computer | None = await computers.find(session, target)
