@@ -248,6 +248,21 @@ class Task(Base):
     created_by: Mapped[str] = mapped_column(String(255), default="")
 
 
+class Job(Base):
+    """Ordered steps of tasks or jobs, each with its conditions (ns.jobs, protocol.jobs)."""
+
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # client | server
+    # [{"task": id} | {"job": id}, "on_success": ..., "on_failure": ..., "on_code": {...}]
+    steps: Mapped[list[Any]] = mapped_column(default=list)
+    timeout_s: Mapped[float] = mapped_column(Float, default=3600.0)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+
+
 class Run(Base):
     __tablename__ = "run"
 
