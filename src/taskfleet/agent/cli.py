@@ -64,6 +64,20 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long one notification-channel long poll is held open",
     )
+    p.add_argument(
+        "--facts-file",
+        type=Path,
+        default=None,
+        help="custom facts to report, a JSON object of text values such as "
+        '{"role": "web"} (default: <state-dir>/facts.json)',
+    )
+    p.add_argument(
+        "--power-test-file",
+        type=Path,
+        default=None,
+        help="test mode: power-control tasks append the command they would run to this "
+        "file and run nothing (also TASKFLEET_POWER_TEST_FILE)",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -117,5 +131,7 @@ def _agent(args: argparse.Namespace) -> Agent:
             channel_wait_s=args.channel_wait,
             ca_fingerprint=args.ca_fingerprint,
             insecure_http=args.insecure_http,
+            facts_file=args.facts_file,
+            power_test_file=args.power_test_file,
         )
     )

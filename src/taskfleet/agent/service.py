@@ -28,9 +28,10 @@ from typing import Any
 import httpx
 from cryptography import x509
 
+from taskfleet.agent import copy_file, inventory, power, scripts
 from taskfleet.agent import facts as local_facts
-from taskfleet.agent import scripts
 from taskfleet.agent.ledger import Ledger
+from taskfleet.agent.outcome import Outcome
 from taskfleet.errors import (
     Busy,
     Conflict,
@@ -53,6 +54,7 @@ from taskfleet.protocol.messages import (
     Enrolled,
     Enrolment,
     InstanceState,
+    InventoryReport,
     IssuedCertificate,
     PollReply,
     RevocationList,
@@ -85,6 +87,8 @@ class AgentOptions:
     channel_wait_s: float = 50.0
     ca_fingerprint: str = ""  # pins the NS's CA on first start (protocol.trust)
     insecure_http: bool = False
+    facts_file: Path | None = None  # custom facts (agent.inventory); <state-dir>/facts.json
+    power_test_file: Path | None = None  # power control records, never runs (agent.power)
 
 
 def storable(event: StatusEvent) -> StatusEvent:
@@ -110,6 +114,7 @@ class Agent:
         self.hardware_id = local_facts.hardware_id(state)
         self.spool = Spool(state / "spool")
         self.ledger = Ledger(state / "instances")
+        self.inventory_due = inventory.Schedule(state)
         self.credential: transport.Credential | None = None
         # The credential the NS stopped recognising: presented when enrolling again, as
         # the proof that this is the computer it enrolled (ns.identity).
@@ -144,9 +149,17 @@ class Agent:
             self.credential = None
 
     def facts(self) -> Any:
-        return local_facts.gather(
-            self.options.name, self.hardware_id, self.options.addresses or None
+        return inventory.gather(
+            self.options.name,
+            self.hardware_id,
+            self.options.addresses or None,
+            self.options.facts_file or self.options.state_dir / inventory.FACTS_FILE,
         )
+
+    async def send_inventory(self) -> InventoryReport:
+        """This computer's inventory, to the NS now (agent.inventory)."""
+        assert self.credential is not None
+        return await inventory.send(self.ns, self.credential, self.facts(), self.inventory_due)
 
     async def enrol(self) -> None:
         if not self.options.token:
@@ -392,6 +405,13 @@ class Agent:
                 asyncio.create_task(self._poll_loop()),
                 asyncio.create_task(self._status_loop()),
                 asyncio.create_task(self._certificate_loop()),
+                asyncio.create_task(
+                    inventory.loop(
+                        self.inventory_due,
+                        lambda: self.settings.inventory_interval_s,
+                        self.send_inventory,
+                    )
+                ),
             ]
             tasks += loops
             done, _ = await asyncio.wait([*loops, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -555,6 +575,15 @@ class Agent:
             self.restart_requested = True
             self._stop.set()
             return
+        if item.task_type == TaskType.COPY_FILE:
+            return self._finish(item, await copy_file.run(item, self.ts))
+        if item.task_type == TaskType.POWER_CONTROL:
+            test_file = power.recording_file(self.options.power_test_file)
+            return self._finish(
+                item, await power.run(item.params, test_file, lambda o: self._finish_now(item, o))
+            )
+        if item.task_type == TaskType.INVENTORY:
+            return self._finish(item, await inventory.run_task(self.send_inventory))
         if item.task_type != TaskType.RUN_SCRIPT:
             self._emit(
                 item, InstanceState.FAILED, None, f"taskfleet: unknown task type {item.task_type!r}"
@@ -574,3 +603,13 @@ class Agent:
             output_limit=min(max(0, self.settings.output_limit_bytes), MAX_OUTPUT_LIMIT),
         )
         self._emit(item, result.state, result.return_code, result.output)
+
+    def _finish(self, item: WorkItem, result: Outcome | None) -> None:
+        if result is not None:  # (None: reported already)
+            self._emit(item, result.state, result.return_code, result.output)
+
+    async def _finish_now(self, item: WorkItem, result: Outcome) -> None:
+        """Report and send at once: what comes next may stop this agent (a power off)."""
+        self._finish(item, result)
+        with contextlib.suppress(TaskfleetError, TimeoutError):
+            await asyncio.wait_for(self.send_status(), 10)

@@ -9,6 +9,7 @@ import typer
 from taskfleet.cli import (
     ca,
     demo,
+    files,
     fleet,
     history,
     identity,
@@ -52,6 +53,10 @@ app.add_typer(work.policy, name="policy")
 app.add_typer(work.agent_config, name="agent-config")
 app.add_typer(users.user, name="user")
 app.add_typer(work.task, name="task")
+work.task.command("copy-file")(files.task_copy_file)
+work.task.command("power")(files.task_power)
+work.task.command("inventory")(files.task_inventory)
+app.add_typer(files.file, name="file")
 app.add_typer(schedules.schedule, name="schedule")
 fleet.collection.command("windows")(schedules.collection_windows)
 app.command("run")(work.run_command)

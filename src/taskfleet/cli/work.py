@@ -138,6 +138,9 @@ def agent_config_set(
     output_limit_kib: Annotated[
         int, typer.Option(help="script output kept per instance, KiB (4 to 4096); more is cut")
     ] = 1024,
+    inventory_interval: Annotated[
+        float, typer.Option(help="hours between the agents' inventory reports")
+    ] = 24.0,
     remove: Annotated[bool, typer.Option(help="remove this collection's entry")] = False,
     json: JsonOpt = False,
 ) -> None:
@@ -153,6 +156,7 @@ def agent_config_set(
             "task_request_interval_min": task_request_interval,
             "send_status_interval_s": send_status_interval,
             "output_limit_kib": output_limit_kib,
+            "inventory_interval_h": inventory_interval,
         }
         result = api.post(
             "/api/documents/agent-config/draft/entries", {"entry": entry, "position": priority}

@@ -16,17 +16,21 @@ from taskfleet.ns import (
     api_agent,
     api_ca,
     api_collections,
+    api_files,
     api_fleet,
     api_history,
     api_identity,
+    api_inventory,
     api_schedules,
     api_scripts,
     api_sites,
+    api_task_types,
     api_taskserver,
     api_users,
     api_work,
     bootstrap,
     duties,
+    files,
     openapi,
     replicas,
     singleton,
@@ -34,6 +38,7 @@ from taskfleet.ns import (
 )
 from taskfleet.ns import tls as ns_tls
 from taskfleet.ns.authority import Authority
+from taskfleet.ns.file_role import NSFiles
 from taskfleet.ns.local_role import LocalRole
 from taskfleet.ns.metrics import install as install_metrics
 from taskfleet.ns.secrets import SecretBox
@@ -45,7 +50,7 @@ from taskfleet.server.capacity import DEFAULT_RESERVE
 from taskfleet.server.limits import BodyLimit
 from taskfleet.server.serve import on_stop
 from taskfleet.storage import database, migrate
-from taskfleet.taskserver import agent_api
+from taskfleet.taskserver import agent_api, file_api
 from taskfleet.taskserver.channels import ChannelGate
 
 log = logging.getLogger("taskfleet.ns")
@@ -102,6 +107,7 @@ def create_app(
             await state.revocations.load(session)
         revocations = asyncio.create_task(state.revocations.refresh_forever(state.session))
         app.state.work_source = role
+        app.state.file_source = NSFiles(state)  # copy-file tasks' files (taskserver.file_api)
         refresher = asyncio.create_task(role.refresh_forever())
         # PostgreSQL: the hub's changes cross to the other replicas (None on SQLite).
         link = await replicas.start(state.hub, engine)
@@ -159,8 +165,13 @@ def create_app(
     app.include_router(api_history.router)  # after api_work: /runs/{id}/output/...
     app.include_router(api_users.router)
     app.include_router(agent_api.router)
+    app.include_router(file_api.router)
+    app.include_router(api_files.router)
+    app.include_router(api_task_types.router)
+    app.include_router(api_inventory.router)
     install_console(app)
     status_bodies = dict.fromkeys(("/api/ts/status", "/agent/status"), STATUS_BODY_BYTES)
+    status_bodies["/api/files"] = files.MAX_FILE_BYTES  # an upload (ns.files)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger=status_bodies)
     install_metrics(app, settings)  # last: its request counter is the outermost middleware
     return app

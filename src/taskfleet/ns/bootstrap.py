@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.ns import collections, tasks, users
+from taskfleet.ns import collections, inventory, tasks, users
 from taskfleet.storage.models import ApiUser
 
 ADMIN_CREDENTIAL_FILE = "admin.credential"
@@ -18,6 +18,7 @@ ADMIN_PASSWORD_FILE = "admin.password"
 async def ensure_builtins(session: AsyncSession) -> None:
     await collections.ensure_builtins(session)
     await tasks.ensure_builtins(session)
+    await inventory.ensure_builtin(session)
 
 
 async def ensure_admin(session: AsyncSession, data_dir: Path) -> tuple[Path, Path] | None:

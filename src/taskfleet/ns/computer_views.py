@@ -33,6 +33,9 @@ def view(c: Computer, ts_names: dict[int, str], identity: bool = False) -> dict[
         "agent_version": c.agent_version,
         "interpreters": c.interpreters,
         "facts": c.facts,
+        # The last inventory's measurements, and when it came (ns.inventory).
+        "inventory": c.inventory,
+        "inventory_at": c.inventory_at,
         "last_contact": c.last_contact,
         "task_server": ts_names.get(c.task_server_id)
         if c.task_server_id

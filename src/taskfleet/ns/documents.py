@@ -6,7 +6,8 @@ version, which is what assignment and agents use from then on.
     policy:        {"entries": [{"collection": "Lab", "task_servers": ["ts-1", "ts-2"]}]}
     agent-config:  {"entries": [{"collection": "Lab", "task_request_interval_min": 5,
                                  "send_status_interval_s": 60,
-                                 "output_limit_kib": 1024}]}   (list order = priority)
+                                 "output_limit_kib": 1024,
+                                 "inventory_interval_h": 24}]}   (list order = priority)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ KINDS = (POLICY, AGENT_CONFIG)
 DEFAULT_TRI_MIN = 5.0
 DEFAULT_SSI_S = 60.0
 DEFAULT_OUTPUT_KIB = DEFAULT_OUTPUT_LIMIT // 1024
+DEFAULT_INVENTORY_H = 24.0  # how often agents send their inventory (agent.inventory)
 MAX_ENTRIES = 1000
 
 
@@ -169,6 +171,9 @@ def _config_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         "output_limit_kib": int(
             _number(entry, "output_limit_kib", DEFAULT_OUTPUT_KIB, 4, MAX_OUTPUT_LIMIT // 1024)
         ),
+        "inventory_interval_h": _number(
+            entry, "inventory_interval_h", DEFAULT_INVENTORY_H, 0.01, 24 * 365
+        ),
     }
 
 
@@ -295,4 +300,5 @@ def settings_in(document: dict[str, Any], collections: Container[str]) -> AgentS
         send_status_interval_s=entry["send_status_interval_s"],
         # Entries applied before the limit existed have none: the default.
         output_limit_bytes=int(entry.get("output_limit_kib", DEFAULT_OUTPUT_KIB)) * 1024,
+        inventory_interval_s=float(entry.get("inventory_interval_h", DEFAULT_INVENTORY_H)) * 3600,
     )

@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
-from taskfleet.ns import audit, script_tasks
+from taskfleet.ns import audit, script_tasks, task_types
 from taskfleet.ns.secrets import SecretBox
 from taskfleet.protocol.messages import TaskType
 from taskfleet.storage.models import Task, is_id
@@ -33,6 +33,8 @@ def check_task(
         params = script_tasks.check(params, box, previous)
     elif type_ == TaskType.RESTART_AGENT:
         params = {}
+    elif type_ in task_types.CHECKS:
+        params = task_types.CHECKS[type_](params)
     else:
         raise InvalidInput(f"task type {type_!r} is not known; use {TaskType.RUN_SCRIPT}")
     if not 1 <= timeout_s <= MAX_TIMEOUT_S:  # also refuses nan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -52,3 +53,30 @@ def _error(response: httpx.Response) -> TaskfleetError:
         if response.status_code >= 500:
             return Unavailable(f"{response.request.url} answered {response.status_code}: {text}")
         return TaskfleetError(f"{response.request.url} answered {response.status_code}: {text}")
+
+
+async def download(
+    client: httpx.AsyncClient,
+    path: str,
+    write: Callable[[bytes], object],
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> httpx.Headers:
+    """GET ``path`` and hand its body to ``write`` piece by piece, never whole in memory;
+    the response's headers. Errors as ``call`` raises them."""
+    extra: dict[str, Any] = {}
+    if timeout is not None:
+        extra["timeout"] = httpx.Timeout(timeout, connect=5.0)
+    try:
+        async with client.stream("GET", path, headers=headers, **extra) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise _error(response)
+            async for piece in response.aiter_bytes(1024 * 1024):
+                write(piece)
+            return response.headers
+    except httpx.HTTPError as exc:
+        raise Unavailable(
+            f"{client.base_url} did not answer: {exc.__class__.__name__} {exc}"
+        ) from exc

@@ -90,6 +90,9 @@ _RANK = {
 class TaskType(enum.StrEnum):
     RUN_SCRIPT = "run-script"
     RESTART_AGENT = "restart-agent"
+    COPY_FILE = "copy-file"  # agent.copy_file, ns.task_types
+    POWER_CONTROL = "power-control"  # agent.power
+    INVENTORY = "inventory"  # agent.inventory, ns.inventory
 
 
 INTERPRETERS = ("sh", "bash", "python", "pwsh", "powershell", "cmd")  # agent.interpreters
@@ -155,6 +158,8 @@ class AgentSettings:
     send_status_interval_s: float = 60.0
     # Script output kept per instance, in bytes (agent configuration: output_limit_kib).
     output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT
+    # How often the agent sends its inventory (agent configuration: inventory_interval_h).
+    inventory_interval_s: float = 86400.0
 
 
 @dataclass
@@ -180,6 +185,18 @@ class WorkItem:
     # ``secret_params`` in the output it reports.
     param_values: dict[str, str] = field(default_factory=dict)
     secret_params: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InventoryReport:
+    """An agent's inventory (``POST /api/agent/inventory``): its facts, which the NS
+    stores and collection rules read, and measurements that change all the time and
+    that no rule reads (so they are kept apart and change no membership)."""
+
+    facts: Facts
+    uptime_s: Finite | None = None
+    disk_free_bytes: Annotated[int, Limits(ge=0, le=2**63 - 1)] | None = None
+    memory_available_bytes: Annotated[int, Limits(ge=0, le=2**63 - 1)] | None = None
 
 
 @dataclass
@@ -297,6 +314,7 @@ def from_json(cls: type[T], data: Any) -> T:
 _NESTED: dict[tuple[str, str], type[Any]] = {
     ("Enrolment", "facts"): Facts,
     ("AssignmentRequest", "facts"): Facts,
+    ("InventoryReport", "facts"): Facts,
     ("Assignment", "settings"): AgentSettings,
     ("PollReply", "work"): WorkItem,
     ("PollReply", "settings"): AgentSettings,

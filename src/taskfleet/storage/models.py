@@ -9,11 +9,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -61,6 +63,11 @@ class Computer(Base):
     assign_step: Mapped[str | None] = mapped_column(String(32))
     assign_reason: Mapped[str | None] = mapped_column(Text)
     assigned_at: Mapped[float | None] = mapped_column(Float)
+    # The last inventory's measurements (uptime, disk and memory free: ns.inventory),
+    # apart from ``facts`` because they change at every report and no rule reads them;
+    # and when the last inventory arrived (migration 0013).
+    inventory: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    inventory_at: Mapped[float | None] = mapped_column(Float)
 
 
 class TaskServer(Base):
@@ -441,3 +448,36 @@ Index("ix_run_created_at", Run.created_at)
 Index("ix_run_task_created", Run.task_id, Run.id)
 Index("ix_instance_state_run", Instance.state, Instance.run_id)
 Index("ix_status_seen_received_at", StatusSeen.received_at)
+
+
+# --- files for copy-file tasks (migration 0013, ns.files) ---------------------------
+
+
+class StoredFile(Base):
+    """A file uploaded to the NS for copy-file tasks, addressed by its SHA-256.
+
+    Its content lives in the database (``FileChunk``), not in an NS's data directory:
+    NS replicas share one PostgreSQL, and a file uploaded through one must be served
+    by every other (docs/work-model.md, "Copy file")."""
+
+    __tablename__ = "stored_file"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class FileChunk(Base):
+    """One piece of a stored file, in order: read and written a chunk at a time, so no
+    process holds a whole file in memory."""
+
+    __tablename__ = "file_chunk"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("stored_file.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

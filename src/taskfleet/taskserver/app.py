@@ -15,7 +15,7 @@ from taskfleet.server import errors
 from taskfleet.server.limits import BodyLimit
 from taskfleet.server.metrics import count_requests
 from taskfleet.server.serve import on_stop
-from taskfleet.taskserver import agent_api
+from taskfleet.taskserver import agent_api, file_api
 from taskfleet.taskserver.channels import UNLIMITED, ChannelGate
 from taskfleet.taskserver.metrics import TaskServerMetrics
 from taskfleet.taskserver.ns_link import NSLink
@@ -47,6 +47,7 @@ def create_app(settings: TaskServerSettings, tls: ssl.SSLContext | None = None) 
         metrics.watch_relay(relay, settings)
         await relay.start()
         app.state.work_source = relay
+        app.state.file_source = relay.files  # copy-file tasks' files (file_api)
         print(
             f"taskfleet: task server {relay.link.name} ({relay.approval}) "
             f"listening on {settings.url}",
@@ -74,6 +75,7 @@ def create_app(settings: TaskServerSettings, tls: ssl.SSLContext | None = None) 
     on_stop(app, answer_channels)
     errors.install(app)
     app.include_router(agent_api.router)
+    app.include_router(file_api.router)
 
     async def export_metrics(request: Request) -> Response:
         # Open, like /hello: aggregate numbers only, and no users here to check (README).

@@ -8,12 +8,12 @@ import logging
 import os
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from taskfleet.agent import facts as local_facts
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.protocol import transport
-from taskfleet.protocol.calls import call
+from taskfleet.protocol.calls import call, download
 from taskfleet.protocol.messages import (
     AgentMap,
     CABundle,
@@ -219,6 +219,14 @@ class NSLink:
     async def refusals(self, body: Refusals) -> None:
         """What it refused its agents, for the NS's audit log (``taskserver.forbidden``)."""
         await self._call(self._client, "POST", "/api/ts/refusals", json=to_json(body))
+
+    async def fetch_file(self, sha256: str, fh: IO[bytes]) -> None:
+        """Stream the NS's copy of a copy-file task's file into ``fh`` (taskserver.file_cache)."""
+        try:
+            await download(self._bulk, f"/api/ts/files/{sha256}", fh.write, timeout=600)
+        except TaskfleetError as exc:
+            self.metrics.link_error("/api/ts/files", exc)
+            raise
 
     async def _call(self, client: Any, method: str, path: str, **kwargs: Any) -> Any:
         try:

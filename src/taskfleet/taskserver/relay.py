@@ -37,6 +37,7 @@ from taskfleet.protocol.messages import (
 from taskfleet.protocol.spool import Spool
 from taskfleet.protocol.transport import hash_secret, secret_matches
 from taskfleet.taskserver.dead_letters import DeadLetters
+from taskfleet.taskserver.file_cache import FileCache
 from taskfleet.taskserver.forbidden import ForbiddenReports
 from taskfleet.taskserver.lookups import LookupLimit, Refusals
 from taskfleet.taskserver.ns_link import NSLink
@@ -64,6 +65,8 @@ class Relay:
         self.approval = "unknown"
         self.agents: dict[int, AgentEntry] = {}
         self.work = WorkCache()
+        # Files of copy-file tasks, fetched once, verified, served to the agents handed them.
+        self.files = FileCache(settings.data_dir / "files", link.fetch_file)
         # Its agents' requests for other computers, refused: told to the NS's audit log.
         self.forbidden = ForbiddenReports(link.refusals)
         self.seen: dict[int, float] = {}
@@ -167,7 +170,9 @@ class Relay:
         return self.work.has_work(computer_id, time.monotonic())
 
     async def fetch_work(self, computer_id: int) -> list[WorkItem]:
-        return self.work.take(computer_id, time.monotonic())
+        items = self.work.take(computer_id, time.monotonic())
+        self.files.grant(computer_id, items)
+        return items
 
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         # Acknowledge only once the events are on disk: from here on they are ours (R8).

@@ -1,0 +1,23 @@
+"""How a task other than a script ended on this computer: the state, return code and
+output the agent reports for its instance (copy file, power control, inventory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskfleet.protocol.messages import InstanceState
+
+
+@dataclass
+class Outcome:
+    state: InstanceState
+    return_code: int | None
+    output: str
+
+
+def succeeded(message: str) -> Outcome:
+    return Outcome(InstanceState.SUCCEEDED, 0, f"taskfleet: {message}")
+
+
+def failed(message: str, return_code: int | None = None) -> Outcome:
+    return Outcome(InstanceState.FAILED, return_code, f"taskfleet: {message}")
