@@ -13,6 +13,7 @@ from taskfleet.cli import (
     fleet,
     history,
     identity,
+    jobs,
     schedules,
     services,
     simulate,
@@ -53,6 +54,7 @@ app.add_typer(work.policy, name="policy")
 app.add_typer(work.agent_config, name="agent-config")
 app.add_typer(users.user, name="user")
 app.add_typer(work.task, name="task")
+app.add_typer(jobs.job, name="job")
 work.task.command("copy-file")(files.task_copy_file)
 work.task.command("power")(files.task_power)
 work.task.command("inventory")(files.task_inventory)

@@ -21,6 +21,7 @@ from taskfleet.ns import (
     api_history,
     api_identity,
     api_inventory,
+    api_jobs,
     api_schedules,
     api_scripts,
     api_sites,
@@ -161,6 +162,7 @@ def create_app(
     app.include_router(api_identity.router)
     app.include_router(api_scripts.router)  # before api_work: POST /runs/preview
     app.include_router(api_work.router)
+    app.include_router(api_jobs.router)
     app.include_router(api_schedules.router)
     app.include_router(api_history.router)  # after api_work: /runs/{id}/output/...
     app.include_router(api_users.router)
