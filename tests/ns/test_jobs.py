@@ -135,3 +135,15 @@ def test_names_kinds_and_timeouts_are_checked(
         assert caught.value.field == field  # type: ignore[attr-defined]
 
     scenario(db_url, body)
+
+
+def test_a_task_cannot_take_a_jobs_name(db_url: str) -> None:
+    async def body(session: AsyncSession) -> None:
+        await jobs.create(session, "Patch", "client", [{"task": "check"}], 60, "admin")
+        with pytest.raises(Conflict, match="share names"):
+            await tasks.create(session, "Patch", "run-script", {"script": "true"}, 60, "admin")
+        check = await tasks.find(session, "check")
+        with pytest.raises(Conflict, match="share names"):
+            await tasks.update(session, check, "Patch", {"script": "true"}, 60, "admin")
+
+    scenario(db_url, body)

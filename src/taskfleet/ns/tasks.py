@@ -12,7 +12,7 @@ from taskfleet.errors import Conflict, InvalidInput, NotFound
 from taskfleet.ns import audit, script_tasks, task_types
 from taskfleet.ns.secrets import SecretBox
 from taskfleet.protocol.messages import TaskType
-from taskfleet.storage.models import Task, is_id
+from taskfleet.storage.models import Job, Task, is_id
 
 MAX_SCRIPT_BYTES = script_tasks.MAX_SCRIPT_BYTES
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -53,6 +53,16 @@ def _check_name(name: str) -> str:
     return name
 
 
+async def _not_a_job(session: AsyncSession, name: str) -> None:
+    """Tasks and jobs share names (ns.jobs): ``taskfleet run NAME`` must mean one thing."""
+    if await session.scalar(select(Job.id).where(Job.name == name)) is not None:
+        raise Conflict(
+            f"a job is named {name!r}; jobs and tasks share names, so 'taskfleet run "
+            f"{name}' means one thing. Choose another name",
+            field="name",
+        )
+
+
 async def ensure_builtins(session: AsyncSession) -> None:
     if await session.scalar(select(Task.id).where(Task.name == RESTART_AGENT)) is None:
         session.add(
@@ -81,6 +91,7 @@ async def create(
     name = _check_name(name)
     if await session.scalar(select(Task.id).where(Task.name == name)):
         raise Conflict(f"a task named {name!r} already exists", field="name")
+    await _not_a_job(session, name)
     params = check_task(type_, params, timeout_s, box=box)
     task = Task(
         name=name,
@@ -122,6 +133,7 @@ async def update(
     name = _check_name(name)
     if name != task.name and await session.scalar(select(Task.id).where(Task.name == name)):
         raise Conflict(f"a task named {name!r} already exists", field="name")
+    await _not_a_job(session, name)
     task.params = check_task(task.type, params, timeout_s, box=box, previous=task.params)
     task.name, task.timeout_s = name, timeout_s
     audit.record(session, actor, "task.edit", name)
