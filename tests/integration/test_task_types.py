@@ -131,7 +131,9 @@ async def _corrupt_stored_copy(db_url: str) -> None:
     engine = database.create_engine(db_url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(update(FileChunk).where(FileChunk.seq == 0).values(data=b"Y" * len(CONTENT)))
+            await conn.execute(
+                update(FileChunk).where(FileChunk.seq == 0).values(data=b"Y" * len(CONTENT))
+            )
     finally:
         await engine.dispose()
 
