@@ -24,6 +24,7 @@ from taskfleet.console import (
     tasks,
     taskservers,
 )
+from taskfleet.console import files as console_files
 from taskfleet.console.web import HERE, PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError, Unauthenticated
 from taskfleet.server.errors import error_response
@@ -141,6 +142,7 @@ def install(app: FastAPI) -> None:
     app.include_router(collections.router)
     app.include_router(sites.router)
     app.include_router(audit_log.router)
+    app.include_router(console_files.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(TaskfleetError, _console_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _console_validation)  # type: ignore[arg-type]

@@ -174,6 +174,7 @@ def create_app(
     install_console(app)
     status_bodies = dict.fromkeys(("/api/ts/status", "/agent/status"), STATUS_BODY_BYTES)
     status_bodies["/api/files"] = files.MAX_FILE_BYTES  # an upload (ns.files)
+    status_bodies["/console/files"] = files.MAX_FILE_BYTES + 64 * 1024  # a form's upload
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger=status_bodies)
     install_metrics(app, settings)  # last: its request counter is the outermost middleware
     return app
