@@ -10,7 +10,7 @@ from urllib.parse import quote
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from taskfleet.cli import run_options, schedules
+from taskfleet.cli import parameters, run_options, schedules
 from taskfleet.cli.client import Api, Context, fail
 from taskfleet.cli.output import console, emit_json, table
 from taskfleet.protocol.messages import InstanceState
@@ -177,11 +177,20 @@ def task_create(
     name: str,
     script: Annotated[str | None, typer.Option(help="the script text")] = None,
     script_file: Annotated[Path | None, typer.Option(help="read the script from this file")] = None,
-    interpreter: Annotated[str, typer.Option(help="sh, bash, python or pwsh")] = "sh",
+    interpreter: Annotated[
+        str, typer.Option(help="sh, bash, python, pwsh, powershell or cmd")
+    ] = "sh",
     timeout: Annotated[float, typer.Option(help="seconds before the script is killed")] = 600.0,
+    parameter: parameters.ParameterOpt = None,
+    parameters_file: parameters.ParametersFileOpt = None,
+    workdir: parameters.WorkdirOpt = None,
+    env: parameters.EnvOpt = None,
+    success_codes: parameters.SuccessCodesOpt = None,
+    run_as: parameters.RunAsOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Create a run-script task."""
+    """Create a run-script task; its script may use {{computer.name}}, {{computer.ip}},
+    {{run.id}}, {{param.NAME}} and {{fact.NAME}} (docs/work-model.md, "Parameters")."""
     if (script is None) == (script_file is None):
         fail("give the script with exactly one of --script or --script-file")
     if script_file is not None:
@@ -189,13 +198,57 @@ def task_create(
             script = script_file.read_text()
         except OSError as exc:
             fail(f"cannot read {script_file}: {exc.strerror}")
-    result = _api(ctx).post(
-        "/api/tasks",
-        {"name": name, "script": script, "interpreter": interpreter, "timeout_s": timeout},
-    )
+    body: dict[str, Any] = {
+        "name": name,
+        "script": script,
+        "interpreter": interpreter,
+        "timeout_s": timeout,
+    }
+    body |= parameters.script_options(workdir, env, success_codes, run_as)
+    body["parameters"] = parameters.declarations(parameter, parameters_file) or []
+    result = _api(ctx).post("/api/tasks", body)
     if json:
         return emit_json(result)
     typer.echo(f"task {result['name']} created (id {result['id']})")
+
+
+@task.command("edit")
+def task_edit(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="TASK", help="task name or id")],
+    name: Annotated[str | None, typer.Option(help="a new name")] = None,
+    script: Annotated[str | None, typer.Option(help="the script text")] = None,
+    script_file: Annotated[Path | None, typer.Option(help="read the script from this file")] = None,
+    interpreter: Annotated[str | None, typer.Option(help="sh, bash, python, pwsh, ...")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds before it is killed")] = None,
+    parameter: parameters.ParameterOpt = None,
+    parameters_file: parameters.ParametersFileOpt = None,
+    workdir: parameters.WorkdirOpt = None,
+    env: parameters.EnvOpt = None,
+    success_codes: parameters.SuccessCodesOpt = None,
+    run_as: parameters.RunAsOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change a run-script task; what is not given stays. --parameter or --parameters-file
+    replace every declared parameter (a secret default is kept when left as shown)."""
+    api = _api(ctx)
+    current = api.get(f"/api/tasks/{quote(key, safe='')}")
+    if script_file is not None:
+        try:
+            script = script_file.read_text()
+        except OSError as exc:
+            fail(f"cannot read {script_file}: {exc.strerror}")
+    body = dict(current["params"])
+    body |= {"name": name or current["name"], "timeout_s": timeout or current["timeout_s"]}
+    body |= {k: v for k, v in (("script", script), ("interpreter", interpreter)) if v is not None}
+    body |= parameters.script_options(workdir, env, success_codes, run_as)
+    declared = parameters.declarations(parameter, parameters_file)
+    if declared is not None:
+        body["parameters"] = declared
+    result = api.put(f"/api/tasks/{quote(key, safe='')}", body)
+    if json:
+        return emit_json(result)
+    typer.echo(f"task {result['name']} saved")
 
 
 @task.command("list")
@@ -227,6 +280,7 @@ def task_show(ctx: typer.Context, key: str, json: JsonOpt = False) -> None:
     console.print(f"[bold]{t['name']}[/] ({t['type']}, timeout {t['timeout_s']:g}s)")
     if "script" in t["params"]:
         console.print(f"interpreter: {t['params']['interpreter']}")
+        parameters.show_options(t["params"])
         console.print(t["params"]["script"], markup=False, highlight=False)
 
 
@@ -314,6 +368,7 @@ def run_command(
             "buffered: every Send Status Interval (gentler on servers, results later)"
         ),
     ] = "live",
+    param: parameters.ParamOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Run a task on collections and/or computers, now, at a time or on a schedule."""
@@ -326,7 +381,10 @@ def run_command(
         timing = run_options.timing_body(at, cron, timezone)
         schedules.add(api, task_name, target, {**timing, **plan, "live": live}, json)
         return
-    run = api.post("/api/runs", {"task": task_name, "targets": target, "live": live, **plan})
+    values = parameters.run_values(api, task_name, param)
+    parameters.warn_before_run(api, task_name, target, exclude)  # lacking interpreters
+    body = {"task": task_name, "targets": target, "live": live, **plan, "params": values}
+    run = api.post("/api/runs", body)
     if not wait:
         if json:
             return emit_json(run)

@@ -21,6 +21,7 @@ from taskfleet.console import (
     runs,
     sessions,
     sites,
+    task_runs,
     tasks,
     taskservers,
 )
@@ -136,6 +137,7 @@ def install(app: FastAPI) -> None:
     app.include_router(taskservers.router)
     app.include_router(computers.router)
     app.include_router(tasks.router)
+    app.include_router(task_runs.router)
     app.include_router(runs.router)
     app.include_router(policy.router)
     app.include_router(agent_config.router)

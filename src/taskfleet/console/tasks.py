@@ -12,10 +12,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from taskfleet.console import task_params
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import runs, tasks
+from taskfleet.ns import parameters, runs, tasks
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
 from taskfleet.storage.models import Collection, Task
@@ -48,10 +49,16 @@ async def _list(request: Request, status_code: int = 200, **extra: Any) -> HTMLR
 
 
 async def _editor(
-    request: Request, form: dict[str, str], task_id: int | None, error: TaskfleetError | None = None
+    request: Request,
+    form: dict[str, str],
+    task_id: int | None,
+    error: TaskfleetError | None = None,
+    options: dict[str, Any] | None = None,  # run-script options and parameters (task_params)
 ) -> HTMLResponse:
     context = {
         "form": form,
+        "options": options or task_params.form_from_params({}),
+        "parameter_types": parameters.TYPES,
         "task_id": task_id,
         "interpreters": INTERPRETERS,
         "field_errors": {error.field: error.message} if error and error.field else {},
@@ -83,14 +90,23 @@ async def create_task(
 ) -> Response:
     user.require("admin")
     form = _form(name, script, interpreter, timeout_s)
+    options = task_params.form_from_fields(await request.form())
+    state = ns_state(request)
     try:
-        async with ns_state(request).session() as session:
+        async with state.session() as session:
             params = {"script": script, "interpreter": interpreter}
+            params |= task_params.params_from_form(options)
             task = await tasks.create(
-                session, name, TaskType.RUN_SCRIPT, params, _seconds(timeout_s), user.name
+                session,
+                name,
+                TaskType.RUN_SCRIPT,
+                params,
+                _seconds(timeout_s),
+                user.name,
+                box=state.secrets,
             )
     except TaskfleetError as exc:
-        return await _editor(request, form, None, exc)
+        return await _editor(request, form, None, exc, options)
     return RedirectResponse(f"{PREFIX}/tasks?saved={task.id}", status_code=303)
 
 
@@ -105,7 +121,7 @@ async def edit_task(request: Request, key: str, user: Viewing) -> HTMLResponse:
         task.params.get("interpreter", "sh"),
         f"{task.timeout_s:g}",
     )
-    return await _editor(request, form, task.id)
+    return await _editor(request, form, task.id, None, task_params.form_from_params(task.params))
 
 
 @router.post("/{key}/edit")
@@ -120,15 +136,19 @@ async def save_task(
 ) -> Response:
     user.require("admin")
     form = _form(name, script, interpreter, timeout_s)
+    options = task_params.form_from_fields(await request.form())
     task_id: int | None = None
+    state = ns_state(request)
     try:
-        async with ns_state(request).session() as session:
+        async with state.session() as session:
             task = await tasks.find(session, key)
             task_id = task.id
             params = {"script": script, "interpreter": interpreter}
-            await tasks.update(session, task, name, params, _seconds(timeout_s), user.name)
+            params |= task_params.params_from_form(options)
+            seconds = _seconds(timeout_s)
+            await tasks.update(session, task, name, params, seconds, user.name, box=state.secrets)
     except TaskfleetError as exc:
-        return await _editor(request, form, task_id, exc)
+        return await _editor(request, form, task_id, exc, options)
     return RedirectResponse(f"{PREFIX}/tasks?saved={task_id}", status_code=303)
 
 
