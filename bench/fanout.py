@@ -213,7 +213,7 @@ class Fanout:
         assert self.api is not None
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
-            runs = self.api.get("/api/runs", params={"limit": 1}).json()
+            runs = self.api.get("/api/runs", params={"limit": 1}).json()["runs"]
             if runs and runs[0]["task"] == task:
                 break
             time.sleep(0.05)
@@ -238,7 +238,7 @@ class Fanout:
         (every agent connected, its notification channel open)."""
         base = {name: pss_kib(proc.pid) for name, proc in self.ts_procs.items()}
         deadline = time.monotonic() + self.args.timeout
-        while time.monotonic() < deadline and not self.admin("GET", "/api/runs"):
+        while time.monotonic() < deadline and not self.admin("GET", "/api/runs")["runs"]:
             time.sleep(0.2)
         for name, proc in self.ts_procs.items():
             connections = established(self.ts_ports[name])
@@ -253,7 +253,7 @@ class Fanout:
         """Once run 1 is done: SIGTERM ts-1 under its connected agents and start it again."""
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
-            runs = self.admin("GET", "/api/runs")
+            runs = self.admin("GET", "/api/runs")["runs"]
             if runs and runs[-1]["id"] == 1 and runs[-1]["done"]:
                 break
             time.sleep(0.2)

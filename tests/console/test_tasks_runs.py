@@ -100,4 +100,4 @@ def test_run_now_on_nothing_says_why_and_keeps_the_choice(console_fleet: Fleet, 
     row = page.locator("tr[data-task='hello']")
     expect(row.get_by_role("alert")).to_contain_text("no collection or computer named 'no-such-pc'")
     expect(row.get_by_label("Computers (comma-separated)")).to_have_value("no-such-pc")
-    assert fleet.api.get("/api/runs") == []
+    assert fleet.api.get("/api/runs")["runs"] == []

@@ -36,7 +36,8 @@ def test_three_mib_of_output_is_kept_to_the_limit_and_the_rest_flows_on(fleet: F
     found = fleet.api.get(f"/api/runs/{flood}/output/pc-1")
     dropped = 3 * 1024 * 1024 - DEFAULT_OUTPUT_LIMIT
     assert found["output"] == (
-        "0123456789abcdef" * (DEFAULT_OUTPUT_LIMIT // 16) + TRUNCATION_MARKER.format(dropped=dropped)
+        "0123456789abcdef" * (DEFAULT_OUTPUT_LIMIT // 16)
+        + TRUNCATION_MARKER.format(dropped=dropped)
     )
     assert found["truncated"] is True and found["state"] == "Succeeded"
     assert found["return_code"] == 0 and found["finished_at"] >= found["started_at"] > 0
@@ -91,6 +92,10 @@ def test_run_list_filters_and_live_or_buffered_from_the_cli(fleet: Fleet) -> Non
     # Given an agent, a task that fails and one that succeeds
     fleet.start_ts("ts-1")
     fleet.apply_policy("Lab", "pc-*", ["ts-1"])
+    # (buffered status every 2 s here, not the default minute: the test need not wait)
+    entry = {"collection": "Lab", "task_request_interval_min": 5, "send_status_interval_s": 2}
+    fleet.api.post("/api/documents/agent-config/draft/entries", {"entry": entry})
+    fleet.api.post("/api/documents/agent-config/apply")
     fleet.start_agent("pc-1")
     fleet.wait_assigned(["pc-1"])
     fleet.create_task("ok", "echo fine")

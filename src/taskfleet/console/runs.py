@@ -1,30 +1,89 @@
-"""Runs: the recent ones, and one run's live per-state counts and per-computer results."""
+"""Runs: the list with its filters, one run's live per-state counts and per-computer
+results, and one computer's whole output."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+import datetime
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy import select
 
 from taskfleet.console.sessions import Viewing
-from taskfleet.console.web import PREFIX, render
-from taskfleet.errors import NotFound
-from taskfleet.ns import runs
+from taskfleet.console.web import PREFIX, SECURITY_HEADERS, render
+from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.ns import run_queries, runs
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import InstanceState
-from taskfleet.storage.models import Run
+from taskfleet.storage.models import Task
 
 router = APIRouter(prefix=PREFIX + "/runs", include_in_schema=False)
 STATES = [s.value for s in InstanceState]
-RECENT = 100
+PAGE = 50
+# The "started within" choices of the filter form: label, seconds back from now.
+SINCE = {"1h": ("the last hour", 3600), "24h": ("the last day", 86400),
+         "7d": ("the last 7 days", 7 * 86400), "30d": ("the last 30 days", 30 * 86400)}  # fmt: skip
+
+
+def _until(day: str) -> float | None:
+    """The end of the day ``day`` (YYYY-MM-DD, UTC) as UNIX seconds."""
+    if not day:
+        return None
+    try:
+        date = datetime.date.fromisoformat(day)
+    except ValueError:
+        raise InvalidInput(f"{day!r} is not a date (YYYY-MM-DD)", field="until") from None
+    end = datetime.datetime.combine(date, datetime.time(), datetime.UTC)
+    return (end + datetime.timedelta(days=1)).timestamp()
 
 
 @router.get("")
-async def run_list(request: Request, user: Viewing) -> HTMLResponse:
+async def run_list(
+    request: Request,
+    user: Viewing,
+    state: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+    task: Annotated[str, Query(max_length=255)] = "",
+    target: Annotated[str, Query(max_length=255)] = "",
+    since: Annotated[str, Query(max_length=8)] = "",
+    until: Annotated[str, Query(max_length=10)] = "",
+    before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> HTMLResponse:
+    """Runs, newest first; the filter form updates the list in place (htmx)."""
+    states = [s for s in state if s]
+    chosen = {"state": states, "task": task, "target": target.strip(),
+              "since": since if since in SINCE else "", "until": until}  # fmt: skip
+    page = run_queries.RunPage([], None)
+    error, error_field = "", ""
     async with ns_state(request).session() as session:
-        ids = (await session.scalars(select(Run.id).order_by(Run.id.desc()).limit(RECENT))).all()
-        recent = [await runs.summary(session, i, with_instances=False) for i in ids]
-    return await render(request, "runs.html", {"runs": recent}, page="runs")
+        task_names = list((await session.scalars(select(Task.name).order_by(Task.name))).all())
+        try:
+            filters = run_queries.RunFilter(
+                states,
+                task or None,
+                target.strip() or None,
+                time.time() - SINCE[since][1] if since in SINCE else None,
+                _until(until),
+            )
+            page = await run_queries.find_runs(session, filters, PAGE, before)
+        except TaskfleetError as exc:
+            error, error_field = exc.message, exc.field or ""
+    context = {
+        "runs": page.runs,
+        "next_before": page.next_before,
+        "chosen": chosen,
+        "states": STATES,
+        "tasks": task_names,
+        "since_choices": SINCE,
+        "error": error,
+        "error_field": error_field,
+        "filtered": any(chosen.values()),
+    }
+    fragment = request.headers.get("hx-target") == "run-results"
+    return await render(
+        request, "_run_rows.html" if fragment else "runs.html", context, page="runs"
+    )
 
 
 async def _summary(request: Request, run_id: int) -> runs.RunSummary:
@@ -45,13 +104,30 @@ async def run_live(request: Request, run_id: int, user: Viewing) -> HTMLResponse
     return await render(request, "_run_live.html", context)
 
 
+async def _output(request: Request, run_id: int, computer_id: int) -> run_queries.InstanceOutput:
+    # Only this computer's instance is read, whatever the size of the run.
+    async with ns_state(request).session() as session:
+        return await run_queries.instance_output(session, run_id, str(computer_id))
+
+
 @router.get("/{run_id}/computers/{computer_id}")
 async def run_output(
     request: Request, run_id: int, computer_id: int, user: Viewing
 ) -> HTMLResponse:
-    run = await _summary(request, run_id)
-    instance = next((i for i in run.instances if i["computer_id"] == computer_id), None)
-    if instance is None:
-        raise NotFound(f"run {run_id} has no instance on computer {computer_id}")
-    context = {"run": run, "instance": instance}
+    """One computer's instance: state, return code, times and its whole output."""
+    found = await _output(request, run_id, computer_id)
+    async with ns_state(request).session() as session:
+        run = await runs.summary(session, run_id, with_instances=False)
+    context = {"run": run, "instance": found}
     return await render(request, "run_output.html", context, page="runs")
+
+
+@router.get("/{run_id}/computers/{computer_id}/output.txt")
+async def run_output_text(
+    request: Request, run_id: int, computer_id: int, user: Viewing
+) -> PlainTextResponse:
+    """The output alone, as plain text (to save or search in the browser)."""
+    found = await _output(request, run_id, computer_id)
+    response = PlainTextResponse(found.output)
+    response.headers.update(SECURITY_HEADERS)
+    return response

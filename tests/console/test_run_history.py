@@ -1,0 +1,80 @@
+"""Run history in the console: the run list's filters (htmx, no reload), live or buffered
+shown on the run, and one computer's whole output."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.console.conftest import log_in, screenshot
+from tests.fleet import Fleet
+
+
+def test_filter_the_run_list_and_read_a_computers_whole_output(
+    console_fleet: Fleet, page: Page
+) -> None:
+    fleet = console_fleet
+    # Given two agents in Lab, a run that succeeds on both and a buffered one that fails
+    fleet.start_ts("ts-a")
+    fleet.apply_policy("Lab", "pc-*", ["ts-a"])
+    # (buffered status every 2 s here, not the default minute: the test need not wait)
+    entry = {"collection": "Lab", "task_request_interval_min": 5, "send_status_interval_s": 2}
+    fleet.api.post("/api/documents/agent-config/draft/entries", {"entry": entry})
+    fleet.api.post("/api/documents/agent-config/apply")
+    for name in ("pc-1", "pc-2"):
+        fleet.start_agent(name)
+    fleet.wait_assigned(["pc-1", "pc-2"])
+    fleet.create_task("ok", "echo fine")
+    fleet.create_task("bad", 'for i in $(seq 1 500); do echo "line $i"; done; exit 2')
+    ok = fleet.run("ok", ["Lab"])
+    bad = fleet.run("bad", ["pc-2"], live=False)
+    fleet.wait_run(ok)
+    fleet.wait_run(bad, timeout=120)
+    log_in(page, fleet)
+
+    # When the admin opens Runs, both are listed, newest first, with how they report
+    page.get_by_role("link", name="Runs", exact=True).click()
+    rows = page.locator("#run-results tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("bad")
+    expect(page.locator(f"tr[data-run='{bad}']")).to_contain_text("buffered")
+    expect(page.locator(f"tr[data-run='{ok}']")).to_contain_text("live")
+    page.evaluate("window.__notReloaded = true")
+
+    # When they filter by state Failed
+    page.get_by_label("State").select_option("Failed")
+    # Then only the failed run is left, in place, and the address says so
+    expect(rows).to_have_count(1)
+    expect(page.locator(f"tr[data-run='{bad}']")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"state=Failed"))
+    screenshot(page, "30-runs-filtered")
+
+    # When they filter by task and target instead
+    page.get_by_label("State").select_option("")
+    page.get_by_label("Task").select_option("ok")
+    expect(rows).to_have_count(1)
+    expect(page.locator(f"tr[data-run='{ok}']")).to_be_visible()
+    page.get_by_label("Task").select_option("")
+    page.get_by_label("Target").fill("pc-1")
+    expect(rows).to_have_count(1)  # pc-1 was reached by the Lab run only
+    expect(page.locator(f"tr[data-run='{ok}']")).to_be_visible()
+    # and a target that names nothing says so, next to the list
+    page.get_by_label("Target").fill("Nowhere")
+    expect(page.locator("#run-filter-error")).to_contain_text("no collection or computer named")
+    expect(rows).to_have_count(0)
+    assert page.evaluate("window.__notReloaded") is True
+
+    # When they open the failed run
+    page.goto(f"{fleet.ns_url}/console/runs/{bad}")
+    # Then it says it reports buffered
+    expect(page.locator("#run-report")).to_contain_text("buffered")
+    # and pc-2's output opens whole, every line of it
+    page.locator("tr[data-computer='pc-2'] a", has_text="line 1").click()
+    expect(page.locator("#output")).to_contain_text("line 500")
+    expect(page.locator("#output")).to_contain_text("line 1\n")
+    expect(page.get_by_text("return code 2")).to_be_visible()
+    screenshot(page, "31-run-output")
+    # and as plain text too
+    page.get_by_role("link", name="plain text").click()
+    assert page.locator("body").inner_text().splitlines()[-1] == "line 500"
