@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from taskfleet.cli.launcher import Launcher, Proc, free_port, wait_http, wait_until
+from taskfleet.cli.launcher import Launcher, Proc, wait_http, wait_until
 from taskfleet.protocol import pki
 from taskfleet.protocol.transport import parse_credential
+from tests.ports import free_port
 
 
 class ApiError(Exception):

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from taskfleet.cli.launcher import Launcher, free_port, wait_http, wait_until
+from taskfleet.cli.launcher import Launcher, wait_http, wait_until
 from tests.fleet import Api, Fleet
+from tests.ports import free_port
 
 pytestmark = [
     pytest.mark.postgres,
