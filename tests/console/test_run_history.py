@@ -78,3 +78,31 @@ def test_filter_the_run_list_and_read_a_computers_whole_output(
     # and as plain text too
     page.get_by_role("link", name="plain text").click()
     assert page.locator("body").inner_text().splitlines()[-1] == "line 500"
+
+
+def test_the_run_form_makes_live_or_buffered_an_explicit_choice(
+    console_fleet: Fleet, page: Page
+) -> None:
+    fleet = console_fleet
+    # Given an agent in Lab and a task
+    fleet.start_ts("ts-a")
+    fleet.apply_policy("Lab", "pc-*", ["ts-a"])
+    fleet.start_agent("pc-1")
+    fleet.wait_assigned(["pc-1"])
+    fleet.create_task("ok", "echo fine")
+    task_id = next(t["id"] for t in fleet.api.get("/api/tasks") if t["name"] == "ok")
+    log_in(page, fleet)
+
+    # When the operator opens the run form, live is chosen unless they say otherwise
+    page.goto(f"{fleet.ns_url}/console/tasks/{task_id}/run")
+    expect(page.get_by_label("Computers report")).to_have_value("live")
+    # and they choose buffered and start it on Lab
+    page.get_by_label("Computers report").select_option("buffered")
+    page.get_by_label("Collections").select_option("Lab")
+    page.get_by_role("button", name="Start run").click()
+
+    # Then the run is buffered, on its page and in the API
+    page.wait_for_url("**/console/runs/*")
+    expect(page.locator("#run-report")).to_contain_text("buffered")
+    run_id = int(page.url.rsplit("/", 1)[1])
+    assert fleet.api.get(f"/api/runs/{run_id}")["report"] == "buffered"

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from taskfleet.console import task_params
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
-from taskfleet.errors import TaskfleetError
+from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import parameters, preview, runs, tasks
 from taskfleet.ns.state import ns_state
 from taskfleet.storage.models import Collection
@@ -91,12 +91,16 @@ async def run_with(request: Request, key: str, user: Changing) -> Response:
     targets = [str(t) for t in fields.getlist("targets")]
     computers = str(fields.get("computers", ""))
     values = task_params.run_values(fields)
-    given = {"targets": targets, "computers": computers, "values": values}
+    report = str(fields.get("report", runs.LIVE))  # live unless buffered is chosen
+    given = {"targets": targets, "computers": computers, "values": values, "report": report}
     state = ns_state(request)
     try:
+        if report not in runs.REPORTS:
+            raise InvalidInput("report is 'live' or 'buffered'", field="report")
+        live = report == runs.LIVE
         async with state.session() as session:
             run = await runs.start_run(
-                state, session, key, _chosen(targets, computers), True, user.name, params=values
+                state, session, key, _chosen(targets, computers), live, user.name, params=values
             )
     except TaskfleetError as exc:
         # Secret values are not sent back to the browser: typed again after a mistake.
