@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from taskfleet.agent import copy_file, inventory, power, scripts
+from taskfleet.agent import client_jobs, copy_file, inventory, outcome, power, scripts
 from taskfleet.agent import facts as local_facts
 from taskfleet.agent.ledger import Ledger
 from taskfleet.agent.outcome import Outcome
@@ -45,6 +45,7 @@ from taskfleet.errors import (
 from taskfleet.protocol import pki, transport
 from taskfleet.protocol.calls import call
 from taskfleet.protocol.fields import MAX_OUTPUT_LIMIT, fit_return_code, printable
+from taskfleet.protocol.jobs import JOB_TASK_TYPE
 from taskfleet.protocol.messages import (
     AgentSettings,
     Assignment,
@@ -582,13 +583,18 @@ class Agent:
             return self._finish(
                 item, await power.run(item.params, test_file, lambda o: self._finish_now(item, o))
             )
+        if item.task_type == JOB_TASK_TYPE:  # a client job: its steps, here
+            return self._finish(item, await client_jobs.run(item, self._run_step))
+        self._finish(item, await self._run_step(item))
+
+    async def _run_step(self, item: WorkItem) -> Outcome:
+        """A task that ends in an ``Outcome``: on its own, or as a client job's step."""
+        if item.task_type == TaskType.COPY_FILE:
+            return await copy_file.run(item, self.ts)
         if item.task_type == TaskType.INVENTORY:
-            return self._finish(item, await inventory.run_task(self.send_inventory))
+            return await inventory.run_task(self.send_inventory)
         if item.task_type != TaskType.RUN_SCRIPT:
-            self._emit(
-                item, InstanceState.FAILED, None, f"taskfleet: unknown task type {item.task_type!r}"
-            )
-            return
+            return outcome.failed(f"this agent cannot run a {item.task_type!r} task here")
         # Placeholders, options and secret masking: agent.scripts.
         result = await scripts.run(
             item,
@@ -602,7 +608,7 @@ class Agent:
             },
             output_limit=min(max(0, self.settings.output_limit_bytes), MAX_OUTPUT_LIMIT),
         )
-        self._emit(item, result.state, result.return_code, result.output)
+        return Outcome(result.state, result.return_code, result.output)
 
     def _finish(self, item: WorkItem, result: Outcome | None) -> None:
         if result is not None:  # (None: reported already)

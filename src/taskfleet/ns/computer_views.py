@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import collections, computers
-from taskfleet.storage.models import Computer, Instance, Run, Task, TaskServer
+from taskfleet.storage.models import Computer, Instance, Job, Run, Task, TaskServer
 
 # Columns a list may be sorted by; the name breaks ties so pages never overlap.
 SORTS = {
@@ -102,9 +102,10 @@ async def detail(
     shown = view(computer, await task_server_names(session), identity)
     shown["collections"] = membership.collections_of(computer)
     rows = await session.execute(
-        select(Instance, Task.name)
+        select(Instance, func.coalesce(Task.name, Job.name, "(a removed job)"))
         .join(Run, Run.id == Instance.run_id)
-        .join(Task, Task.id == Run.task_id)
+        .outerjoin(Task, Task.id == Run.task_id)
+        .outerjoin(Job, Job.id == Run.job_id)
         .where(Instance.computer_id == computer.id)
         .order_by(Instance.id.desc())
         .limit(history)

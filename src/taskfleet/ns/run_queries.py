@@ -24,7 +24,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
-from taskfleet.ns import computers, runs, tasks
+from taskfleet.ns import computers, jobs, runs, tasks
 from taskfleet.protocol.fields import TRUNCATION_MARKER
 from taskfleet.protocol.messages import InstanceState
 from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, RunTarget
@@ -95,9 +95,13 @@ async def find_runs(
     if states:
         having = select(Instance.run_id).where(Instance.state.in_(states))
         query = query.where(Run.id.in_(having))
-    if filters.task is not None:
-        task = await tasks.find(session, filters.task)
-        query = query.where(Run.task_id == task.id)
+    if filters.task is not None:  # a task or a job: they share names (ns.jobs)
+        try:
+            task = await tasks.find(session, filters.task)
+            query = query.where(Run.task_id == task.id)
+        except NotFound:
+            job = await jobs.find(session, filters.task)
+            query = query.where(Run.job_id == job.id)
     if filters.target is not None:
         query = query.where(await _target_clause(session, filters.target))
     if filters.since is not None:

@@ -14,8 +14,9 @@ from taskfleet.ns import (
     audit,
     completion,
     computers,
+    job_plans,
+    jobs,
     parameters,
-    script_tasks,
     tasks,
     window_hold,
 )
@@ -23,12 +24,14 @@ from taskfleet.ns import collections as collections_
 from taskfleet.ns import targets as targets_
 from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.state import NSState, after_commit
+from taskfleet.protocol.jobs import JobKind
 from taskfleet.protocol.messages import InstanceState, RunTask, WorkBatch, WorkItem, WorkRef
 from taskfleet.storage.models import (
     MAX_ID,
     Collection,
     Computer,
     Instance,
+    Job,
     Run,
     RunTarget,
     Task,
@@ -82,12 +85,22 @@ async def start_run(
     origin: tuple[int, float, int] | None = None,  # (schedule, occurrence, coalesced)
     params: dict[str, str] | None = None,  # declared parameters' values (ns.parameters)
 ) -> Run:
-    task = await tasks.find(session, task_key)
-    values, sealed = parameters.for_run(task.type, task.params, params, state.secrets)
+    task, job, plan = await _task_or_job(session, task_key)
+    if plan is None:
+        assert task is not None
+        values, sealed = parameters.for_run(task.type, task.params, params, state.secrets)
+    else:
+        values, sealed = parameters.check_values(plan.declared, params, state.secrets)
     needs = completion.Requirements.parse(requirements)
     chosen = await targets_.without(session, await resolve_targets(session, targets), exclude or [])
     run = Run(
-        task_id=task.id, targets=list(targets), live=live, created_at=time.time(), created_by=actor
+        task_id=task.id if task else None,
+        job_id=job.id if job else None,
+        plan=plan.plan if plan else None,
+        targets=list(targets),
+        live=live,
+        created_at=time.time(),
+        created_by=actor,
     )
     run.exclude, run.ignore_windows = list(exclude or []), ignore_windows
     run.params, run.sealed_params = values, sealed
@@ -111,7 +124,7 @@ async def start_run(
         session,
         actor,
         "run.start",
-        task.name,
+        task.name if task else job.name if job else "",
         run=run.id,
         targets=targets,
         computers=len(chosen),
@@ -120,6 +133,28 @@ async def start_run(
     assigned = [(c.id, c.task_server_id) for c in chosen]
     after_commit(session, lambda: state.hub.notify(assigned))
     return run
+
+
+async def _task_or_job(
+    session: AsyncSession, key: str
+) -> tuple[Task | None, Job | None, job_plans.JobPlan | None]:
+    """What ``key`` names: a task, or a job with its plan (they share one namespace)."""
+    try:
+        return await tasks.find(session, key), None, None
+    except NotFound:
+        try:
+            job = await jobs.find(session, key)
+        except NotFound:
+            raise NotFound(
+                f"no task or job {key!r}; see 'taskfleet task list' and 'taskfleet job list'"
+            ) from None
+    if job.kind != JobKind.CLIENT:
+        raise InvalidInput(
+            f"{job.name!r} is a server job; running server jobs is not built yet "
+            "(make it a client job: each computer runs its steps on its own)",
+            field="task",
+        )
+    return None, job, await job_plans.make(session, job)
 
 
 def _deliverable(redeliver_after_s: float) -> Any:
@@ -205,18 +240,17 @@ async def deliver_batch(
                 Task.type,
                 Task.params,
                 Task.timeout_s,
+                Run.plan,
                 Run.params.label("values"),
                 Run.sealed_params,
             )
-            .join(Task, Task.id == Run.task_id)
+            .outerjoin(Task, Task.id == Run.task_id)  # none for a job's run
             .where(Run.id.in_(wanted))
         )
         tasks_by_run = [
             RunTask(
-                run_id=r.id,
-                task_type=r.type,
-                params=script_tasks.for_agent(r.params),
-                timeout_s=r.timeout_s,
+                r.id,
+                *job_plans.delivered(r.type, r.params, r.timeout_s, r.plan),
                 live=r.live,
                 **parameters.delivered(r.values, r.sealed_params, secrets),
             )
@@ -237,9 +271,9 @@ async def deliver(
     secrets: SecretBox | None = None,  # opens secret parameter values (ns.secrets)
 ) -> list[WorkItem]:
     query = (
-        select(Instance, Task, Run.live, Run.params, Run.sealed_params)
+        select(Instance, Task, Run.live, Run.params, Run.sealed_params, Run.plan)
         .join(Run, Run.id == Instance.run_id)
-        .join(Task, Task.id == Run.task_id)
+        .outerjoin(Task, Task.id == Run.task_id)  # none for a job's run
         .where(Instance.computer_id == computer_id, _deliverable(redeliver_after_s))
         .order_by(Instance.id)
         .limit(100)
@@ -247,15 +281,19 @@ async def deliver(
     rows = await session.execute(await window_hold.restrict(session, query))
     now = time.time()
     work = []
-    for instance, task, live, values, sealed in rows.all():
+    for instance, task, live, values, sealed, plan in rows.all():
         instance.delivered_at = now
+        task_type, params, timeout_s = job_plans.delivered(
+            task.type if task else None, task.params if task else None,
+            task.timeout_s if task else None, plan,
+        )  # fmt: skip
         work.append(
             WorkItem(
-                instance_id=instance.id,
-                run_id=instance.run_id,
-                task_type=task.type,
-                params=script_tasks.for_agent(task.params),
-                timeout_s=task.timeout_s,
+                instance.id,
+                instance.run_id,
+                task_type,
+                params,
+                timeout_s,
                 live=live,
                 **parameters.delivered(values, sealed, secrets),
             )
@@ -305,7 +343,10 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
         raise NotFound(f"no run {run_id}; run numbers are what 'taskfleet run' printed")
     row = (
         await session.execute(
-            select(Run, Task.name).join(Task, Task.id == Run.task_id).where(Run.id == run_id)
+            select(Run, func.coalesce(Task.name, Job.name, "(a removed job)"))
+            .outerjoin(Task, Task.id == Run.task_id)
+            .outerjoin(Job, Job.id == Run.job_id)
+            .where(Run.id == run_id)
         )
     ).first()
     if row is None:

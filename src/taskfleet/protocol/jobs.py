@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from taskfleet.errors import InvalidInput
 
+JOB_TASK_TYPE = "job"  # the task type a client job travels as (its params: the plan)
 MAX_STEPS = 100
 MAX_DEPTH = 4  # a job inside a job inside a job inside a job
 MAX_STEP_EXECUTIONS = 1000  # per job instance, counting every goto

@@ -274,7 +274,12 @@ class Run(Base):
     __tablename__ = "run"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("task.id"))
+    # A run executes a task, or a job (migration 0015): then ``task_id`` is NULL,
+    # ``job_id`` names the job (kept if the job is removed, so not a foreign key) and
+    # ``plan`` is the job as it was when the run started (ns.job_plans).
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"))
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     targets: Mapped[list[str]] = mapped_column(default=list)
     live: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
@@ -446,6 +451,7 @@ class RunTarget(Base):
 # (ns.retention): declared here to keep the history indexes in one place.
 Index("ix_run_created_at", Run.created_at)
 Index("ix_run_task_created", Run.task_id, Run.id)
+Index("ix_run_job_created", Run.job_id, Run.id)
 Index("ix_instance_state_run", Instance.state, Instance.run_id)
 Index("ix_status_seen_received_at", StatusSeen.received_at)
 

@@ -1,0 +1,118 @@
+"""A job's plan: the job as one run delivers it, with every task it runs written in.
+
+A run of a job keeps its plan (``Run.plan``), made when the run starts, so editing
+the job or its tasks later changes nothing for a run already under way, and a
+task server caches it like any run's task (``RunTask``, task type ``job``). The
+agent follows it (``agent.client_jobs``); the NS follows a server job's plan step
+by step (``ns.server_jobs``).
+
+Parameters: a job run takes one set of values, and each step's task takes those
+of its declared parameters (``ns.parameters``); a value no step declares is refused
+when the run is made, like a required one no value was given for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.errors import InvalidInput
+from taskfleet.ns import parameters, script_tasks
+from taskfleet.protocol.jobs import JOB_TASK_TYPE, MAX_DEPTH
+from taskfleet.protocol.messages import TaskType
+from taskfleet.storage.models import Job, Task
+
+# Task types that end the agent (or the computer) under the job. A client job cannot
+# go on after them, and reporting the job before they act is not built yet.
+_ENDING = {TaskType.RESTART_AGENT.value, TaskType.POWER_CONTROL.value}
+
+
+@dataclass
+class JobPlan:
+    plan: dict[str, Any]  # kind, timeout_s, steps (with their tasks written in)
+    declared: list[parameters.Declared]  # what a run's parameter values are checked against
+
+
+async def make(session: AsyncSession, job: Job) -> JobPlan:
+    """The plan of ``job``, and the parameters its tasks declare (each name once)."""
+    tasks: dict[int, Task] = {}
+    jobs: dict[int, Job] = {job.id: job}
+    plan = await _plan(session, job, tasks, jobs, 1)
+    seen: dict[str, parameters.Declared] = {}
+    for task_id in sorted(task_ids(plan)):
+        for declaration in parameters.loaded(tasks[task_id].params.get("parameters")):
+            seen.setdefault(declaration.name, declaration)
+    return JobPlan(plan, list(seen.values()))
+
+
+async def _plan(
+    session: AsyncSession, job: Job, tasks: dict[int, Task], jobs: dict[int, Job], depth: int
+) -> dict[str, Any]:
+    if depth > MAX_DEPTH:  # ns.jobs refuses this when the job is saved
+        raise InvalidInput(f"job {job.name!r} nests deeper than {MAX_DEPTH}")
+    wanted_tasks = {s["task"] for s in job.steps if "task" in s} - tasks.keys()
+    if wanted_tasks:
+        rows = await session.scalars(select(Task).where(Task.id.in_(wanted_tasks)))
+        tasks.update((t.id, t) for t in rows.all())
+    wanted_jobs = {s["job"] for s in job.steps if "job" in s} - jobs.keys()
+    if wanted_jobs:
+        for found in (await session.scalars(select(Job).where(Job.id.in_(wanted_jobs)))).all():
+            jobs[found.id] = found
+    steps: list[dict[str, Any]] = []
+    for index, step in enumerate(job.steps):
+        conditions = {k: step[k] for k in ("on_success", "on_failure", "on_code") if k in step}
+        if "task" in step:
+            task = tasks.get(step["task"])
+            if task is None:
+                raise InvalidInput(
+                    f"job {job.name!r}, step {index + 1}: its task was removed; edit the job"
+                )
+            if task.type in _ENDING:
+                raise InvalidInput(
+                    f"job {job.name!r}, step {index + 1}: {task.name!r} restarts the agent or "
+                    "the computer, which a job cannot run yet; run it on its own after the job"
+                )
+            steps.append(
+                {
+                    "name": task.name,
+                    "task_id": task.id,
+                    "task_type": task.type,
+                    "params": script_tasks.for_agent(task.params),
+                    "timeout_s": task.timeout_s,
+                    **conditions,
+                }
+            )
+        else:
+            nested = jobs.get(step["job"])
+            if nested is None:
+                raise InvalidInput(
+                    f"job {job.name!r}, step {index + 1}: its job was removed; edit the job"
+                )
+            inner = await _plan(session, nested, tasks, jobs, depth + 1)
+            steps.append({"name": nested.name, "job": inner, **conditions})
+    return {"kind": job.kind, "timeout_s": job.timeout_s, "steps": steps}
+
+
+def task_ids(plan: dict[str, Any]) -> set[int]:
+    """Every task a plan runs, nested jobs' too."""
+    found: set[int] = set()
+    for step in plan.get("steps", []):
+        if "job" in step:
+            found |= task_ids(step["job"])
+        elif "task_id" in step:
+            found.add(int(step["task_id"]))
+    return found
+
+
+def delivered(
+    task_type: str | None, params: dict[str, Any] | None, timeout_s: float | None, plan: Any
+) -> tuple[str, dict[str, Any], float]:
+    """``(task_type, params, timeout_s)`` that a run's ``RunTask``/``WorkItem`` carry: its
+    task's, or for a job's run the plan it keeps, as a task of type ``job``."""
+    if plan is not None:
+        return JOB_TASK_TYPE, plan, float(plan["timeout_s"])
+    assert task_type is not None and params is not None and timeout_s is not None
+    return task_type, script_tasks.for_agent(params), timeout_s

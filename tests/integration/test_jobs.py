@@ -1,0 +1,68 @@
+"""Client jobs on real agents: each computer runs the steps and branches on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fleet import ApiError, Fleet
+
+
+def test_a_client_job_branches_on_each_computer_by_return_code(fleet: Fleet) -> None:
+    # Given two agents, and tasks whose result depends on the computer
+    fleet.start_ts("ts-1")
+    fleet.apply_policy("Lab", "pc-*", ["ts-1"])
+    fleet.start_agent("pc-1")
+    fleet.start_agent("pc-2")
+    fleet.wait_assigned(["pc-1", "pc-2"])
+    fleet.create_task("install", 'echo "installing on $TASKFLEET_COMPUTER"\n'
+                      '[ "$TASKFLEET_COMPUTER" = pc-2 ] && exit 3\nexit 0')  # fmt: skip
+    fleet.create_task("reboot-needed", "echo rebooting later")
+    fleet.create_task("check", "echo checked {{computer.name}}")
+    # and a job: install; on return code 3 go to step 3; check ends it
+    fleet.api.post(
+        "/api/jobs",
+        {
+            "name": "Patch",
+            "steps": [
+                {"task": "install", "on_code": {"3": "goto:3"}},
+                {"task": "check", "on_success": "stop-succeeded"},
+                {"task": "reboot-needed"},
+                {"task": "check"},
+            ],
+        },
+    )
+    # When the job runs on both
+    run = fleet.wait_run(fleet.run("Patch", ["pc-1", "pc-2"]))
+    # Then both succeeded, each down its own branch
+    assert run["task"] == "Patch"
+    assert run["counts"] == {"Succeeded": 2}
+    output = {i["computer"]: i["output"] for i in run["instances"]}
+    assert "── step 1: install — Succeeded, return code 0 ──\ninstalling on pc-1" in output["pc-1"]
+    assert "── step 2: check — Succeeded, return code 0 ──\nchecked pc-1" in output["pc-1"]
+    assert "rebooting later" not in output["pc-1"]
+    assert "── step 1: install — Failed, return code 3 ──" in output["pc-2"]
+    assert "── step 3: reboot-needed — Succeeded" in output["pc-2"]
+    assert "── step 4: check — Succeeded, return code 0 ──\nchecked pc-2" in output["pc-2"]
+
+    # When a job's step fails and nothing says go on
+    fleet.create_task("broken", "echo broken; exit 5")
+    fleet.api.post("/api/jobs", {"name": "Stops", "steps": [{"task": "broken"}, {"task": "check"}]})
+    stopped = fleet.wait_run(fleet.run("Stops", ["pc-1"]))
+    # Then the instance failed with the step's return code, and the next step never ran
+    (instance,) = stopped["instances"]
+    assert (instance["state"], instance["return_code"]) == ("Failed", 5)
+    assert "step 1 failed" in instance["output"] and "checked" not in instance["output"]
+    # And run-list finds the job's runs by its name
+    listed = fleet.api.get("/api/runs", params={"task": "Patch"})
+    assert [r["id"] for r in listed["runs"]] == [run["id"]]
+
+
+def test_a_job_that_cannot_run_is_refused_when_the_run_is_made(fleet: Fleet) -> None:
+    fleet.create_task("check", "true")
+    fleet.api.post("/api/jobs", {"name": "Wave", "kind": "server", "steps": [{"task": "check"}]})
+    with pytest.raises(ApiError) as caught:
+        fleet.run("Wave", ["pc-1"])
+    assert caught.value.status == 400 and "server job" in str(caught.value.body)
+    with pytest.raises(ApiError) as missing:
+        fleet.run("Nothing", ["pc-1"])
+    assert missing.value.status == 404 and "task or job" in str(missing.value.body)
