@@ -39,7 +39,7 @@ async def _page(
         "latest": latest,
         "collections": names,
         "advice": found,
-        "form": form or {"collection": "", "tri": "5", "ssi": "60"},
+        "form": form or {"collection": "", "tri": "5", "ssi": "60", "inv": ""},
         "field_errors": {error.field: error.message} if error and error.field else {},
         "error": error.message if error and not error.field else "",
         "notice": request.query_params.get("notice", ""),
@@ -65,23 +65,37 @@ def _number(text: str, field: str, what: str) -> float:
 
 @router.post("/set")
 async def set_entry(
-    request: Request, user: Changing, collection: Text = "", tri: Text = "", ssi: Text = ""
+    request: Request,
+    user: Changing,
+    collection: Text = "",
+    tri: Text = "",
+    ssi: Text = "",
+    inv: Text = "",
 ) -> Response:
     user.require("admin")
-    form = {"collection": collection, "tri": tri, "ssi": ssi}
+    form = {"collection": collection, "tri": tri, "ssi": ssi, "inv": inv}
     try:
-        entry = {
+        entry: dict[str, Any] = {
             "collection": collection,
             "task_request_interval_min": _number(tri, "tri", "Task Request Interval"),
             "send_status_interval_s": _number(ssi, "ssi", "Send Status Interval"),
         }
         async with ns_state(request).session() as session:
+            if inv.strip():
+                entry["inventory_interval_h"] = _number(inv, "inv", "Inventory interval")
+            else:  # (left empty, e.g. by the R7 advice's button: the entry's own, if any)
+                draft = await documents.draft_document(session, KIND)
+                kept = [e for e in draft["entries"] if e["collection"] == collection]
+                if kept and "inventory_interval_h" in kept[0]:
+                    entry["inventory_interval_h"] = kept[0]["inventory_interval_h"]
             await documents.set_entry(session, KIND, entry, None, user.name)
     except TaskfleetError as exc:
         # The documents layer names the JSON keys; the form's fields are shorter.
-        exc.field = {"task_request_interval_min": "tri", "send_status_interval_s": "ssi"}.get(
-            exc.field or "", exc.field
-        )
+        exc.field = {
+            "task_request_interval_min": "tri",
+            "send_status_interval_s": "ssi",
+            "inventory_interval_h": "inv",
+        }.get(exc.field or "", exc.field)
         return await _page(request, form, exc)
     return RedirectResponse(HERE, status_code=303)
 
