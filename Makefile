@@ -32,8 +32,14 @@ postgres:
 demo: $(STAMP)
 	$(BIN)/taskfleet demo
 
+# The suite mostly waits on the processes it starts (NS, task servers, agents, Chromium,
+# PostgreSQL), so it runs in parallel pytest processes (pytest-xdist); 3 suit 2 cores.
+# `make test PYTEST_WORKERS=1` runs one worker, PYTEST_WORKERS=0 none (all in pytest itself).
+# --dist loadgroup keeps each xdist_group's tests on one worker.
+PYTEST_WORKERS ?= 3
+
 test: $(STAMP) system-deps postgres
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
