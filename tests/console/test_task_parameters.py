@@ -80,6 +80,8 @@ def test_declare_parameters_then_run_with_them(console_fleet: Fleet, page: Page)
     page.get_by_role("button", name="Start run").click()
     page.wait_for_url("**/console/runs/*")
     expect(page.locator("li[data-state='Succeeded'] .n")).to_have_text("2", timeout=30_000)
+    expect(page.locator("#run-params")).to_contain_text(f"pw={SECRET_MASK}")
+    expect(page.locator("#run-params")).to_contain_text("who=Ada")
     run_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
     outputs = {i["output"].strip() for i in fleet.api.get(f"/api/runs/{run_id}")["instances"]}
     assert outputs == {f"hi Ada x2 on {n} pw={SECRET_MASK}" for n in AGENTS}
