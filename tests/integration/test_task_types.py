@@ -208,3 +208,20 @@ def test_inventory_updates_facts_and_a_dynamic_collection(fleet: Fleet) -> None:
 
 def _members(fleet: Fleet, collection_id: int) -> list[str]:
     return [m["name"] for m in fleet.api.get(f"/api/collections/{collection_id}")["members"]]
+
+
+def test_copy_file_from_the_ns_when_it_serves_the_agent(fleet: Fleet, tmp_path: Path) -> None:
+    # Given an agent with no task server to go to: the NS serves it (R3's last step)
+    _upload(fleet, "motd")
+    fleet.start_agent("pc-1")
+    assert fleet.wait_assigned(["pc-1"])["pc-1"]["assign_step"] == "ns-fallback"
+    target = tmp_path / "motd"
+    _copy_task(fleet, "copy motd", "motd", target, mode="0600")
+
+    # When a copy-file task runs on it, the agent fetches the file from the NS
+    run = fleet.wait_run(fleet.run("copy motd", ["pc-1"]))
+
+    # Then it is written, verified, with its mode
+    assert _one(run)["state"] == "Succeeded", _one(run)
+    assert target.read_bytes() == CONTENT
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
