@@ -58,10 +58,17 @@ def _show(ctx: typer.Context, kind: str, json: bool) -> None:
                 e["collection"],
                 f"{e['task_request_interval_min']:g} min",
                 f"{e['send_status_interval_s']:g} s",
+                f"{e.get('inventory_interval_h', 24):g} h",
             ]
             for i, e in enumerate(entries)
         ]
-        columns = ["priority", "collection", "task request interval", "send status interval"]
+        columns = [
+            "priority",
+            "collection",
+            "task request interval",
+            "send status interval",
+            "inventory interval",
+        ]
     table(f"{kind} ({version})", columns, rows)
     if doc["unapplied"]:
         console.print(
