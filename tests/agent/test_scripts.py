@@ -37,8 +37,7 @@ async def test_placeholders_are_filled_in_and_secrets_masked() -> None:
     result = await run(
         item(
             "echo {{computer.name}} {{computer.ip}} {{run.id}} {{param.who}} {{fact.machine}}\n"
-            "echo pw={{param.pw}} env=$PW"
-        ,
+            "echo pw={{param.pw}} env=$PW",
             env={"PW": "{{param.pw}}"},
         )
     )
@@ -81,3 +80,9 @@ async def test_run_as_without_root_fails_at_once(monkeypatch: pytest.MonkeyPatch
     result = await run(item("true", run_as="nobody"))
     assert result.state == InstanceState.FAILED
     assert "does not run as root" in result.output
+
+
+async def test_output_cut_inside_a_secret_does_not_leak_its_beginning() -> None:
+    result = await scripts.run(item("echo pw={{param.pw}}"), FACTS, env={}, output_limit=7)
+    assert result.output.startswith(f"pw={SECRET_MASK}\n[... output truncated")
+    assert "hun" not in result.output

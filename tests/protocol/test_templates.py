@@ -24,7 +24,7 @@ def test_every_scope_renders() -> None:
 
 
 def test_a_literal_double_brace_is_written_quoted() -> None:
-    assert templates.render('awk \'{{"{{"}}print}}\'', VALUES) == "awk '{{print}}'"
+    assert templates.render("awk '{{\"{{\"}}print}}'", VALUES) == "awk '{{print}}'"
 
 
 def test_a_missing_fact_or_parameter_renders_empty() -> None:
@@ -59,9 +59,7 @@ def test_escaped_text_renders_back_to_itself(text: str) -> None:
 
 
 @given(st.text(alphabet=st.characters(blacklist_characters="{}")), st.text(min_size=1))
-def test_rendering_leaves_text_without_braces_alone_and_fills_params(
-    text: str, value: str
-) -> None:
+def test_rendering_leaves_text_without_braces_alone_and_fills_params(text: str, value: str) -> None:
     rendered = templates.render(text + "{{param.p}}" + text, Values(params={"p": value}))
     assert rendered == text + value + text
 
@@ -70,3 +68,17 @@ def test_rendering_leaves_text_without_braces_alone_and_fills_params(
 def test_a_masked_output_never_holds_the_secret(secret: str, output: str) -> None:
     masked = templates.mask(output + secret + output, [secret])
     assert secret not in masked or secret in SECRET_MASK
+
+
+def test_output_cut_inside_a_secret_masks_its_beginning() -> None:
+    assert templates.mask("token=hunt", ["hunter2"], cut=True) == f"token={SECRET_MASK}"
+    assert templates.mask("token=hunt", ["hunter2"]) == "token=hunt"
+
+
+@given(st.text(), st.text(min_size=2), st.integers(min_value=1))
+def test_a_cut_output_never_ends_with_part_of_a_secret(before: str, secret: str, keep: int) -> None:
+    cut = (before + secret)[: len(before) + min(keep, len(secret) - 1)]
+    masked = templates.mask(cut, [secret], cut=True)
+    assert not any(
+        masked.endswith(secret[:n]) for n in range(2, len(secret)) if secret[:n] not in SECRET_MASK
+    )

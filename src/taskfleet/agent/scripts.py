@@ -22,7 +22,10 @@ from typing import Any
 from taskfleet.agent import accounts
 from taskfleet.agent.runner import run_script
 from taskfleet.protocol import templates
+from taskfleet.protocol.fields import TRUNCATION_MARKER
 from taskfleet.protocol.messages import Facts, InstanceState, WorkItem
+
+_CUT = TRUNCATION_MARKER.split("{", 1)[0]  # where the runner's truncation marker starts
 
 
 @dataclass
@@ -87,7 +90,9 @@ async def run(
         )
     except OSError as exc:  # e.g. the working directory went away, or exec was refused
         return _failed(f"the script could not be started: {exc}")
-    output = templates.mask(outcome.output, secrets)
+    # Output cut at the limit may end with the beginning of a secret: masked too.
+    kept, marker, dropped = outcome.output.partition(_CUT)
+    output = templates.mask(kept, secrets, cut=bool(marker)) + marker + dropped
     if outcome.error:
         return _failed(outcome.error)
     if outcome.timed_out:

@@ -113,9 +113,19 @@ def escape(text: str) -> str:
     return text.replace("{{", '{{"{{"}}')
 
 
-def mask(text: str, secrets: Iterable[str]) -> str:
+def mask(text: str, secrets: Iterable[str], *, cut: bool = False) -> str:
     """``text`` with every secret value replaced by SECRET_MASK, longest first (so a
-    secret holding another is masked whole). Empty secrets are left alone."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    secret holding another is masked whole). Empty secrets are left alone.
+
+    ``cut``: the text was cut short at its end (the output limit), so it may end with
+    the beginning of a secret: that is masked too.
+    """
+    found = sorted({s for s in secrets if s}, key=len, reverse=True)
+    for secret in found:
         text = text.replace(secret, SECRET_MASK)
+    if cut:
+        for secret in found:
+            for size in range(len(secret) - 1, 0, -1):
+                if text.endswith(secret[:size]):
+                    return text[:-size] + SECRET_MASK
     return text
