@@ -19,6 +19,7 @@ from taskfleet.console import (
     dashboard,
     policy,
     runs,
+    schedules,
     sessions,
     sites,
     task_runs,
@@ -139,6 +140,7 @@ def install(app: FastAPI) -> None:
     app.include_router(tasks.router)
     app.include_router(task_runs.router)
     app.include_router(runs.router)
+    app.include_router(schedules.router)
     app.include_router(policy.router)
     app.include_router(agent_config.router)
     app.include_router(collections.router)

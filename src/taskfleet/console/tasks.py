@@ -159,13 +159,17 @@ async def run_now(
     user: Changing,
     targets: Annotated[list[str], Form()] = [],  # noqa: B006
     computers: Text = "",
+    exclude: Text = "",
 ) -> Response:
     user.require("operator")
     chosen = [t for t in targets if t] + [c.strip() for c in computers.split(",") if c.strip()]
+    left_out = [c.strip() for c in exclude.split(",") if c.strip()]  # ns.targets
     state = ns_state(request)
     try:
         async with state.session() as session:
-            run = await runs.start_run(state, session, key, chosen, True, user.name)
+            run = await runs.start_run(
+                state, session, key, chosen, True, user.name, exclude=left_out
+            )
     except TaskfleetError as exc:
         return await _list(
             request,
@@ -174,5 +178,6 @@ async def run_now(
             run_task=key,
             run_targets=chosen,
             run_computers=computers,
+            run_exclude=exclude,
         )
     return RedirectResponse(f"{PREFIX}/runs/{run.id}", status_code=303)

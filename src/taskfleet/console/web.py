@@ -56,6 +56,7 @@ NAV = [
     ("tasks", "Tasks", "/tasks"),
     ("files", "Files", "/files"),
     ("runs", "Runs", "/runs"),
+    ("schedules", "Schedules", "/schedules"),
     ("audit", "Audit log", "/audit"),
 ]
 

@@ -1,0 +1,177 @@
+"""Schedules (list, create, pause, resume, remove) and collections' maintenance windows.
+
+Forms call the same services as the REST API (``ns.schedules``, ``api_schedules.set_windows``).
+A form with a mistake comes back with the message next to the field at fault and
+everything typed still in it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskfleet.console.sessions import Changing, Viewing
+from taskfleet.console.web import PREFIX, render
+from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.ns import collections as collections_
+from taskfleet.ns import schedules
+from taskfleet.ns.api_schedules import set_windows, windows_view
+from taskfleet.ns.state import ns_state
+from taskfleet.storage.models import Collection, Task, is_id
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+Text = Annotated[str, Form()]
+FIELDS = (
+    "task", "computers", "exclude", "when", "at", "cron", "timezone", "live",
+    "ignore_windows", "min_wait_s", "max_wait_s", "min_count", "min_share",
+)  # fmt: skip
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _number(text: str, field: str, kind: type[float] | type[int] = float) -> float | int | None:
+    if not text.strip():
+        return None
+    try:
+        return kind(text.strip())
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise InvalidInput(f"{text!r} is not {what}", field=field) from None
+
+
+def requirements_of(form: dict[str, str]) -> dict[str, Any]:
+    found = {
+        "min_wait_s": _number(form.get("min_wait_s", ""), "min_wait_s"),
+        "max_wait_s": _number(form.get("max_wait_s", ""), "max_wait_s"),
+        "min_count": _number(form.get("min_count", ""), "min_count", int),
+        "min_share": _number(form.get("min_share", ""), "min_share"),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+async def _page(
+    request: Request, form: dict[str, Any] | None = None, error: TaskfleetError | None = None
+) -> HTMLResponse:
+    async with ns_state(request).session() as session:
+        rows = await schedules.all_schedules(session)
+        tasks = (await session.scalars(select(Task.name).order_by(Task.name))).all()
+        collections = (
+            await session.scalars(select(Collection.name).order_by(Collection.name))
+        ).all()
+    field = (error.field or "").removeprefix("requirements.") if error else ""
+    context = {
+        "schedules": rows,
+        "tasks": tasks,
+        "collections": collections,
+        "form": form or {"when": "at", "timezone": "UTC", "targets": []},
+        "field_errors": {field: error.message} if error and field else {},
+        "error": error.message if error and not field else "",
+    }
+    status = error.status_code if error else 200
+    return await render(request, "schedules.html", context, status_code=status, page="schedules")
+
+
+@router.get("/schedules")
+async def schedule_list(request: Request, user: Viewing) -> HTMLResponse:
+    return await _page(request)
+
+
+@router.post("/schedules")
+async def add_schedule(request: Request, user: Changing) -> Response:
+    user.require("operator")
+    raw = await request.form()
+    form: dict[str, Any] = {k: str(raw.get(k, "")) for k in FIELDS}
+    form["targets"] = [str(t) for t in raw.getlist("targets") if t]
+    try:
+        targets = form["targets"] + _names(form["computers"])
+        plan = schedules.Plan(
+            form["task"], targets, _names(form["exclude"]), {}, form["live"] == "on",
+            form["ignore_windows"] == "on", requirements_of(form), {},
+        )  # fmt: skip
+        at: dt.datetime | None = None
+        cron: str | None = None
+        if form["when"] == "cron":
+            cron = form["cron"].strip()
+        else:
+            try:
+                at = dt.datetime.fromisoformat(form["at"].strip())
+            except ValueError:
+                raise InvalidInput(f"{form['at']!r} is not a date and time", field="at") from None
+        async with ns_state(request).session() as session:
+            made = await schedules.create(
+                session, plan, user.name, at, cron, form["timezone"].strip() or "UTC"
+            )
+            made_id = made.id
+    except TaskfleetError as exc:
+        return await _page(request, form, exc)
+    return RedirectResponse(f"{PREFIX}/schedules?saved={made_id}", status_code=303)
+
+
+@router.post("/schedules/{schedule_id}/{action}")
+async def change_schedule(
+    request: Request, schedule_id: int, action: str, user: Changing
+) -> Response:
+    user.require("operator")
+    async with ns_state(request).session() as session:
+        if action in ("pause", "resume"):
+            await schedules.set_paused(session, schedule_id, action == "pause", user.name)
+        elif action == "remove":
+            await schedules.remove(session, schedule_id, user.name)
+        else:
+            raise InvalidInput(f"{action!r}: a schedule is paused, resumed or removed")
+    return RedirectResponse(f"{PREFIX}/schedules", status_code=303)
+
+
+# --- maintenance windows ------------------------------------------------------------
+
+
+async def _collection(session: AsyncSession, key: str) -> Collection:
+    """By id (the console's links), else by name."""
+    if is_id(key):
+        found = await session.get(Collection, int(key))
+        if found is not None:
+            return found
+    return await collections_.get(session, key)
+
+
+async def _windows_page(
+    request: Request, key: str, typed: str | None = None, error: TaskfleetError | None = None
+) -> HTMLResponse:
+    async with ns_state(request).session() as session:
+        collection = await _collection(session, key)
+        shown = await windows_view(session, collection)
+    context = {
+        "c": collection,
+        "shown": shown,
+        "typed": "\n".join(shown.windows) if typed is None else typed,
+        "error": error.message if error else "",
+    }
+    status = error.status_code if error else 200
+    return await render(request, "windows.html", context, status_code=status, page="collections")
+
+
+@router.get("/collections/{key}/windows")
+async def windows_page(request: Request, key: str, user: Viewing) -> HTMLResponse:
+    return await _windows_page(request, key)
+
+
+@router.post("/collections/{key}/windows")
+async def save_windows(request: Request, key: str, user: Changing, windows: Text = "") -> Response:
+    user.require("admin")
+    try:
+        async with ns_state(request).session() as session:
+            collection = await _collection(session, key)
+            lines = [line.strip() for line in windows.splitlines() if line.strip()]
+            await set_windows(session, collection, lines, user.name)
+    except TaskfleetError as exc:
+        return await _windows_page(request, key, windows, exc)
+    return RedirectResponse(
+        f"{PREFIX}/collections/{collection.id}/windows?saved=1", status_code=303
+    )
