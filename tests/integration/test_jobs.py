@@ -58,11 +58,53 @@ def test_a_client_job_branches_on_each_computer_by_return_code(fleet: Fleet) -> 
 
 
 def test_a_job_that_cannot_run_is_refused_when_the_run_is_made(fleet: Fleet) -> None:
+    # Given a job whose first step restarts the agent, which a job cannot go on after
     fleet.create_task("check", "true")
-    fleet.api.post("/api/jobs", {"name": "Wave", "kind": "server", "steps": [{"task": "check"}]})
-    with pytest.raises(ApiError) as caught:
-        fleet.run("Wave", ["pc-1"])
-    assert caught.value.status == 400 and "server job" in str(caught.value.body)
+    steps = [{"task": "Restart agent"}, {"task": "check"}]
+    fleet.api.post("/api/jobs", {"name": "Bounce", "steps": steps})
+    # When it is run, Then it is refused before anything reaches a computer
+    with pytest.raises(ApiError) as ending:
+        fleet.run("Bounce", ["pc-1"])
+    assert ending.value.status == 400 and "restarts the agent" in str(ending.value.body)
+    # and a name that is neither a task nor a job says where to look
     with pytest.raises(ApiError) as missing:
         fleet.run("Nothing", ["pc-1"])
     assert missing.value.status == 404 and "task or job" in str(missing.value.body)
+
+
+def test_a_server_job_runs_step_by_step_across_all_targets(fleet: Fleet) -> None:
+    # Given two agents and a server job: write a mark, then check that every computer
+    # wrote it before any computer checks
+    fleet.start_ts("ts-1")
+    fleet.apply_policy("Lab", "pc-*", ["ts-1"])
+    fleet.start_agent("pc-1")
+    fleet.start_agent("pc-2")
+    fleet.wait_assigned(["pc-1", "pc-2"])
+    marks = fleet.root / "marks"
+    marks.mkdir()
+    fleet.create_task("mark", f'sleep 1; touch "{marks}/$TASKFLEET_COMPUTER"')
+    fleet.create_task("count", f'ls "{marks}" | wc -l')
+    fleet.create_task("fail-on-pc-2", '[ "$TASKFLEET_COMPUTER" != pc-2 ]')
+    fleet.create_task("never", "echo never")
+    fleet.api.post(
+        "/api/jobs",
+        {"name": "Wave", "kind": "server", "steps": [{"task": "mark"}, {"task": "count"}]},
+    )
+    # When it runs on both
+    run = fleet.wait_run(fleet.run("Wave", ["pc-1", "pc-2"]))
+    # Then the second step started only once the first was done everywhere
+    assert run["ended_by"] == "job_succeeded"
+    assert [s["name"] for s in run["steps"]] == ["mark", "count"]
+    assert run["counts"] == {"Succeeded": 2}
+    assert {i["output"].strip() for i in run["instances"]} == {"2"}
+
+    # When a step fails on one computer, and nothing says go on
+    fleet.api.post(
+        "/api/jobs",
+        {"name": "Halts", "kind": "server", "steps": [{"task": "fail-on-pc-2"}, {"task": "never"}]},
+    )
+    halted = fleet.wait_run(fleet.run("Halts", ["pc-1", "pc-2"]))
+    # Then the whole job stopped failed after that step, on every computer
+    assert halted["ended_by"] == "job_failed"
+    assert [s["name"] for s in halted["steps"]] == ["fail-on-pc-2"]
+    assert halted["counts"] == {"Succeeded": 1, "Failed": 1}

@@ -5,6 +5,8 @@
   followers;
 * ``tell of opened maintenance windows`` (fleet-wide, one replica): tickles the
   computers whose window just opened (``ns.window_hold``);
+* ``advance server jobs`` (fleet-wide, one replica): starts a server job's next step
+  once the one before it is complete, or ends the job (``ns.server_jobs``);
 * firing schedules runs on every replica: row locks, not a duty lock, make each
   occurrence fire once (``ns.schedules``).
 """
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 
-from taskfleet.ns import completion, schedules, singleton, window_hold
+from taskfleet.ns import completion, schedules, server_jobs, singleton, window_hold
 from taskfleet.ns.state import NSState
 
 SETTLE_RUNS = "record completed runs"
 SETTLE_EVERY_S = 2.0
 RETICKLE = "tell of opened maintenance windows"
+ADVANCE_JOBS = "advance server jobs"
 
 
 def start(state: NSState) -> list[asyncio.Task[None]]:
@@ -26,6 +29,11 @@ def start(state: NSState) -> list[asyncio.Task[None]]:
         async with state.session() as session:
             ended = await completion.settle(session)
         state.hub.runs_changed(ended)  # committed: 'run --wait' followers see it now
+
+    async def advance_jobs() -> None:
+        async with state.session() as session:  # in a transaction; notifies once committed
+            changed = await server_jobs.advance(state, session)
+        state.hub.runs_changed(changed)
 
     retickler = window_hold.Retickler()
 
@@ -40,6 +48,10 @@ def start(state: NSState) -> list[asyncio.Task[None]]:
         asyncio.create_task(
             singleton.run_duty(state.engine, RETICKLE, window_hold.RETICKLE_EVERY_S, retickle),
             name=RETICKLE,
+        ),
+        asyncio.create_task(
+            singleton.run_duty(state.engine, ADVANCE_JOBS, SETTLE_EVERY_S, advance_jobs),
+            name=ADVANCE_JOBS,
         ),
         asyncio.create_task(schedules.fire_forever(state), name="fire schedules"),
     ]

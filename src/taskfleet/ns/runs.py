@@ -17,6 +17,7 @@ from taskfleet.ns import (
     job_plans,
     jobs,
     parameters,
+    server_jobs,
     tasks,
     window_hold,
 )
@@ -105,15 +106,22 @@ async def start_run(
     run.exclude, run.ignore_windows = list(exclude or []), ignore_windows
     run.params, run.sealed_params = values, sealed
     run.requirements = needs.to_json()
+    if plan is not None and plan.plan["kind"] == JobKind.SERVER:
+        # Its steps' runs meet the requirements, and it ends with its job (ns.server_jobs).
+        run.plan, run.requirements = {**plan.plan, "requirements": run.requirements}, {}
     if origin is not None:
         run.schedule_id, run.scheduled_for, run.coalesced = origin
     session.add(run)
     await session.flush()
     # One multi-row INSERT per chunk, not an ORM object per computer: a run on 10,000
     # computers is created in a fraction of a second.
+    fan_out = chosen
+    if server_jobs.is_job_run(run):  # its steps' runs hold the instances
+        await server_jobs.start_step(state, session, run, 0, [c.id for c in chosen])
+        fan_out = []
     rows = [
         {"run_id": run.id, "computer_id": c.id, "state": InstanceState.PENDING.value}
-        for c in chosen
+        for c in fan_out
     ]
     for start in range(0, len(rows), 2000):
         await session.execute(insert(Instance).values(rows[start : start + 2000]))
@@ -130,7 +138,7 @@ async def start_run(
         computers=len(chosen),
         params=parameters.shown_values(values, sealed),
     )
-    assigned = [(c.id, c.task_server_id) for c in chosen]
+    assigned = [(c.id, c.task_server_id) for c in fan_out]
     after_commit(session, lambda: state.hub.notify(assigned))
     return run
 
@@ -148,12 +156,6 @@ async def _task_or_job(
             raise NotFound(
                 f"no task or job {key!r}; see 'taskfleet task list' and 'taskfleet job list'"
             ) from None
-    if job.kind != JobKind.CLIENT:
-        raise InvalidInput(
-            f"{job.name!r} is a server job; running server jobs is not built yet "
-            "(make it a client job: each computer runs its steps on its own)",
-            field="task",
-        )
     return None, job, await job_plans.make(session, job)
 
 
@@ -336,6 +338,8 @@ class RunSummary:
     schedule_id: int | None = None
     scheduled_for: float | None = None
     coalesced: int = 0
+    # A server job's run: its steps' runs so far (ns.server_jobs); None for other runs.
+    steps: list[dict[str, Any]] | None = None
 
 
 async def summary(session: AsyncSession, run_id: int, with_instances: bool = True) -> RunSummary:
@@ -354,11 +358,15 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
             f"no run {run_id}; 'taskfleet run-status' takes the number 'taskfleet run' printed"
         )
     run, task_name = row
+    source, steps = run_id, None
+    if server_jobs.is_job_run(run):  # its computers are in its current step's run
+        steps = await server_jobs.step_runs(session, run)
+        source = steps[-1]["run"] if steps else run_id
     counts = dict(
         (
             await session.execute(
                 select(Instance.state, func.count())
-                .where(Instance.run_id == run_id)
+                .where(Instance.run_id == source)
                 .group_by(Instance.state)
             )
         ).all()
@@ -381,6 +389,9 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
     result.exclude, result.ignore_windows = run.exclude, run.ignore_windows
     result.requirements = run.requirements
     ended = completion.state_of(run, counts, time.time())
+    if steps is not None:  # a server job is done when it ended, whatever its step's counts
+        ended = (run.ended_at is not None, run.ended_by, run.ended_at)
+        result.done, result.steps = run.ended_at is not None, steps
     result.complete, result.ended_by, result.ended_at = ended
     result.schedule_id, result.scheduled_for = run.schedule_id, run.scheduled_for
     result.coalesced = run.coalesced
@@ -388,7 +399,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
         rows = await session.execute(
             select(Instance, Computer.name)
             .join(Computer, Computer.id == Instance.computer_id)
-            .where(Instance.run_id == run_id)
+            .where(Instance.run_id == source)
             .order_by(Computer.name)
         )
         for instance, name in rows.all():

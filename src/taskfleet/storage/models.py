@@ -280,6 +280,9 @@ class Run(Base):
     task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"))
     job_id: Mapped[int | None] = mapped_column(Integer)
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A server job's step runs name the job run and the step (ns.server_jobs; 0016).
+    parent_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    step: Mapped[int | None] = mapped_column(Integer)
     targets: Mapped[list[str]] = mapped_column(default=list)
     live: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
