@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from taskfleet.agent import interpreters
@@ -41,6 +42,7 @@ async def run_script(
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     cwd: str | None = None,
     account: Account | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run ``script``; its first ``output_limit`` bytes of output are kept (the rest is
     read and counted, so the script never blocks on a full pipe) and the marker says
@@ -66,6 +68,8 @@ async def run_script(
             cwd=cwd or None,
             **(account.subprocess_options() if account else {}),
         )
+        if started is not None:  # the agent records it, to stop it (agent.interrupted)
+            started(proc.pid)
         collected = bytearray()
         dropped = 0
 

@@ -15,7 +15,7 @@ with output that says so; it never waits for the timeout.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,13 @@ def _failed(message: str) -> Result:
 
 
 async def run(
-    item: WorkItem, facts: Facts, env: dict[str, str], output_limit: int
+    item: WorkItem,
+    facts: Facts,
+    env: dict[str, str],
+    output_limit: int,
+    *,
+    timeout_s: float | None = None,  # this attempt's (agent.retries); else the task's
+    started: Callable[[int], None] | None = None,  # called with the script's pid
 ) -> Result:
     """Run the script of ``item`` and say how it ended; secrets masked in the output."""
     params = item.params
@@ -82,11 +88,12 @@ async def run(
         outcome = await run_script(
             str(params.get("interpreter", "sh")),
             script,
-            item.timeout_s,
+            item.timeout_s if timeout_s is None else timeout_s,
             env={**task_env, **env},
             output_limit=output_limit,
             cwd=cwd or None,
             account=account,
+            started=started,
         )
     except OSError as exc:  # e.g. the working directory went away, or exec was refused
         return _failed(f"the script could not be started: {exc}")

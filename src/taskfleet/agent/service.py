@@ -28,8 +28,18 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from taskfleet.agent import client_jobs, copy_file, inventory, outcome, power, scripts
+from taskfleet.agent import (
+    client_jobs,
+    copy_file,
+    interrupted,
+    inventory,
+    outcome,
+    power,
+    retries,
+    scripts,
+)
 from taskfleet.agent import facts as local_facts
+from taskfleet.agent.cancel import Stopper
 from taskfleet.agent.ledger import Ledger
 from taskfleet.agent.outcome import Outcome
 from taskfleet.errors import (
@@ -64,6 +74,7 @@ from taskfleet.protocol.messages import (
     TaskType,
     WorkItem,
     by_request_size,
+    cancel_ids,
     from_json,
     to_json,
 )
@@ -115,6 +126,8 @@ class Agent:
         self.hardware_id = local_facts.hardware_id(state)
         self.spool = Spool(state / "spool")
         self.ledger = Ledger(state / "instances")
+        # Scripts running now, and instances the NS canceled (agent.cancel).
+        self.stopper = Stopper(self.ledger.directory)
         self.inventory_due = inventory.Schedule(state)
         self.credential: transport.Credential | None = None
         # The credential the NS stopped recognising: presented when enrolling again, as
@@ -433,13 +446,16 @@ class Agent:
         """Instances cut off by a restart: not started yet may run; started ones are failed."""
         for instance_id, state in self.ledger.unfinished().items():
             if state == InstanceState.RUNNING:
+                # Kill what is left of its script first (agent.interrupted), then report.
+                output = interrupted.stop_leftovers(self.ledger.directory, instance_id)
                 self.ledger.record(instance_id, InstanceState.FAILED)
                 self._emit_raw(
                     instance_id,
                     InstanceState.FAILED,
                     None,
-                    "taskfleet: the agent restarted while this task ran; it was not run again",
-                    live=False,
+                    output,
+                    live=True,
+                    reason=interrupted.REASON,
                 )
             else:
                 # Never started: forget it so the NS's redelivery runs it once.
@@ -458,6 +474,7 @@ class Agent:
                 reply = from_json(ChannelReply, data or {"tickle": False})
                 for item in reply.work:
                     self._accept(item)
+                self._cancel(reply.cancel)
                 if reply.tickle and not reply.work:
                     self._wake.set()
             except Busy as exc:
@@ -476,6 +493,7 @@ class Agent:
                 self.settings = reply.settings
                 for item in reply.work:
                     self._accept(item)
+                self._cancel(reply.cancel)
             except TaskfleetError as exc:
                 log.debug("poll failed: %s", exc)
                 await asyncio.sleep(jittered(2.0))
@@ -535,7 +553,13 @@ class Agent:
     # --- work ------------------------------------------------------------------------
 
     def _emit_raw(
-        self, instance_id: int, state: str, rc: int | None, output: str | None, live: bool
+        self,
+        instance_id: int,
+        state: str,
+        rc: int | None,
+        output: str | None,
+        live: bool,
+        reason: str | None = None,
     ) -> None:
         assert self.credential is not None
         event = StatusEvent(
@@ -547,6 +571,7 @@ class Agent:
             return_code=rc,
             output=output,
             live=live,
+            reason=reason,
         )
         self.spool.put([event])
         if live:
@@ -555,8 +580,36 @@ class Agent:
     def _emit(
         self, item: WorkItem, state: str, rc: int | None = None, output: str | None = None
     ) -> None:
+        reason = None
+        if InstanceState(state).terminal:  # canceled meanwhile: say so (agent.cancel)
+            state, output, reason = self.stopper.outcome_of(item.instance_id, state, output)
         self.ledger.record(item.instance_id, state)
-        self._emit_raw(item.instance_id, state, rc, output, item.live)
+        live = item.live or reason is not None  # a cancel is reported at once
+        self._emit_raw(item.instance_id, state, rc, output, live, reason)
+        if InstanceState(state).terminal:
+            self.stopper.done(item.instance_id)
+
+    def _cancel(self, instance_ids: Any) -> None:
+        """Stop the instances the NS canceled (a channel or poll reply's ``cancel``)."""
+        try:
+            ids = cancel_ids(instance_ids)
+        except ValueError as exc:  # a malformed list: ignored, the rest of the reply taken
+            log.warning("ignored the reply's cancel list: %s", exc)
+            return
+        for instance_id in ids:
+            state = self.ledger.state(instance_id)
+            if state is None:  # never had it: it must never start here (R8)
+                self.ledger.record(instance_id, InstanceState.CANCELED)
+                self._emit_raw(
+                    instance_id,
+                    InstanceState.CANCELED,
+                    None,
+                    "taskfleet: canceled before it started",
+                    live=True,
+                    reason="canceled",
+                )
+            elif not InstanceState(state).terminal:
+                self.stopper.cancel(instance_id)
 
     def _accept(self, item: WorkItem) -> None:
         if self.ledger.state(item.instance_id) is not None:
@@ -595,18 +648,36 @@ class Agent:
             return await inventory.run_task(self.send_inventory)
         if item.task_type != TaskType.RUN_SCRIPT:
             return outcome.failed(f"this agent cannot run a {item.task_type!r} task here")
-        # Placeholders, options and secret masking: agent.scripts.
-        result = await scripts.run(
-            item,
-            self.facts(),
-            env={
-                "TASKFLEET_TASK_SERVER": self.assignment.task_server_name
-                if self.assignment
-                else "",
-                "TASKFLEET_COMPUTER": self.options.name or "",
-                "TASKFLEET_RUN": str(item.run_id),
-            },
-            output_limit=min(max(0, self.settings.output_limit_bytes), MAX_OUTPUT_LIMIT),
+
+        # Placeholders, options and secret masking: agent.scripts; retries and back-off
+        # within the timeout: agent.retries; the process recorded, to stop it: agent.cancel.
+        async def attempt(timeout_s: float) -> scripts.Result:
+            if self.stopper.canceled(item.instance_id):
+                return scripts.Result(InstanceState.CANCELED, None, "")
+            try:
+                return await scripts.run(
+                    item,
+                    self.facts(),
+                    env={
+                        "TASKFLEET_TASK_SERVER": self.assignment.task_server_name
+                        if self.assignment
+                        else "",
+                        "TASKFLEET_COMPUTER": self.options.name or "",
+                        "TASKFLEET_RUN": str(item.run_id),
+                    },
+                    output_limit=min(max(0, self.settings.output_limit_bytes), MAX_OUTPUT_LIMIT),
+                    timeout_s=timeout_s,
+                    started=self.stopper.started(item.instance_id),
+                )
+            finally:
+                self.stopper.ended(item.instance_id)
+
+        result = await retries.run(
+            item.retries,
+            item.retry_backoff_s,
+            item.timeout_s,
+            attempt,
+            lambda: self.stopper.canceled(item.instance_id),
         )
         return Outcome(result.state, result.return_code, result.output)
 

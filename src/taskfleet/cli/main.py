@@ -14,6 +14,7 @@ from taskfleet.cli import (
     history,
     identity,
     jobs,
+    lifecycle,
     schedules,
     services,
     simulate,
@@ -63,6 +64,7 @@ app.add_typer(schedules.schedule, name="schedule")
 fleet.collection.command("windows")(schedules.collection_windows)
 app.command("run")(work.run_command)
 app.command("run-status")(work.run_status)
+app.command("run-cancel")(lifecycle.run_cancel)
 app.command("run-list")(history.run_list)
 app.command("run-output")(history.run_output)
 app.command("demo")(demo.demo)

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from taskfleet.cli import parameters, run_options, schedules
+from taskfleet.cli import lifecycle, parameters, run_options, schedules
 from taskfleet.cli.client import Api, Context, fail
 from taskfleet.cli.output import console, emit_json, table
 from taskfleet.protocol.messages import InstanceState
@@ -304,7 +304,12 @@ def print_run(run: dict[str, Any]) -> None:
         f"reporting {run.get('report', '?')} - {counts_text(run['counts'])}",
         ["computer", "state", "rc", "output"],
         [
-            [i["computer"], i["state"], i["return_code"], (i["output"] or "").strip()[-300:]]
+            [
+                i["computer"],
+                i["state"] + (f" ({i['reason']})" if i.get("reason") else ""),
+                i["return_code"],
+                (i["output"] or "").strip()[-300:],
+            ]
             for i in run["instances"]
         ],
     )
@@ -376,6 +381,8 @@ def run_command(
         ),
     ] = "live",
     param: parameters.ParamOpt = None,
+    expires_in: lifecycle.ExpiresIn = None,
+    expires_at: lifecycle.ExpiresAt = None,
     json: JsonOpt = False,
 ) -> None:
     """Run a task on collections and/or computers, now, at a time or on a schedule."""
@@ -384,13 +391,18 @@ def run_command(
     live = report == "live"
     api = _api(ctx)
     plan = run_options.plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share)
+    expiry = lifecycle.expiry_body(expires_in, expires_at)
     if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
+        if expiry:
+            fail("--expires-in/--expires-at apply to a run started now; a schedule's runs "
+                 "expire after the default 7 days")  # fmt: skip
         timing = run_options.timing_body(at, cron, timezone)
         schedules.add(api, task_name, target, {**timing, **plan, "live": live}, json)
         return
     values = parameters.run_values(api, task_name, param)
     parameters.warn_before_run(api, task_name, target, exclude)  # lacking interpreters
     body = {"task": task_name, "targets": target, "live": live, **plan, "params": values}
+    body.update(expiry)
     run = api.post("/api/runs", body)
     if not wait:
         if json:

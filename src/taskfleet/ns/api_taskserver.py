@@ -10,7 +10,15 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select, update
 
 from taskfleet.errors import InvalidInput, NotAssigned
-from taskfleet.ns import audit, certificates, registration, registry, runs, status_intake
+from taskfleet.ns import (
+    audit,
+    cancel,
+    certificates,
+    registration,
+    registry,
+    runs,
+    status_intake,
+)
 from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
@@ -136,7 +144,9 @@ async def events(
     if since == version and wait > 0:
         version = await state.hub.wait(ts_id, since, wait)
     async with state.session() as session:
-        waiting = await runs.work_waiting(session, ts_id, state.settings.redeliver_after_s)
+        waiting = await runs.work_waiting(
+            session, ts_id, state.settings.redeliver_after_s
+        ) or await cancel.notices_waiting(session, ts_id, state.settings.redeliver_after_s)
     return Events(version=version, agents_epoch=state.agents_epoch, work_waiting=waiting)
 
 
@@ -191,6 +201,10 @@ async def work(request: Request, ts_id: TaskServerApproved, body: WorkRequest) -
             set(body.known_runs),
             state.settings.redeliver_after_s,
             secrets=state.secrets,
+        )
+        # Instances to drop or stop (ns.cancel): canceled, or expired while held there.
+        batch.cancel = await cancel.take_notices(
+            session, state.settings.redeliver_after_s, task_server_id=ts_id
         )
     ns_metrics(request).work_handed_out(batch)
     return batch

@@ -234,6 +234,10 @@ class RunRequest:
     exclude: Annotated[list[Name], bounded_list(MAX_TARGETS)] = field(default_factory=list)
     ignore_windows: bool = False
     requirements: RequirementsBody = field(default_factory=RequirementsBody)
+    # When instances no agent received end Expired (ns.expiry): seconds from now, or a
+    # moment (UNIX seconds); one of them, in the future. Default: 7 days from now.
+    expires_in_s: Finite | None = None
+    expires_at: Finite | None = None
 
     def is_live(self) -> bool:
         if self.report is not None and self.report not in runs.REPORTS:
@@ -263,6 +267,8 @@ async def start_run(request: Request, body: RunRequest, operator: Operator) -> d
             exclude=body.exclude,
             ignore_windows=body.ignore_windows,
             requirements=body.requirements.as_dict(),
+            expires_in_s=body.expires_in_s,
+            expires_at=body.expires_at,
         )
     async with state.session() as session:
         return asdict(await runs.summary(session, run.id, with_instances=False))

@@ -22,6 +22,7 @@ from taskfleet.ns import (
     api_identity,
     api_inventory,
     api_jobs,
+    api_lifecycle,
     api_schedules,
     api_scripts,
     api_sites,
@@ -162,6 +163,7 @@ def create_app(
     app.include_router(api_identity.router)
     app.include_router(api_scripts.router)  # before api_work: POST /runs/preview
     app.include_router(api_work.router)
+    app.include_router(api_lifecycle.router)  # POST /runs/{id}/cancel
     app.include_router(api_jobs.router)
     app.include_router(api_schedules.router)
     app.include_router(api_history.router)  # after api_work: /runs/{id}/output/...

@@ -16,7 +16,7 @@ import time
 
 from sqlalchemy import delete
 
-from taskfleet.ns import retention, run_duties, singleton
+from taskfleet.ns import expiry, retention, run_duties, singleton
 from taskfleet.ns.state import NSState
 from taskfleet.storage.models import ConsoleSession
 
@@ -25,6 +25,7 @@ SWEEP_SESSIONS = "sweep expired console sessions"
 SWEEP_EVERY_S = 3600.0
 PRUNE_HISTORY = "prune history older than kept (ns.retention)"
 PRUNE_EVERY_S = 3600.0
+END_STUCK = "end expired and overdue instances (ns.expiry)"
 
 
 async def sweep_console_sessions(state: NSState) -> int:
@@ -40,11 +41,32 @@ async def sweep_console_sessions(state: NSState) -> int:
     return swept
 
 
+async def end_stuck(state: NSState) -> expiry.Ended:
+    """Expire runs' unreceived instances and end overdue ones (ns.expiry); then wake
+    the runs' followers and tell task servers to drop what they hold of them."""
+    async with state.session() as session:
+        ended = await expiry.sweep(session, state.settings.deadline_grace_s)
+    if ended.runs:
+        log.info(
+            "ended %d expired, %d timed-out and %d canceled instances",
+            ended.expired,
+            ended.timed_out,
+            ended.canceled,
+        )
+        state.hub.runs_changed(ended.runs)
+    if ended.notify:
+        await state.hub.notify(ended.notify)
+    return ended
+
+
 def start(state: NSState) -> list[asyncio.Task[None]]:
     """Start every duty; each runs only while this replica holds its lock."""
 
     async def sweep() -> None:
         await sweep_console_sessions(state)
+
+    async def stuck() -> None:
+        await end_stuck(state)
 
     async def prune() -> None:
         settings = state.settings
@@ -58,6 +80,10 @@ def start(state: NSState) -> list[asyncio.Task[None]]:
         asyncio.create_task(
             singleton.run_duty(state.engine, PRUNE_HISTORY, PRUNE_EVERY_S, prune),
             name=PRUNE_HISTORY,
+        ),
+        asyncio.create_task(
+            singleton.run_duty(state.engine, END_STUCK, state.settings.expiry_every_s, stuck),
+            name=END_STUCK,
         ),
         *run_duties.start(state),  # completion, maintenance windows, schedules
     ]

@@ -7,7 +7,7 @@ import logging
 import time
 
 from taskfleet.errors import NotAssigned
-from taskfleet.ns import audit, runs, status_intake
+from taskfleet.ns import audit, cancel, runs, status_intake
 from taskfleet.ns.assigner import agent_settings
 from taskfleet.ns.assignment import STEP_NS
 from taskfleet.ns.auth import authenticate_agent
@@ -60,6 +60,15 @@ class LocalRole:
                 self.state.settings.redeliver_after_s,
                 secrets=self.state.secrets,
             )
+
+    async def take_cancels(self, computer_id: int) -> list[int]:
+        """Stop notices for a computer the NS serves itself (ns.cancel); its channel is
+        tickled through ``Hub.notify`` like for work."""
+        async with self.state.session() as session:
+            refs = await cancel.take_notices(
+                session, self.state.settings.redeliver_after_s, computer_id=computer_id
+            )
+        return [r.instance_id for r in refs]
 
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         async with self.state.session() as session:

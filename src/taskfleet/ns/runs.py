@@ -14,6 +14,7 @@ from taskfleet.ns import (
     audit,
     completion,
     computers,
+    expiry,
     job_plans,
     jobs,
     parameters,
@@ -85,6 +86,8 @@ async def start_run(
     requirements: dict[str, Any] | None = None,
     origin: tuple[int, float, int] | None = None,  # (schedule, occurrence, coalesced)
     params: dict[str, str] | None = None,  # declared parameters' values (ns.parameters)
+    expires_in_s: float | None = None,  # or expires_at; default 7 days (ns.expiry)
+    expires_at: float | None = None,
 ) -> Run:
     task, job, plan = await _task_or_job(session, task_key)
     if plan is None:
@@ -93,6 +96,7 @@ async def start_run(
     else:
         values, sealed = parameters.check_values(plan.declared, params, state.secrets)
     needs = completion.Requirements.parse(requirements)
+    expires = expiry.expires_at(time.time(), expires_in_s, expires_at)  # 400 before targets
     chosen = await targets_.without(session, await resolve_targets(session, targets), exclude or [])
     run = Run(
         task_id=task.id if task else None,
@@ -105,6 +109,7 @@ async def start_run(
     )
     run.exclude, run.ignore_windows = list(exclude or []), ignore_windows
     run.params, run.sealed_params = values, sealed
+    run.expires_at = expires
     run.requirements = needs.to_json()
     if plan is not None and plan.plan["kind"] == JobKind.SERVER:
         # Its steps' runs meet the requirements, and it ends with its job (ns.server_jobs).
@@ -242,6 +247,8 @@ async def deliver_batch(
                 Task.type,
                 Task.params,
                 Task.timeout_s,
+                Task.retries,
+                Task.retry_backoff_s,
                 Run.plan,
                 Run.params.label("values"),
                 Run.sealed_params,
@@ -253,6 +260,8 @@ async def deliver_batch(
             RunTask(
                 r.id,
                 *job_plans.delivered(r.type, r.params, r.timeout_s, r.plan),
+                retries=r.retries or 0,  # (none for a job's run)
+                retry_backoff_s=r.retry_backoff_s or 10.0,
                 live=r.live,
                 **parameters.delivered(r.values, r.sealed_params, secrets),
             )
@@ -296,6 +305,8 @@ async def deliver(
                 task_type,
                 params,
                 timeout_s,
+                retries=task.retries if task else 0,
+                retry_backoff_s=task.retry_backoff_s if task else 10.0,
                 live=live,
                 **parameters.delivered(values, sealed, secrets),
             )
@@ -340,6 +351,7 @@ class RunSummary:
     coalesced: int = 0
     # A server job's run: its steps' runs so far (ns.server_jobs); None for other runs.
     steps: list[dict[str, Any]] | None = None
+    expires_at: float | None = None  # instances no agent received by then: Expired
 
 
 async def summary(session: AsyncSession, run_id: int, with_instances: bool = True) -> RunSummary:
@@ -395,6 +407,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
     result.complete, result.ended_by, result.ended_at = ended
     result.schedule_id, result.scheduled_for = run.schedule_id, run.scheduled_for
     result.coalesced = run.coalesced
+    result.expires_at = run.expires_at
     if with_instances:
         rows = await session.execute(
             select(Instance, Computer.name)
@@ -415,6 +428,7 @@ async def summary(session: AsyncSession, run_id: int, with_instances: bool = Tru
                     "started_at": instance.started_at,
                     "finished_at": instance.finished_at,
                     "status_count": instance.status_count,
+                    "reason": instance.reason,  # why the NS or agent ended it so
                 }
             )
     return result

@@ -31,6 +31,11 @@ class NSSettings:
     keep_audit_s: float = 365 * 86400.0
     # The most script output stored per instance, in characters (protocol.fields).
     max_output_bytes: int = 4 * 1024 * 1024
+    # An instance received by an agent ends TimedOut this long after its task's timeout,
+    # and a cancel the agent never confirmed ends Canceled this long after it was asked
+    # (ns.expiry): room for buffered status to arrive. How often the duty looks.
+    deadline_grace_s: float = 300.0
+    expiry_every_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.public_url:

@@ -41,6 +41,7 @@ class Row:
     status_count: int
     changed: bool = False
     finished: tuple[float, int | None, str | None] | None = None  # at, rc, output
+    reason: str | None = None  # the first reason it got (the NS's, or the agent's)
 
     def apply(self, event: StatusEvent) -> None:
         self.status_count += 1
@@ -60,6 +61,7 @@ class Row:
         elif state.terminal:
             output = None if event.output is None else capped(event.output)
             self.finished = (at, event.return_code, output)
+            self.reason = self.reason or event.reason
         if state.rank > self.state.rank:
             self.state = state
 
@@ -81,6 +83,7 @@ async def load(session: AsyncSession, instance_ids: list[int]) -> dict[int, Row]
         Instance.received_at,
         Instance.started_at,
         Instance.status_count,
+        Instance.reason,
     )
     if postgres(session):
         # One statement whatever the batch size (an array, not a list of parameters),
@@ -105,6 +108,7 @@ async def load(session: AsyncSession, instance_ids: list[int]) -> dict[int, Row]
             r.received_at,
             r.started_at,
             r.status_count,
+            reason=r.reason,
         )
         for result in results
         for r in result.all()
@@ -136,11 +140,14 @@ _PG_FINISHED = text(
     """
     UPDATE instance SET state = u.state, received_at = u.received_at,
         started_at = u.started_at, status_count = u.status_count,
-        finished_at = u.finished_at, return_code = u.return_code, output = u.output
+        finished_at = u.finished_at, return_code = u.return_code, output = u.output,
+        reason = u.reason
     FROM unnest(CAST(:ids AS INTEGER[]), CAST(:states AS VARCHAR[]),
         CAST(:received AS FLOAT8[]), CAST(:started AS FLOAT8[]), CAST(:counts AS INTEGER[]),
-        CAST(:finished AS FLOAT8[]), CAST(:codes AS INTEGER[]), CAST(:outputs AS TEXT[]))
-        AS u(id, state, received_at, started_at, status_count, finished_at, return_code, output)
+        CAST(:finished AS FLOAT8[]), CAST(:codes AS INTEGER[]), CAST(:outputs AS TEXT[]),
+        CAST(:reasons AS VARCHAR[]))
+        AS u(id, state, received_at, started_at, status_count, finished_at, return_code, output,
+            reason)
     WHERE instance.id = u.id
     """
 )
@@ -201,6 +208,7 @@ async def write_back(session: AsyncSession, rows: list[Row]) -> None:
                 values["finished"] = [r.finished[0] for r in group if r.finished]
                 values["codes"] = [r.finished[1] for r in group if r.finished]
                 values["outputs"] = [r.finished[2] for r in group if r.finished]
+                values["reasons"] = [r.reason for r in group]
             await session.execute(statement, values)
         return
     # Elsewhere, ORM bulk UPDATE by primary key: one executemany per shape of row.
@@ -219,6 +227,7 @@ def _as_values(row: Row) -> dict[str, Any]:
     }
     if row.finished is not None:
         values["finished_at"], values["return_code"], values["output"] = row.finished
+        values["reason"] = row.reason
     return values
 
 

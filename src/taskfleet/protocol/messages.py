@@ -102,6 +102,7 @@ MAX_FACTS = 256
 MAX_STATUS_EVENTS = 5000  # per batch, task server to NS (agents send at most 1000)
 MAX_SEEN = 100_000  # computers in one heartbeat
 MAX_KNOWN_RUNS = 10_000
+MAX_CANCELS = 1000  # instance ids in one channel or poll reply (docs/work-model.md, "Cancel")
 Token = Annotated[str, text(1024, min_length=1)]
 Pem = Annotated[str, text(16384)]
 # A certificate serial number (up to 159 bits) as decimal text.
@@ -185,6 +186,10 @@ class WorkItem:
     # ``secret_params`` in the output it reports.
     param_values: dict[str, str] = field(default_factory=dict)
     secret_params: list[str] = field(default_factory=list)
+    # The task's retries and back-off base: the agent runs a failed script again, all
+    # attempts inside timeout_s (agent.retries).
+    retries: int = 0
+    retry_backoff_s: float = 10.0
 
 
 @dataclass
@@ -203,6 +208,10 @@ class InventoryReport:
 class PollReply:
     work: list[WorkItem]
     settings: AgentSettings
+    # Instances to stop (canceled, or expired while the task server held them): the
+    # agent kills what runs of them and never starts them (agent.cancel; checked with
+    # ``cancel_ids``). Older task servers send none.
+    cancel: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -212,6 +221,18 @@ class ChannelReply:
     # saves the round trip (an agent that ignores it polls, and gets it after the
     # task server's hand-out retry delay).
     work: list[WorkItem] = field(default_factory=list)
+    cancel: list[int] = field(default_factory=list)  # as in PollReply
+
+
+def cancel_ids(values: Any) -> list[int]:
+    """A reply's ``cancel`` list, checked: instance ids (1 .. 2**31-1), at most
+    MAX_CANCELS; ValueError names what is wrong (the agent drops the reply's cancels)."""
+    if not isinstance(values, list) or len(values) > MAX_CANCELS:
+        raise ValueError(f"cancel: expected a list of at most {MAX_CANCELS} instance ids")
+    for value in values:
+        if type(value) is not int or not 1 <= value <= 2**31 - 1:
+            raise ValueError(f"cancel: {value!r} is not an instance id")
+    return list(values)
 
 
 @dataclass
@@ -226,6 +247,9 @@ class StatusEvent:
     return_code: Int32 | None = None
     output: Output | None = None  # escaped, never refused: NUL -> U+2400 (fields)
     live: bool = False
+    # Why it ended so, when the agent knows better than the output can say (e.g. "agent
+    # restarted during the run"); the NS keeps the first reason an instance gets.
+    reason: ShortText | None = None
 
 
 @dataclass
@@ -411,6 +435,8 @@ class RunTask:
     # As in WorkItem. A task server holds them in memory only (taskserver.work_cache).
     param_values: dict[str, str] = field(default_factory=dict)
     secret_params: list[str] = field(default_factory=list)
+    retries: int = 0  # as in WorkItem
+    retry_backoff_s: float = 10.0
 
 
 @dataclass
@@ -436,6 +462,9 @@ class WorkBatch:
     work: list[WorkRef]
     runs: list[RunTask]
     more: bool = False  # the limit was reached: ask again at once
+    # Instances to withdraw from the cache or to stop on their agents (ns.cancel):
+    # canceled, or expired while waiting here. Older NSs send none.
+    cancel: list[WorkRef] = field(default_factory=list)
 
 
 @dataclass
@@ -461,6 +490,7 @@ _NESTED.update(
         ("AgentMap", "agents"): AgentEntry,
         ("WorkBatch", "work"): WorkRef,
         ("WorkBatch", "runs"): RunTask,
+        ("WorkBatch", "cancel"): WorkRef,
     }
 )
 

@@ -250,6 +250,10 @@ class Task(Base):
     type: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     timeout_s: Mapped[float] = mapped_column(Float, default=600.0)
+    # The agent runs a failed script again up to ``retries`` times, waiting
+    # retry_backoff_s, then twice that, ..., all inside the timeout (agent.retries).
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_backoff_s: Mapped[float] = mapped_column(Float, default=10.0, server_default="10")
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(255), default="")
@@ -306,6 +310,8 @@ class Run(Base):
     schedule_id: Mapped[int | None] = mapped_column(Integer)
     scheduled_for: Mapped[float | None] = mapped_column(Float)
     coalesced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Instances no agent received by then end Expired (ns.expiry); migration 0010.
+    expires_at: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"),)
 
@@ -377,6 +383,13 @@ class Instance(Base):
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     status_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Why it ended as it did, when the NS ended it or the agent said (migration 0010):
+    # expired, past its deadline (ns.expiry), canceled (ns.cancel), agent restarted.
+    reason: Mapped[str | None] = mapped_column(String(500))
+    # A cancel asked while a task server or agent may hold the instance, and when the
+    # stop notice last went to its task server (ns.cancel).
+    cancel_at: Mapped[float | None] = mapped_column(Float, index=True)
+    cancel_sent_at: Mapped[float | None] = mapped_column(Float)
 
 
 class StatusSeen(Base):

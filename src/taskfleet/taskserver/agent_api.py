@@ -85,7 +85,11 @@ async def poll(request: Request) -> Response:
     source = source_of(request)
     if not source.has_work(computer_id):
         return _nothing_new(dataclasses.astuple(settings))
-    reply = PollReply(work=await source.fetch_work(computer_id), settings=settings)
+    reply = PollReply(
+        work=await source.fetch_work(computer_id),
+        settings=settings,
+        cancel=await source.take_cancels(computer_id),
+    )
     return Response(json.dumps(to_json(reply)), media_type="application/json")
 
 
@@ -127,7 +131,11 @@ async def channel(request: Request) -> Response:
 async def _tickle_with_work(source: WorkSource, computer_id: int) -> Response:
     # The tickle carries the work itself: one request per agent less when a run starts
     # on thousands of computers at once (R6), and the work arrives a round trip sooner.
-    reply = ChannelReply(tickle=True, work=await source.fetch_work(computer_id))
+    reply = ChannelReply(
+        tickle=True,
+        work=await source.fetch_work(computer_id),
+        cancel=await source.take_cancels(computer_id),  # instances to stop (ns.cancel)
+    )
     return Response(json.dumps(to_json(reply)), media_type="application/json")
 
 

@@ -30,6 +30,7 @@ from taskfleet.protocol.messages import (
     AgentEntry,
     AgentSettings,
     Heartbeat,
+    InstanceState,
     StatusAck,
     StatusEvent,
     WorkItem,
@@ -47,6 +48,7 @@ from taskfleet.taskserver.status_relay import StatusRelay
 from taskfleet.taskserver.work_cache import WorkCache
 
 log = logging.getLogger("taskfleet.taskserver")
+_FINAL = {s.value for s in InstanceState if s.terminal}
 AGENT_MAP_MIN_INTERVAL_S = 2.0
 WORK_BATCH = 5000  # instances per work fetch
 STATUS_BATCH = 2000  # status events per relay call
@@ -174,12 +176,16 @@ class Relay:
         self.files.grant(computer_id, items)
         return items
 
+    async def take_cancels(self, computer_id: int) -> list[int]:
+        return self.work.take_cancels(computer_id, time.monotonic())
+
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         # Acknowledge only once the events are on disk: from here on they are ours (R8).
         # Concurrent agents' events share one write and one fsync.
         await self.spool.put_soon(events)
         self.status_relay.checked_at_the_edge(events)  # (agent_api checked every field)
         self.work.settled(computer_id, {e.instance_id for e in events})
+        self.work.stopped(computer_id, {e.instance_id for e in events if _final(e.state)})
         if any(e.live for e in events):
             self._flush.set()
         return StatusAck(accepted=[e.id for e in events])
@@ -364,3 +370,7 @@ class Relay:
             await self.status_relay.relay_batch(events)
             if len(events) < STATUS_BATCH:
                 return
+
+
+def _final(state: str) -> bool:
+    return state in _FINAL

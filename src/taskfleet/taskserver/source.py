@@ -26,6 +26,9 @@ class WorkSource(Protocol):
 
     async def fetch_work(self, computer_id: int) -> list[WorkItem]: ...
 
+    async def take_cancels(self, computer_id: int) -> list[int]:
+        """Instances the agent must stop (canceled or expired), marked as told."""
+
     async def accept_status(self, computer_id: int, events: list[StatusEvent]) -> StatusAck:
         """Take responsibility for the events (durably) and acknowledge them."""
 

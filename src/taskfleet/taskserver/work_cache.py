@@ -13,6 +13,12 @@ without a round trip to the NS. State:
   is handed out again after ``HANDOFF_RETRY_S`` (the agent's ledger makes a
   second copy harmless). If the task server restarts, the NS offers the
   instances again after its redelivery delay.
+- ``_stopping``: computer id -> instance id -> (when the stop notice was handed to the
+  agent, how often): instances canceled (or expired) that the agent may hold. Handed
+  out in the channel or poll reply's ``cancel`` like work, again after
+  ``HANDOFF_RETRY_S``, until the agent reports the instance ended, at most
+  ``STOP_TRIES`` times (the NS ends it anyway after its grace: ns.expiry).
+  A canceled instance still waiting here, never handed out, is just dropped.
 """
 
 from __future__ import annotations
@@ -20,18 +26,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from taskfleet.protocol.messages import RunTask, WorkBatch, WorkItem
+from taskfleet.protocol.messages import RunTask, WorkBatch, WorkItem, WorkRef
 
 log = logging.getLogger("taskfleet.taskserver")
 HANDOFF_RETRY_S = 30.0
 MAX_RUNS = 1000
 NEVER = 0.0
+STOP_TRIES = 5
 
 
 class WorkCache:
     def __init__(self) -> None:
         self._runs: dict[int, RunTask] = {}
         self._waiting: dict[int, dict[int, tuple[int, float]]] = {}
+        self._stopping: dict[int, dict[int, tuple[float, int]]] = {}
 
     def known_runs(self) -> list[int]:
         return list(self._runs)
@@ -52,10 +60,58 @@ class WorkCache:
                 # may have been lost, so tickle again.
                 held[ref.instance_id] = (ref.run_id, NEVER)
                 tickle.add(ref.computer_id)
+        tickle |= self._withdraw(batch.cancel)
         self._prune_runs()
         return tickle
 
+    def _withdraw(self, refs: Iterable[WorkRef]) -> set[int]:
+        """Drop canceled instances no agent was handed; the others' agents are told to
+        stop them (``take_cancels``): the computers to tickle."""
+        tickle: set[int] = set()
+        for ref in refs:
+            held = self._waiting.get(ref.computer_id, {})
+            handed = held.pop(ref.instance_id, None)
+            if not held:
+                self._waiting.pop(ref.computer_id, None)
+            if handed is not None and handed[1] == NEVER:
+                continue  # never left this task server: gone, nobody runs it
+            self._stopping.setdefault(ref.computer_id, {})[ref.instance_id] = (NEVER, 0)
+            tickle.add(ref.computer_id)
+        return tickle
+
+    def take_cancels(self, computer_id: int, now: float) -> list[int]:
+        """Instances the computer's agent must stop, marked as told at ``now``."""
+        stopping = self._stopping.get(computer_id)
+        if not stopping:
+            return []
+        due = []
+        for instance_id, (told, tries) in sorted(stopping.items()):
+            if not _due(told, now):
+                continue
+            if tries >= STOP_TRIES:
+                del stopping[instance_id]
+                continue
+            stopping[instance_id] = (now, tries + 1)
+            due.append(instance_id)
+        if not stopping:
+            del self._stopping[computer_id]
+        return due
+
+    def stopped(self, computer_id: int, instance_ids: Iterable[int]) -> None:
+        """The agent reported these instances ended: no more stop notices for them."""
+        stopping = self._stopping.get(computer_id)
+        if stopping is None:
+            return
+        for instance_id in instance_ids:
+            stopping.pop(instance_id, None)
+        if not stopping:
+            del self._stopping[computer_id]
+
     def has_work(self, computer_id: int, now: float) -> bool:
+        """Work or a stop notice is due for this computer."""
+        stopping = self._stopping.get(computer_id)
+        if stopping and any(_due(told, now) for told, _ in stopping.values()):
+            return True
         held = self._waiting.get(computer_id)
         if not held:
             return False
@@ -82,6 +138,8 @@ class WorkCache:
                     live=task.live,
                     param_values=task.param_values,
                     secret_params=task.secret_params,
+                    retries=task.retries,
+                    retry_backoff_s=task.retry_backoff_s,
                 )
             )
         return items
@@ -101,9 +159,12 @@ class WorkCache:
         keep = set(computer_ids)
         for computer_id in [c for c in self._waiting if c not in keep]:
             del self._waiting[computer_id]
+        for computer_id in [c for c in self._stopping if c not in keep]:
+            del self._stopping[computer_id]
 
     def clear(self) -> None:
         self._waiting.clear()
+        self._stopping.clear()
         self._runs.clear()
 
     @property
