@@ -130,8 +130,10 @@ def wait_until(
 
 def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
     def up() -> bool:
+        # An exited process ends the wait at once (wait_until would take an exception
+        # raised here for "not up yet" and go on polling until the timeout).
         if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited:\n{proc.output()[-3000:]}")
+            return True
         # Is it up? Not: whom does it trust (verify=False: the tests check TLS themselves).
         return httpx.get(url, timeout=2, verify=False).status_code < 500
 
@@ -139,3 +141,5 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
         wait_until(up, timeout, f"{proc.name} at {url}")
     except TimeoutError as exc:
         raise TimeoutError(f"{exc}\n--- {proc.name} log ---\n{proc.output()[-3000:]}") from None
+    if not proc.alive():
+        raise RuntimeError(f"{proc.name} exited:\n{proc.output()[-3000:]}")
