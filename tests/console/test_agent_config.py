@@ -63,7 +63,14 @@ def test_r7_warning_for_a_collection_over_500_and_its_fix(console_fleet: Fleet, 
     # Then the applied configuration carries them, and no warning is left
     applied = fleet.api.get("/api/documents/agent-config")["applied"]["document"]["entries"]
     assert applied == [
-        {"collection": "Lab", "task_request_interval_min": 10.0, "send_status_interval_s": 120.0}
+        {
+            "collection": "Lab",
+            "task_request_interval_min": 10.0,
+            "send_status_interval_s": 120.0,
+            # (not on the form: their defaults)
+            "output_limit_kib": 1024,
+            "inventory_interval_h": 24.0,
+        }
     ]
     assert all(a["ok"] for a in fleet.api.get("/api/advice"))
     expect(page.get_by_text("The intervals fit the fleet")).to_be_visible()
