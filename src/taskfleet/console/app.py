@@ -27,6 +27,7 @@ from taskfleet.console import (
     taskservers,
 )
 from taskfleet.console import files as console_files
+from taskfleet.console import jobs as console_jobs
 from taskfleet.console.web import HERE, PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError, Unauthenticated
 from taskfleet.server.errors import error_response
@@ -139,6 +140,7 @@ def install(app: FastAPI) -> None:
     app.include_router(computers.router)
     app.include_router(tasks.router)
     app.include_router(task_runs.router)
+    app.include_router(console_jobs.router)
     app.include_router(runs.router)
     app.include_router(schedules.router)
     app.include_router(policy.router)

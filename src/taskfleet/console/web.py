@@ -54,6 +54,7 @@ NAV = [
     ("policy", "Task Servers policy", "/policy"),
     ("agent-config", "Agent configuration", "/agent-config"),
     ("tasks", "Tasks", "/tasks"),
+    ("jobs", "Jobs", "/jobs"),
     ("files", "Files", "/files"),
     ("runs", "Runs", "/runs"),
     ("schedules", "Schedules", "/schedules"),

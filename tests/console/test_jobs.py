@@ -1,0 +1,59 @@
+"""Jobs in the console: steps with their conditions, a mistake shown at its step, Run now."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from tests.console.conftest import log_in, no_horizontal_scroll, screenshot
+from tests.fleet import Fleet
+
+
+def test_build_a_job_step_by_step_fix_a_mistake_and_run_it(
+    console_fleet: Fleet, page: Page
+) -> None:
+    fleet = console_fleet
+    # Given an agent in collection Lab, and two tasks
+    fleet.start_ts("ts-a")
+    fleet.apply_policy("Lab", "pc-*", ["ts-a"])
+    fleet.start_agent("pc-1")
+    fleet.wait_assigned(["pc-1"])
+    fleet.create_task("install", "echo installed; exit 3")
+    fleet.create_task("check", "echo checked")
+    log_in(page, fleet)
+
+    # When the admin makes a job whose first step jumps past the end on return code 3
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    page.get_by_role("link", name="New job").click()
+    page.get_by_label("Name").fill("Patch")
+    page.get_by_label("Step 1 runs").select_option("task:install")
+    page.get_by_label("Step 1 on return code").fill("3:goto:5")
+    page.get_by_label("Step 2 runs").select_option("task:check")
+    page.get_by_role("button", name="Save job").click()
+
+    # Then the mistake shows at that step's field, and what was typed is still there
+    expect(page.locator("#steps-0-on_code-error")).to_contain_text("names step 5")
+    expect(page.get_by_label("Step 2 runs")).to_have_value("task:check")
+    assert fleet.api.get("/api/jobs") == []
+    screenshot(page, "30-job-form-error")
+
+    # When it is corrected to go on to step 2, the job is saved and listed with its steps
+    page.get_by_label("Step 1 on return code").fill("3:goto:2")
+    page.get_by_role("button", name="Save job").click()
+    expect(page.get_by_role("status").filter(has_text="Job saved")).to_be_visible()
+    job = page.locator("section[data-job='Patch']")
+    expect(job.locator("tbody tr")).to_have_count(2)
+    expect(job).to_contain_text("3 → goto:2")
+    assert no_horizontal_scroll(page)
+    screenshot(page, "31-jobs")
+
+    # When an operator runs it now on Lab
+    job.get_by_label("Collections").select_option("Lab")
+    job.get_by_role("button", name="Run now").click()
+
+    # Then the run page shows the computer succeed down the return-code branch
+    page.wait_for_url("**/console/runs/*")
+    expect(page.locator("li[data-state='Succeeded'] .n")).to_have_text("1", timeout=30_000)
+    run_id = int(page.url.rstrip("/").split("/")[-1])
+    (instance,) = fleet.api.get(f"/api/runs/{run_id}")["instances"]
+    assert "step 1: install — Failed, return code 3" in instance["output"]
+    assert "checked" in instance["output"]
