@@ -109,7 +109,11 @@ def test_a_cron_schedule_fires_once_per_occurrence_and_coalesces_missed_ones(
         # Given a schedule at 03:00 every day, Berlin time
         async with state.session() as session:
             made = await schedules.create(
-                session, plan(exclude=["pc-3"]), "admin", cron="0 3 * * *", timezone="Europe/Berlin"
+                session,
+                plan(exclude=["pc-3"], options={"expires_in_s": 3600}),
+                "admin",
+                cron="0 3 * * *",
+                timezone="Europe/Berlin",
             )
             first = made.next_fire_at
             schedule_id = made.id
@@ -128,6 +132,7 @@ def test_a_cron_schedule_fires_once_per_occurrence_and_coalesces_missed_ones(
             assert (run.schedule_id, run.coalesced) == (schedule_id, 3)
             assert run.scheduled_for == pytest.approx(first + 3 * 86400)
             assert run.exclude == ["pc-3"]
+            assert run.expires_at == pytest.approx(run.created_at + 3600)
             schedule = await session.get(Schedule, schedule_id)
             assert schedule is not None and schedule.next_fire_at is not None
             assert schedule.next_fire_at > now and schedule.last_run_id == run.id

@@ -22,6 +22,7 @@ from taskfleet.cli.run_options import (
     timing_body,
     when,
 )
+from taskfleet.cli.when import age_seconds
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 schedule = typer.Typer(
@@ -70,7 +71,12 @@ def schedule_add(
     cron: Cron = None,
     timezone: Timezone = "UTC",
     exclude: Exclude = None,
-    live: Annotated[bool, typer.Option(help="computers report status at once")] = False,
+    report: Annotated[
+        str, typer.Option(help="live: status at once; buffered: every Send Status Interval")
+    ] = "live",
+    expires_in: Annotated[
+        str | None, typer.Option(help="each run's expiry from its start (2h, 7d); default 7d")
+    ] = None,
     ignore_windows: IgnoreWindows = False,
     min_wait: MinWait = None,
     max_wait: MaxWait = None,
@@ -82,12 +88,16 @@ def schedule_add(
     json: JsonOpt = False,
 ) -> None:
     """Run TASK at a time or on a cron schedule."""
+    if report not in ("live", "buffered"):
+        fail(f"--report {report!r}: give live or buffered")
     body = {
         **timing_body(at, cron, timezone),
         **plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share),
-        "live": live,
+        "live": report == "live",
         "params": params_of(param or []),
     }
+    if expires_in is not None:
+        body["expires_in_s"] = age_seconds(expires_in, "--expires-in")
     add(_api(ctx), task, target, body, json)
 
 

@@ -392,14 +392,15 @@ def run_command(
     api = _api(ctx)
     plan = run_options.plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share)
     expiry = lifecycle.expiry_body(expires_in, expires_at)
-    if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
-        if expiry:
-            fail("--expires-in/--expires-at apply to a run started now; a schedule's runs "
-                 "expire after the default 7 days")  # fmt: skip
-        timing = run_options.timing_body(at, cron, timezone)
-        schedules.add(api, task_name, target, {**timing, **plan, "live": live}, json)
-        return
     values = parameters.run_values(api, task_name, param)
+    if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
+        if "expires_at" in expiry:
+            fail("--expires-at applies to a run started now; give a schedule --expires-in, "
+                 "counted from each of its runs' start")  # fmt: skip
+        timing = run_options.timing_body(at, cron, timezone)
+        body = {**timing, **plan, "live": live, "params": values, **expiry}
+        schedules.add(api, task_name, target, body, json)
+        return
     parameters.warn_before_run(api, task_name, target, exclude)  # lacking interpreters
     body = {"task": task_name, "targets": target, "live": live, **plan, "params": values}
     body.update(expiry)

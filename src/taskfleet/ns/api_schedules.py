@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import audit, schedules, window_hold
+from taskfleet.ns import audit, expiry, schedules, window_hold
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.openapi import errors
@@ -63,6 +63,8 @@ class ScheduleRequest:
     live: bool = False
     ignore_windows: bool = False
     requirements: RequirementsBody = field(default_factory=RequirementsBody)
+    # Each run's expiry, counted from its start (ns.expiry); default 7 days.
+    expires_in_s: Finite | None = None
 
 
 @dataclass
@@ -75,6 +77,7 @@ class ScheduleView:
     live: bool
     ignore_windows: bool
     requirements: dict[str, Any]
+    options: dict[str, Any]  # further run settings: expires_in_s
     at: float | None
     cron: str | None
     timezone: str
@@ -91,8 +94,9 @@ class ScheduleView:
 def view(schedule: Schedule, task: str) -> ScheduleView:
     return ScheduleView(
         schedule.id, task, list(schedule.targets), list(schedule.exclude),
-        dict(schedule.params), schedule.live, schedule.ignore_windows,
-        dict(schedule.requirements), schedule.at, schedule.cron, schedule.timezone,
+        parameters.shown_given(schedule.params), schedule.live, schedule.ignore_windows,
+        dict(schedule.requirements), dict(schedule.options), schedule.at, schedule.cron,
+        schedule.timezone,
         schedule.next_fire_at, schedule.paused, schedule.fired_count, schedule.last_fired_at,
         schedule.last_run_id, schedule.last_error, schedule.created_at, schedule.created_by,
     )  # fmt: skip
@@ -113,13 +117,18 @@ async def add_schedule(request: Request, body: ScheduleRequest, operator: Operat
     not parse, an unknown time zone or a time in the past is a 400 naming the field."""
     if len(body.params) > MAX_PARAMS:
         raise InvalidInput(f"at most {MAX_PARAMS} parameter values", field="params")
+    options: dict[str, Any] = {}
+    if body.expires_in_s is not None:
+        expiry.expires_at(0.0, body.expires_in_s)  # checked now, counted from each run's start
+        options["expires_in_s"] = body.expires_in_s
     plan = schedules.Plan(
         body.task, body.targets, body.exclude, body.params, body.live, body.ignore_windows,
-        body.requirements.as_dict(), {},
+        body.requirements.as_dict(), options,
     )  # fmt: skip
-    async with ns_state(request).session() as session:
+    state = ns_state(request)
+    async with state.session() as session:
         schedule = await schedules.create(
-            session, plan, operator.name, body.at, body.cron, body.timezone
+            session, plan, operator.name, body.at, body.cron, body.timezone, box=state.secrets
         )
         schedule_id = schedule.id
     return await _view(request, schedule_id)
