@@ -26,7 +26,10 @@ def declare(*items: dict[str, Any]) -> list[parameters.Declared]:
         ([{"name": "x"}, {"name": "x"}], "parameters[1].name"),
         ([{"name": "n", "type": "integer", "default": "ten"}], "parameters[0].default"),
         ([{"name": "b", "type": "boolean", "default": "maybe"}], "parameters[0].default"),
-        ([{"name": "c", "type": "choice", "choices": ["a"], "default": "b"}], "parameters[0].default"),
+        (
+            [{"name": "c", "type": "choice", "choices": ["a"], "default": "b"}],
+            "parameters[0].default",
+        ),
         ([{"name": "c", "type": "choice"}], "parameters[0].choices"),
         ([{"name": "t", "type": "float"}], "parameters[0].type"),
         ([{"name": "s", "required": "yes"}], "parameters[0].required"),
@@ -76,9 +79,7 @@ def test_run_values_are_checked_and_secrets_sealed() -> None:
         ({"n": "1", "ask_me": None}, "params.ask_me"),  # asked at run time, not given
     ],
 )
-def test_bad_run_values_are_refused_naming_the_parameter(
-    given: dict[str, Any], field: str
-) -> None:
+def test_bad_run_values_are_refused_naming_the_parameter(given: dict[str, Any], field: str) -> None:
     declared = declare(
         {"name": "n", "type": "integer", "required": True},
         {"name": "site", "type": "choice", "choices": ["north", "south"]},
@@ -126,3 +127,22 @@ def test_a_key_file_is_made_once_0600_and_reused(tmp_path: Any) -> None:
     assert SecretBox.load_or_create(tmp_path / "ca").open(token) == "value"
     with pytest.raises(Exception, match="same <data-dir>/ca/secrets.key"):
         SecretBox.ephemeral().open(token)
+
+
+def test_a_schedule_keeps_given_values_checked_and_its_secrets_sealed() -> None:
+    params = script_tasks.check(
+        {
+            "script": "x",
+            "parameters": [{"name": "who", "required": True}, {"name": "pw", "secret": True}],
+        },
+        BOX,
+    )
+    with pytest.raises(InvalidInput) as caught:
+        parameters.for_schedule("run-script", params, {"pw": "p"}, BOX)
+    assert caught.value.field == "params.who"
+    kept = parameters.for_schedule("run-script", params, {"who": "a", "pw": "p"}, BOX)
+    assert kept["who"] == "a" and "p" not in str(kept["pw"])
+    assert parameters.shown_given(kept) == {"who": "a", "pw": SECRET_MASK}
+    # Each run the schedule starts takes the sealed value as it is
+    plain, sealed = parameters.for_run("run-script", params, kept, BOX)
+    assert plain == {"who": "a"} and BOX.open(sealed["pw"]) == "p"

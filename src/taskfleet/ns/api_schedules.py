@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import audit, expiry, schedules, window_hold
+from taskfleet.ns import audit, expiry, parameters, schedules, window_hold
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.openapi import errors

@@ -36,6 +36,7 @@ MAX_CHOICES = 100
 MAX_VALUE_CHARS = 4096
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
+SEALED = "sealed"  # a schedule's secret value: {"sealed": token} (for_schedule)
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
@@ -223,6 +224,9 @@ def check_values(
     sealed: dict[str, str] = {}
     for d in declared:
         field = f"params.{d.name}"
+        if d.secret and isinstance(given.get(d.name), Mapping):  # sealed by for_schedule
+            sealed[d.name] = str(given[d.name].get(SEALED, ""))
+            continue
         if d.name in given and given[d.name] is not None:
             value = normalise(d, given[d.name], field)
             if d.secret:
@@ -273,3 +277,28 @@ def delivered(
         assert box is not None
         values[name] = box.open(token)
     return {"param_values": values, "secret_params": sorted(sealed or {})}
+
+
+def for_schedule(
+    task_type: str, task_params: Mapping[str, Any], given: Mapping[str, Any], box: SecretBox | None
+) -> dict[str, Any]:
+    """The values a schedule keeps for the runs it will start: checked now, as a run's
+    would be (400 naming ``params.NAME``), and only those given (defaults are taken
+    when each run starts); a secret one sealed as ``{"sealed": token}``, which
+    ``check_values`` takes as it is."""
+    declared = loaded(task_params.get("parameters")) if task_type == "run-script" else []
+    check_values(declared, given, box or SecretBox.ephemeral())
+    secret = {d.name for d in declared if d.secret}
+    if secret & set(given) and box is None:
+        raise TaskfleetError("secret parameters need the NS's secrets key")
+    out: dict[str, Any] = {}
+    for d in declared:
+        if d.name in given and given[d.name] is not None:
+            value = normalise(d, given[d.name], f"params.{d.name}")
+            out[d.name] = {SEALED: box.seal(value)} if d.secret and box else value
+    return out
+
+
+def shown_given(stored: Mapping[str, Any]) -> dict[str, str]:
+    """A schedule's values as they may be shown: sealed ones masked."""
+    return {k: SECRET_MASK if isinstance(v, Mapping) else str(v) for k, v in stored.items()}

@@ -29,8 +29,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
-from taskfleet.ns import audit, runs, tasks
+from taskfleet.ns import audit, parameters, runs, tasks
 from taskfleet.ns.completion import Requirements
+from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.state import NSState
 from taskfleet.ns.windows import zone
 from taskfleet.storage.models import MAX_ID, Schedule, Task
@@ -99,6 +100,8 @@ async def create(
     at: dt.datetime | float | None = None,
     cron: str | None = None,
     timezone: str = "UTC",
+    *,
+    box: SecretBox | None = None,  # seals secret parameter values (ns.parameters)
 ) -> Schedule:
     now = time.time()
     zone(timezone)
@@ -115,7 +118,7 @@ async def create(
         task_id=task.id,
         targets=plan.targets,
         exclude=plan.exclude,
-        params=plan.params,
+        params=parameters.for_schedule(task.type, task.params, plan.params, box),
         live=plan.live,
         ignore_windows=plan.ignore_windows,
         requirements=requirements,
