@@ -146,3 +146,27 @@ def test_agent_killed_mid_script_stops_it_when_it_restarts(fleet: Fleet, tmp_pat
     time.sleep(3)
     assert (tmp_path / "starts").read_text().count("started") == 1
     assert fleet.api.get(f"/api/runs/{run_id}")["instances"][0]["state"] == "Failed"
+
+
+def test_a_failing_script_is_retried_with_back_off(fleet: Fleet, tmp_path: Path) -> None:
+    # Given a task that fails twice, then succeeds, with 2 retries 1 s apart
+    one_agent(fleet, "pc-1")
+    script = (
+        f"echo try >> {tmp_path}/tries\n"
+        f'[ "$(wc -l < {tmp_path}/tries)" -ge 3 ] && echo third && exit 0\n'
+        "echo not yet; exit 3\n"
+    )
+    body = {"name": "flaky", "script": script, "timeout_s": 60, "retries": 2}
+    task = fleet.api.post("/api/tasks", {**body, "retry_backoff_s": 1})
+    assert (task["retries"], task["retry_backoff_s"]) == (2, 1)
+    # (a bad value is refused naming the field, and nothing is saved)
+    reply = fleet.api.client.post("/api/tasks", json={**body, "name": "x", "retries": 99})
+    assert reply.status_code == 400 and reply.json()["field"] == "retries", reply.text
+    # When it runs
+    done = fleet.wait_run(fleet.run("flaky", ["pc-1"]), timeout=60)
+    # Then it ran three times on the one instance, and says how each attempt ended
+    ended = done["instances"][0]
+    assert ended["state"] == "Succeeded", done
+    assert (tmp_path / "tries").read_text().count("try") == 3
+    assert "attempt 1: Failed, return code 3" in ended["output"]
+    assert "attempt 2: Failed" in ended["output"] and "third" in ended["output"]

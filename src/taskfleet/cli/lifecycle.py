@@ -22,6 +22,20 @@ ExpiresAt = Annotated[
 ]
 
 
+RetriesOpt = Annotated[
+    int, typer.Option(help="run a failed script again up to this many times (0-10)")
+]
+RetryBackoffOpt = Annotated[
+    str,
+    typer.Option(help="wait this long before the first retry (10s, 1m), doubling each time"),
+]
+
+
+def retries_body(retries: int, backoff: str) -> dict[str, Any]:
+    """The task body's retry fields (the NS checks them: ns.task_retries)."""
+    return {"retries": retries, "retry_backoff_s": age_seconds(backoff, "--retry-backoff")}
+
+
 def expiry_body(expires_in: str | None, expires_at: str | None) -> dict[str, Any]:
     """The run body's expiry fields; the NS refuses one in the past (400 naming it)."""
     if expires_in is not None and expires_at is not None:

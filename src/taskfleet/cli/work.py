@@ -194,6 +194,8 @@ def task_create(
     env: parameters.EnvOpt = None,
     success_codes: parameters.SuccessCodesOpt = None,
     run_as: parameters.RunAsOpt = None,
+    retries: lifecycle.RetriesOpt = 0,
+    retry_backoff: lifecycle.RetryBackoffOpt = "10s",
     json: JsonOpt = False,
 ) -> None:
     """Create a run-script task; its script may use {{computer.name}}, {{computer.ip}},
@@ -213,6 +215,7 @@ def task_create(
     }
     body |= parameters.script_options(workdir, env, success_codes, run_as)
     body["parameters"] = parameters.declarations(parameter, parameters_file) or []
+    body |= lifecycle.retries_body(retries, retry_backoff)
     result = _api(ctx).post("/api/tasks", body)
     if json:
         return emit_json(result)
@@ -247,6 +250,7 @@ def task_edit(
             fail(f"cannot read {script_file}: {exc.strerror}")
     body = dict(current["params"])
     body |= {"name": name or current["name"], "timeout_s": timeout or current["timeout_s"]}
+    body |= {k: current[k] for k in ("retries", "retry_backoff_s") if k in current}  # kept
     body |= {k: v for k, v in (("script", script), ("interpreter", interpreter)) if v is not None}
     body |= parameters.script_options(workdir, env, success_codes, run_as)
     declared = parameters.declarations(parameter, parameters_file)
@@ -392,7 +396,8 @@ def run_command(
     api = _api(ctx)
     plan = run_options.plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share)
     expiry = lifecycle.expiry_body(expires_in, expires_at)
-    values = parameters.run_values(api, task_name, param)
+    # Warns how many targets lack the interpreter; asks for ask-at-run-time values.
+    values = parameters.prepare_run(api, task_name, target, exclude, param)
     if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
         if "expires_at" in expiry:
             fail("--expires-at applies to a run started now; give a schedule --expires-in, "
@@ -401,7 +406,6 @@ def run_command(
         body = {**timing, **plan, "live": live, "params": values, **expiry}
         schedules.add(api, task_name, target, body, json)
         return
-    parameters.warn_before_run(api, task_name, target, exclude)  # lacking interpreters
     body = {"task": task_name, "targets": target, "live": live, **plan, "params": values}
     body.update(expiry)
     run = api.post("/api/runs", body)

@@ -18,6 +18,7 @@ from taskfleet.console import (
     computers,
     dashboard,
     policy,
+    run_cancel,
     runs,
     schedules,
     sessions,
@@ -142,6 +143,7 @@ def install(app: FastAPI) -> None:
     app.include_router(task_runs.router)
     app.include_router(console_jobs.router)
     app.include_router(runs.router)
+    app.include_router(run_cancel.router)  # POST /console/runs/{id}/cancel
     app.include_router(schedules.router)
     app.include_router(policy.router)
     app.include_router(agent_config.router)

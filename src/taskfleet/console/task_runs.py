@@ -19,7 +19,7 @@ from taskfleet.console import task_params
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import parameters, preview, runs, tasks
+from taskfleet.ns import expiry, parameters, preview, runs, tasks
 from taskfleet.ns.state import ns_state
 from taskfleet.storage.models import Collection
 
@@ -92,15 +92,25 @@ async def run_with(request: Request, key: str, user: Changing) -> Response:
     computers = str(fields.get("computers", ""))
     values = task_params.run_values(fields)
     report = str(fields.get("report", runs.LIVE))  # live unless buffered is chosen
+    expires_in = str(fields.get("expires_in", "")).strip()  # (ns.expiry) empty: 7 days
     given = {"targets": targets, "computers": computers, "values": values, "report": report}
+    given["expires_in"] = expires_in
     state = ns_state(request)
     try:
         if report not in runs.REPORTS:
             raise InvalidInput("report is 'live' or 'buffered'", field="report")
         live = report == runs.LIVE
+        expires_in_s = expiry.duration(expires_in, "expires_in") if expires_in else None
         async with state.session() as session:
             run = await runs.start_run(
-                state, session, key, _chosen(targets, computers), live, user.name, params=values
+                state,
+                session,
+                key,
+                _chosen(targets, computers),
+                live,
+                user.name,
+                params=values,
+                expires_in_s=expires_in_s,
             )
     except TaskfleetError as exc:
         # Secret values are not sent back to the browser: typed again after a mistake.

@@ -14,7 +14,7 @@ from pydantic import Field
 from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import advice, api_scripts, documents, runs, script_tasks, tasks
+from taskfleet.ns import advice, api_scripts, documents, runs, script_tasks, task_retries, tasks
 from taskfleet.ns.api_schedules import RequirementsBody
 from taskfleet.ns.api_scripts import RunParams, ScriptOptions, script_params
 from taskfleet.ns.auth import Administrator, Operator, Viewer
@@ -147,6 +147,10 @@ class TaskRequest(ScriptOptions):
     type: Annotated[ShortText, Field(json_schema_extra={"enum": list(TaskType)})] = (
         TaskType.RUN_SCRIPT
     )
+    # A failed script runs again up to ``retries`` times, after retry_backoff_s, twice
+    # that, ..., all inside timeout_s (ns.task_retries, agent.retries).
+    retries: Int32 = 0
+    retry_backoff_s: Finite = 10.0
 
 
 def task_view(task: Task) -> dict[str, Any]:
@@ -156,6 +160,8 @@ def task_view(task: Task) -> dict[str, Any]:
         "type": task.type,
         "params": script_tasks.shown(task.params),  # secret defaults masked
         "timeout_s": task.timeout_s,
+        "retries": task.retries,
+        "retry_backoff_s": task.retry_backoff_s,
         "builtin": task.builtin,
         "created_at": task.created_at,
         "created_by": task.created_by,
@@ -175,6 +181,7 @@ async def create_task(request: Request, body: TaskRequest, admin: Administrator)
             admin.name,
             box=state.secrets,
         )
+        task_retries.apply(task, body.retries, body.retry_backoff_s)
         return task_view(task)
 
 
@@ -195,6 +202,7 @@ async def edit_task(
             admin.name,
             box=state.secrets,
         )
+        task_retries.apply(task, body.retries, body.retry_backoff_s)
         return task_view(task)
 
 

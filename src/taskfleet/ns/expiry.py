@@ -23,6 +23,7 @@ instance in run-status, the API and the console.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +63,21 @@ def expires_at(
     if value - now > MAX_EXPIRY_S:
         raise InvalidInput(f"{name}: an expiry at most 366 days ahead", field=name)
     return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text: str, field_: str) -> float:
+    """``90m``, ``2h``, ``3d``, ``1w`` or seconds, as the console's run form takes an
+    expiry (the CLI reads it the same way: cli.when)."""
+    found = _DURATION.match(text)
+    if found is None:
+        raise InvalidInput(
+            f"{field_}: {text!r} is not a duration; give one like 90m, 2h, 3d or 1w", field=field_
+        )
+    return float(found.group(1)) * _UNITS[found.group(2).lower()]
 
 
 def _when(value: float) -> str:
