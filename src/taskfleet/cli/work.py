@@ -396,8 +396,7 @@ def run_command(
     api = _api(ctx)
     plan = run_options.plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share)
     expiry = lifecycle.expiry_body(expires_in, expires_at)
-    # Warns how many targets lack the interpreter; asks for ask-at-run-time values.
-    values = parameters.prepare_run(api, task_name, target, exclude, param)
+    values = parameters.run_values(api, task_name, param)
     if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
         if "expires_at" in expiry:
             fail("--expires-at applies to a run started now; give a schedule --expires-in, "
