@@ -405,6 +405,7 @@ def run_command(
         body = {**timing, **plan, "live": live, "params": values, **expiry}
         schedules.add(api, task_name, target, body, json)
         return
+    parameters.warn_before_run(api, task_name, target, exclude)  # lacking interpreters
     body = {"task": task_name, "targets": target, "live": live, **plan, "params": values}
     body.update(expiry)
     run = api.post("/api/runs", body)
