@@ -106,3 +106,29 @@ def test_the_run_form_makes_live_or_buffered_an_explicit_choice(
     expect(page.locator("#run-report")).to_contain_text("buffered")
     run_id = int(page.url.rsplit("/", 1)[1])
     assert fleet.api.get(f"/api/runs/{run_id}")["report"] == "buffered"
+
+
+def test_the_output_kept_per_computer_is_set_with_the_intervals(
+    console_fleet: Fleet, page: Page
+) -> None:
+    fleet = console_fleet
+    # Given collection Lab
+    fleet.api.post("/api/collections", {"name": "Lab", "rules": {"name_pattern": "pc-*"}})
+    log_in(page, fleet)
+    page.goto(f"{fleet.ns_url}/console/agent-config")
+
+    # When the admin keeps 64 KiB of output for Lab, with a mistake first
+    page.get_by_label("Collection", exact=True).select_option("Lab")
+    page.get_by_label("Task Request Interval (minutes)").fill("5")
+    page.get_by_label("Send Status Interval (seconds)").fill("60")
+    page.get_by_label("Output kept per computer (KiB)").fill("lots")
+    page.get_by_role("button", name="Save to draft").click()
+    # Then the mistake is shown by its field
+    expect(page.locator("#out-error")).to_contain_text("'lots' is not a number")
+    page.get_by_label("Output kept per computer (KiB)").fill("64")
+    page.get_by_role("button", name="Save to draft").click()
+
+    # Then the draft keeps 64 KiB for Lab, shown in the table
+    expect(page.locator("tr[data-collection='Lab']")).to_contain_text("64 KiB")
+    draft = fleet.api.get("/api/documents/agent-config")["draft"]["entries"]
+    assert [e["output_limit_kib"] for e in draft if e["collection"] == "Lab"] == [64]

@@ -71,9 +71,10 @@ async def set_entry(
     tri: Text = "",
     ssi: Text = "",
     inv: Text = "",
+    out: Text = "",
 ) -> Response:
     user.require("admin")
-    form = {"collection": collection, "tri": tri, "ssi": ssi, "inv": inv}
+    form = {"collection": collection, "tri": tri, "ssi": ssi, "inv": inv, "out": out}
     try:
         entry: dict[str, Any] = {
             "collection": collection,
@@ -81,13 +82,17 @@ async def set_entry(
             "send_status_interval_s": _number(ssi, "ssi", "Send Status Interval"),
         }
         async with ns_state(request).session() as session:
+            draft = await documents.draft_document(session, KIND)
+            kept = [e for e in draft["entries"] if e["collection"] == collection]
             if inv.strip():
                 entry["inventory_interval_h"] = _number(inv, "inv", "Inventory interval")
             else:  # (left empty, e.g. by the R7 advice's button: the entry's own, if any)
-                draft = await documents.draft_document(session, KIND)
-                kept = [e for e in draft["entries"] if e["collection"] == collection]
                 if kept and "inventory_interval_h" in kept[0]:
                     entry["inventory_interval_h"] = kept[0]["inventory_interval_h"]
+            if out.strip():  # output kept per instance, KiB (docs/work-model.md, "Output")
+                entry["output_limit_kib"] = _number(out, "out", "Output kept")
+            elif kept and "output_limit_kib" in kept[0]:  # left empty: the entry's own
+                entry["output_limit_kib"] = kept[0]["output_limit_kib"]
             await documents.set_entry(session, KIND, entry, None, user.name)
     except TaskfleetError as exc:
         # The documents layer names the JSON keys; the form's fields are shorter.
@@ -95,6 +100,7 @@ async def set_entry(
             "task_request_interval_min": "tri",
             "send_status_interval_s": "ssi",
             "inventory_interval_h": "inv",
+            "output_limit_kib": "out",
         }.get(exc.field or "", exc.field)
         return await _page(request, form, exc)
     return RedirectResponse(HERE, status_code=303)
