@@ -108,3 +108,26 @@ def test_a_server_job_runs_step_by_step_across_all_targets(fleet: Fleet) -> None
     assert halted["ended_by"] == "job_failed"
     assert [s["name"] for s in halted["steps"]] == ["fail-on-pc-2"]
     assert halted["counts"] == {"Succeeded": 1, "Failed": 1}
+
+
+def test_canceling_a_server_job_stops_its_step_and_ends_the_job(fleet: Fleet) -> None:
+    # Given a server job whose first step takes a long time on one computer
+    fleet.start_ts("ts-1")
+    fleet.apply_policy("Lab", "pc-*", ["ts-1"])
+    fleet.start_agent("pc-1")
+    fleet.wait_assigned(["pc-1"])
+    fleet.create_task("long", "sleep 60")
+    fleet.create_task("after", "echo after")
+    fleet.api.post(
+        "/api/jobs",
+        {"name": "Slow", "kind": "server", "steps": [{"task": "long"}, {"task": "after"}]},
+    )
+    run_id = fleet.run("Slow", ["pc-1"])
+    fleet.wait_run(run_id, done=lambda r: r["counts"] == {"Running": 1})
+    # When an admin cancels the job's run
+    canceled = fleet.api.post(f"/api/runs/{run_id}/cancel", {})
+    assert canceled["run_id"] == run_id
+    # Then its step's script is stopped, and the job ends canceled without a next step
+    run = fleet.wait_run(run_id, timeout=30, done=lambda r: r["counts"] == {"Canceled": 1})
+    assert run["ended_by"] == "job_canceled" and run["done"]
+    assert [s["name"] for s in run["steps"]] == ["long"]

@@ -26,7 +26,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import NotFound
-from taskfleet.ns import audit, computers, expiry
+from taskfleet.ns import audit, computers, expiry, job_plans
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.messages import InstanceState, WorkRef
 from taskfleet.storage.models import MAX_ID, Computer, Instance, Run
@@ -45,9 +45,25 @@ class Canceled:
 async def cancel(
     state: NSState, session: AsyncSession, run_id: int, computer: str | None, actor: str
 ) -> Canceled:
-    """Cancel run ``run_id``, or only ``computer``'s instance of it (a name or id)."""
-    if not 0 < run_id <= MAX_ID or await session.get(Run, run_id) is None:
+    """Cancel run ``run_id``, or only ``computer``'s instance of it (a name or id).
+
+    A server job's run has its computers in its current step's run: that is canceled,
+    and the job ends ``job_canceled`` (when the whole run is canceled)."""
+    run = await session.get(Run, run_id) if 0 < run_id <= MAX_ID else None
+    if run is None:
         raise NotFound(f"no run {run_id}; run numbers are what 'taskfleet run' printed")
+    job_run_id = None
+    if job_plans.is_job_run(run):
+        job_run_id = run_id
+        if computer is None:
+            await session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.ended_at.is_(None))
+                .values(ended_by=job_plans.JOB_CANCELED, ended_at=time.time())
+                .execution_options(synchronize_session=False)
+            )
+        step = await job_plans.current_step(session, run)
+        run_id = step.id if step is not None else run_id
     scope: list[Any] = [Instance.run_id == run_id]
     target = ""
     if computer is not None:
@@ -100,10 +116,10 @@ async def cancel(
 
     async def tell() -> None:
         await state.hub.notify(notify)
-        state.hub.runs_changed([run_id])
+        state.hub.runs_changed([run_id] if job_run_id is None else [run_id, job_run_id])
 
     after_commit(session, tell)
-    return Canceled(run_id, pending, len(running), max(0, finished))
+    return Canceled(job_run_id or run_id, pending, len(running), max(0, finished))
 
 
 def _owed(now: float, redeliver_after_s: float) -> Any:

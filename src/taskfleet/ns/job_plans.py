@@ -21,10 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import parameters, script_tasks
-from taskfleet.protocol.jobs import JOB_TASK_TYPE, MAX_DEPTH
+from taskfleet.protocol.jobs import JOB_TASK_TYPE, MAX_DEPTH, JobKind
 from taskfleet.protocol.messages import TaskType
-from taskfleet.storage.models import Job, Task
+from taskfleet.storage.models import Job, Run, Task
 
+# How a server job's run ended (Run.ended_by; ns.server_jobs, ns.cancel).
+JOB_SUCCEEDED, JOB_FAILED = "job_succeeded", "job_failed"
+JOB_TIMED_OUT, JOB_CANCELED = "job_timed_out", "job_canceled"
 # Task types that end the agent (or the computer) under the job. A client job cannot
 # go on after them, and reporting the job before they act is not built yet.
 _ENDING = {TaskType.RESTART_AGENT.value, TaskType.POWER_CONTROL.value}
@@ -34,6 +37,18 @@ _ENDING = {TaskType.RESTART_AGENT.value, TaskType.POWER_CONTROL.value}
 class JobPlan:
     plan: dict[str, Any]  # kind, timeout_s, steps (with their tasks written in)
     declared: list[parameters.Declared]  # what a run's parameter values are checked against
+
+
+def is_job_run(run: Run) -> bool:
+    """Is ``run`` a server job's own run (the one people follow), not one of its steps?"""
+    plan = run.plan or {}
+    return plan.get("kind") == JobKind.SERVER and run.parent_run_id is None
+
+
+async def current_step(session: AsyncSession, job_run: Run) -> Run | None:
+    """The step run a server job's run started last (None before the first)."""
+    query = select(Run).where(Run.parent_run_id == job_run.id).order_by(Run.id.desc()).limit(1)
+    return await session.scalar(query)
 
 
 async def make(session: AsyncSession, job: Job) -> JobPlan:

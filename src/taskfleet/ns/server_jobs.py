@@ -29,19 +29,15 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.ns import audit
+from taskfleet.ns import audit, cancel, job_plans
+from taskfleet.ns.job_plans import JOB_FAILED, JOB_SUCCEEDED, JOB_TIMED_OUT
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.jobs import JobKind, decide, parse_conditions
 from taskfleet.protocol.messages import InstanceState
 from taskfleet.storage.models import Computer, Instance, Run, RunTarget
 
-SUCCEEDED, FAILED, TIMED_OUT = "job_succeeded", "job_failed", "job_timed_out"
-
-
-def is_job_run(run: Run) -> bool:
-    """Is ``run`` a server job's own run (the one people follow)?"""
-    plan = run.plan or {}
-    return plan.get("kind") == JobKind.SERVER and run.parent_run_id is None
+SUCCEEDED, FAILED, TIMED_OUT = JOB_SUCCEEDED, JOB_FAILED, JOB_TIMED_OUT
+is_job_run = job_plans.is_job_run
 
 
 async def start_step(
@@ -65,6 +61,7 @@ async def start_step(
     child.exclude, child.ignore_windows = list(job_run.exclude), job_run.ignore_windows
     child.requirements = dict(job_run.plan.get("requirements") or {})
     child.parent_run_id, child.step = job_run.id, index
+    child.expires_at = job_run.expires_at
     session.add(child)
     await session.flush()
     ids = list(computers)
@@ -121,11 +118,11 @@ async def advance(state: NSState, session: AsyncSession, now: float | None = Non
 async def _advance_one(state: NSState, session: AsyncSession, job_run: Run, now: float) -> bool:
     assert job_run.plan is not None
     steps: list[dict[str, Any]] = job_run.plan["steps"]
-    current = await session.scalar(
-        select(Run).where(Run.parent_run_id == job_run.id).order_by(Run.id.desc()).limit(1)
-    )
+    current = await job_plans.current_step(session, job_run)
     if now > job_run.created_at + float(job_run.plan["timeout_s"]):
         step = f"step {current.step + 1}" if current and current.step is not None else "its start"
+        if current is not None and current.ended_at is None:  # stop what it is running
+            await cancel.cancel(state, session, current.id, None, "ns (the job's timeout)")
         return await _end(session, job_run, TIMED_OUT, f"the job's timeout ran out in {step}", now)
     if current is None or current.ended_at is None or current.step is None:
         return False  # the first step is started with the run; the others wait
