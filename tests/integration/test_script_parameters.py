@@ -218,6 +218,15 @@ def test_a_missing_interpreter_is_warned_about_and_fails_at_once(fleet: Fleet) -
     for instance in run["instances"]:
         assert "interpreter 'powershell' is not installed" in instance["output"]
 
+    # And a job with a step for it is warned about the same way
+    fleet.create_task("posix", "true")
+    fleet.api.post(
+        "/api/jobs", {"name": "mixed", "steps": [{"task": "posix"}, {"task": "winonly"}]}
+    )
+    preview = fleet.api.post("/api/runs/preview", {"task": "mixed", "targets": ["pc-1"]})
+    assert (preview["type"], preview["lacking"]) == ("job", 1)
+    assert "an interpreter the job uses (powershell, sh)" in preview["warning"]
+
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the agents must run as root to run as another user")
 def test_run_as_another_user(fleet: Fleet) -> None:

@@ -24,7 +24,6 @@ import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
@@ -45,9 +44,7 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", help="a parameter's value for this run: NAME=VALUE; repeatable"),
 ]
-WorkdirOpt = Annotated[
-    str | None, typer.Option("--workdir", help="the script's working directory")
-]
+WorkdirOpt = Annotated[str | None, typer.Option("--workdir", help="the script's working directory")]
 EnvOpt = Annotated[
     list[str] | None,
     typer.Option("--env", help="an environment variable for the script: NAME=VALUE; repeatable"),
@@ -148,14 +145,22 @@ def script_options(
     return body
 
 
-def run_values(api: Api, task: str, given: list[str] | None) -> dict[str, str]:
-    """``--param`` values, plus a prompt for each "ask at run time" parameter not given
-    (only in a terminal: otherwise the NS refuses the run, naming the parameter)."""
+def prepare_run(
+    api: Api, task: str, targets: list[str], exclude: list[str] | None, given: list[str] | None
+) -> dict[str, str]:
+    """Before a run starts: warn (on stderr, so --json stays JSON) how many targets lack
+    the script's interpreter (``POST /api/runs/preview``, for a task or a job), and
+    return the ``--param`` values plus a prompt for each "ask at run time" parameter
+    not given (only in a terminal: otherwise the NS refuses the run, naming it)."""
     values = pairs(given, "--param")
+    found: dict[str, Any] = api.post(
+        "/api/runs/preview", {"task": task, "targets": targets, "exclude": exclude or []}
+    )
+    if found.get("warning"):
+        typer.echo(f"taskfleet: warning: {found['warning']}", err=True)
     if not sys.stdin.isatty():
         return values
-    shown = api.get(f"/api/tasks/{quote(task, safe='')}")
-    for declared in shown.get("params", {}).get("parameters", []):
+    for declared in found.get("parameters", []):
         if declared["ask"] and declared["name"] not in values:
             default = None if declared["secret"] else declared.get("default")
             values[declared["name"]] = typer.prompt(
@@ -164,18 +169,6 @@ def run_values(api: Api, task: str, given: list[str] | None) -> dict[str, str]:
                 hide_input=declared["secret"],
             )
     return values
-
-
-def warn_before_run(
-    api: Api, task: str, targets: list[str], exclude: list[str] | None
-) -> dict[str, Any]:
-    """Say, before the run starts, how many targets lack the script's interpreter."""
-    found: dict[str, Any] = api.post(
-        "/api/runs/preview", {"task": task, "targets": targets, "exclude": exclude or []}
-    )
-    if found.get("warning"):  # on stderr: --json output stays JSON
-        typer.echo(f"taskfleet: warning: {found['warning']}", err=True)
-    return found
 
 
 def show_options(params: dict[str, Any]) -> None:

@@ -396,7 +396,8 @@ def run_command(
     api = _api(ctx)
     plan = run_options.plan_body(exclude, ignore_windows, min_wait, max_wait, min_count, min_share)
     expiry = lifecycle.expiry_body(expires_in, expires_at)
-    values = parameters.run_values(api, task_name, param)
+    # Warns how many targets lack the interpreter; asks for ask-at-run-time values.
+    values = parameters.prepare_run(api, task_name, target, exclude, param)
     if at is not None or cron is not None:  # a schedule ('taskfleet schedule' shows it)
         if "expires_at" in expiry:
             fail("--expires-at applies to a run started now; give a schedule --expires-in, "
@@ -405,7 +406,6 @@ def run_command(
         body = {**timing, **plan, "live": live, "params": values, **expiry}
         schedules.add(api, task_name, target, body, json)
         return
-    parameters.warn_before_run(api, task_name, target, exclude)  # lacking interpreters
     body = {"task": task_name, "targets": target, "live": live, **plan, "params": values}
     body.update(expiry)
     run = api.post("/api/runs", body)

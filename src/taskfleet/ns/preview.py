@@ -15,19 +15,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.ns import runs, script_tasks, tasks
+from taskfleet.ns import job_plans, runs, script_tasks
 from taskfleet.ns import targets as targets_
 from taskfleet.protocol.messages import TaskType
-from taskfleet.storage.models import Computer
+from taskfleet.storage.models import Computer, Task
 
 NAMED = 20  # computers named in a warning, at most
 
 
 @dataclass
 class RunPreview:
-    task: str
-    type: str
-    interpreter: str | None  # None: the task runs no script
+    task: str  # the task's or job's name
+    type: str  # the task's type, or "job"
+    interpreter: str | None  # None: no script; a job's several: "sh, powershell"
     computers: int
     lacking: int  # targets that reported interpreters, without this one
     lacking_computers: list[str]  # the first NAMED of them, by name
@@ -36,27 +36,47 @@ class RunPreview:
     parameters: list[dict[str, Any]] = field(default_factory=list)  # shown (masked)
 
 
-def warning_text(interpreter: str, lacking: int, names: list[str]) -> str:
+def warning_text(interpreters: list[str], lacking: int, names: list[str]) -> str:
     if not lacking:
         return ""
     shown = ", ".join(names[:5]) + (f" and {lacking - 5} more" if lacking > 5 else "")
     one = lacking == 1
-    return (
-        f"{lacking} target computer{'' if one else 's'} lack{'s' if one else ''} the "
-        f"'{interpreter}' interpreter ({shown}); the script will fail there at once"
+    what = (
+        f"the '{interpreters[0]}' interpreter"
+        if len(interpreters) == 1
+        else f"an interpreter the job uses ({', '.join(interpreters)})"
     )
+    return (
+        f"{lacking} target computer{'' if one else 's'} lack{'s' if one else ''} {what} "
+        f"({shown}); the script will fail there at once"
+    )
+
+
+async def _needs(session: AsyncSession, key: str) -> tuple[str, str, list[str], list[Any]]:
+    """Name, type, interpreters and declared parameters of the task or job ``key``."""
+    task, job, plan = await runs._task_or_job(session, key)
+    if task is not None:
+        script = task.type == TaskType.RUN_SCRIPT
+        needed = [str(task.params.get("interpreter", "sh"))] if script else []
+        return task.name, task.type, needed, script_tasks.shown(task.params).get("parameters", [])
+    assert job is not None and plan is not None
+    ids = sorted(job_plans.task_ids(plan.plan))
+    steps = (await session.scalars(select(Task).where(Task.id.in_(ids)))).all() if ids else []
+    needed = sorted(
+        {str(t.params.get("interpreter", "sh")) for t in steps if t.type == TaskType.RUN_SCRIPT}
+    )
+    return job.name, "job", needed, [d.shown() for d in plan.declared]
 
 
 async def preview(
     session: AsyncSession, task_key: str, targets: list[str], exclude: list[str] | None = None
 ) -> RunPreview:
-    task = await tasks.find(session, task_key)
+    name, type_, needed, declared = await _needs(session, task_key)
     chosen = await runs.resolve_targets(session, targets)
     chosen = await targets_.without(session, chosen, exclude or [])
-    interpreter = task.params.get("interpreter") if task.type == TaskType.RUN_SCRIPT else None
     lacking: list[str] = []
     unknown = 0
-    if interpreter:
+    if needed:
         ids = [c.id for c in chosen]
         for start in range(0, len(ids), 1000):
             rows = await session.execute(
@@ -64,21 +84,20 @@ async def preview(
                     Computer.id.in_(ids[start : start + 1000])
                 )
             )
-            for name, found in rows.all():
+            for computer, found in rows.all():
                 if not found:
                     unknown += 1
-                elif interpreter not in found:
-                    lacking.append(name)
+                elif any(i not in found for i in needed):
+                    lacking.append(computer)
     lacking.sort()
-    shown = script_tasks.shown(task.params).get("parameters", [])
     return RunPreview(
-        task=task.name,
-        type=task.type,
-        interpreter=interpreter,
+        task=name,
+        type=type_,
+        interpreter=", ".join(needed) or None,
         computers=len(chosen),
         lacking=len(lacking),
         lacking_computers=lacking[:NAMED],
         unknown=unknown,
-        warning=warning_text(interpreter or "", len(lacking), lacking),
-        parameters=shown,
+        warning=warning_text(needed, len(lacking), lacking),
+        parameters=declared,
     )
