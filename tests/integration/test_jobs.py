@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 
 from tests.fleet import ApiError, Fleet
@@ -131,3 +134,28 @@ def test_canceling_a_server_job_stops_its_step_and_ends_the_job(fleet: Fleet) ->
     run = fleet.wait_run(run_id, timeout=30, done=lambda r: r["counts"] == {"Canceled": 1})
     assert run["ended_by"] == "job_canceled" and run["done"]
     assert [s["name"] for s in run["steps"]] == ["long"]
+
+
+def test_a_client_job_copies_a_file_then_uses_it(fleet: Fleet, tmp_path: Path) -> None:
+    # Given a file on the NS, and a job that copies it to the computer and then reads it
+    content = b"job-delivered\n" * 1000
+    fleet.api.call("POST", "/api/files", params={"name": "conf"}, content=content)
+    fleet.start_ts("ts-1")
+    fleet.apply_policy("Lab", "pc-*", ["ts-1"])
+    fleet.start_agent("pc-1")
+    fleet.wait_assigned(["pc-1"])
+    target = tmp_path / "conf.txt"
+    fleet.api.post(
+        "/api/tasks/copy-file",
+        {"name": "copy conf", "file": "conf", "path": str(target), "mode": "0600", "timeout_s": 60},
+    )
+    fleet.create_task("read conf", f'sha256sum "{target}"')
+    fleet.api.post(
+        "/api/jobs", {"name": "Deploy", "steps": [{"task": "copy conf"}, {"task": "read conf"}]}
+    )
+    # When the job runs, Then the task server serves the job's file, and the next step sees it
+    run = fleet.wait_run(fleet.run("Deploy", ["pc-1"]))
+    (instance,) = run["instances"]
+    assert instance["state"] == "Succeeded", instance["output"]
+    assert hashlib.sha256(content).hexdigest() in instance["output"]
+    assert target.read_bytes() == content

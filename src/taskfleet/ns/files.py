@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import Select, delete, insert, select
+from sqlalchemy import Select, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from taskfleet.ns import audit
+from taskfleet.ns import audit, job_plans
 from taskfleet.protocol.messages import InstanceState, TaskType
 from taskfleet.storage.models import Computer, FileChunk, Instance, Run, StoredFile, Task, is_id
 
@@ -211,13 +211,18 @@ async def may_fetch(
 ) -> bool:
     """Whether an open instance of a run copying this file is held for this computer, or
     for a computer assigned to this task server."""
-    task_ids = [t.id for t in await tasks_using(session, None, sha256)]
+    task_ids = {t.id for t in await tasks_using(session, None, sha256)}
     if not task_ids:
         return False
+    # Runs of those tasks, and runs of jobs (a job's plan names the tasks it runs).
     query = (
-        select(Instance.id)
-        .join(Run, Run.id == Instance.run_id)
-        .where(Run.task_id.in_(task_ids), Instance.state.in_([s.value for s in OPEN_STATES]))
+        select(Run.id, Run.task_id)
+        .join(Instance, Instance.run_id == Run.id)
+        .where(
+            or_(Run.task_id.in_(task_ids), Run.job_id.is_not(None)),
+            Instance.state.in_([s.value for s in OPEN_STATES]),
+        )
+        .distinct()
     )
     if computer_id is not None:
         query = query.where(Instance.computer_id == computer_id)
@@ -225,7 +230,14 @@ async def may_fetch(
         query = query.join(Computer, Computer.id == Instance.computer_id).where(
             Computer.task_server_id == task_server_id
         )
-    return await session.scalar(query.limit(1)) is not None
+    found = (await session.execute(query)).all()
+    if any(row.task_id in task_ids for row in found):
+        return True
+    job_runs = [row.id for row in found if row.task_id is None]
+    if not job_runs:
+        return False
+    plans = await session.scalars(select(Run.plan).where(Run.id.in_(job_runs)))
+    return any(plan and job_plans.task_ids(plan) & task_ids for plan in plans.all())
 
 
 async def content(sessions: Sessions, file_id: int) -> AsyncIterator[bytes]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from taskfleet.errors import InvalidInput
@@ -171,3 +171,16 @@ def decide(
         return Decision(then.step)
     ok = then.action == Action.STOP_SUCCEEDED
     return Decision(None, succeeded=ok, reason=f"{why}: {then.action.value}")
+
+
+def task_steps(plan: Mapping[str, object]) -> Iterator[Mapping[str, object]]:
+    """Every task step of a delivered plan, nested jobs' too, in order."""
+    steps = plan.get("steps")
+    for step in steps if isinstance(steps, list) else []:
+        if not isinstance(step, Mapping):
+            continue
+        nested = step.get("job")
+        if isinstance(nested, Mapping):
+            yield from task_steps(nested)
+        else:
+            yield step

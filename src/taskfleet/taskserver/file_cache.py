@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from taskfleet.errors import Forbidden, Unavailable
+from taskfleet.protocol.jobs import JOB_TASK_TYPE, task_steps
 from taskfleet.protocol.messages import TaskType, WorkItem
 
 log = logging.getLogger("taskfleet.taskserver")
@@ -81,8 +82,7 @@ class FileCache:
         """Work handed to this computer: it may fetch the files it copies."""
         now = time.monotonic()
         for item in items:
-            sha = item.params.get("sha256") if item.task_type == TaskType.COPY_FILE else None
-            if isinstance(sha, str):
+            for sha in copied_files(item):
                 until = now + item.timeout_s + GRANT_GRACE_S
                 self._grants.setdefault(computer_id, {})[sha] = until
 
@@ -170,3 +170,16 @@ async def _stream(fh: IO[bytes]) -> AsyncIterator[bytes]:
             yield piece
     finally:
         fh.close()
+
+
+def copied_files(item: WorkItem) -> list[str]:
+    """The files (SHA-256) a work item copies: a copy-file task's, or those of a client
+    job's copy-file steps."""
+    if item.task_type == TaskType.COPY_FILE:
+        params: list[object] = [item.params]
+    elif item.task_type == JOB_TASK_TYPE:
+        steps = task_steps(item.params)
+        params = [s.get("params") for s in steps if s.get("task_type") == TaskType.COPY_FILE]
+    else:
+        return []
+    return [p["sha256"] for p in params if isinstance(p, dict) and isinstance(p.get("sha256"), str)]
