@@ -97,6 +97,9 @@ def test_pending_instances_of_an_expired_run_end_expired(db_url: str) -> None:
         assert [(r.computer_id, r.instance_id) for r in refs] == [(1, 12)]
         async with tx() as session:  # handed once: an ended instance is not sent again
             assert not await cancel.notices_waiting(session, 7, 120.0)
+        async with tx() as session:  # and it leaves the index of notices owed
+            await expiry.settle_notices(session)
+            assert (await session.get(Instance, 12)).cancel_at is None  # type: ignore[union-attr]
         # And a second round changes nothing (replicas overlapping)
         async with tx() as session:
             again = await expiry.sweep(session, GRACE, now=NOW + 1)
@@ -175,3 +178,38 @@ def test_a_run_expiry_is_in_the_future() -> None:
         with pytest.raises(InvalidInput) as caught:
             expiry.expires_at(NOW, **kwargs)  # type: ignore[arg-type]
         assert caught.value.field == field
+
+
+def test_a_client_job_run_has_its_jobs_timeout_and_an_old_run_the_default_expiry(
+    db_url: str,
+) -> None:
+    async def check(tx: Tx) -> None:
+        # Given a client job's run (no task; its plan's timeout 30 s), and a run made
+        # without an expiry 8 days ago
+        async with tx() as session:
+            session.add(
+                Run(
+                    id=3,
+                    task_id=None,
+                    plan={"kind": "client", "timeout_s": 30.0, "steps": []},
+                    targets=[],
+                    created_at=NOW,
+                    expires_at=NOW + 60,
+                )
+            )
+            session.add(Run(id=4, task_id=1, targets=[], created_at=NOW - 8 * 86400))
+        await add(
+            tx,
+            Instance(id=31, run_id=3, computer_id=1, state="Running", received_at=NOW - 331),
+            Instance(id=32, run_id=3, computer_id=2, state="Running", received_at=NOW - 329),
+            Instance(id=41, run_id=4, computer_id=3, state="Pending"),
+        )  # fmt: skip
+        # When the duty runs
+        async with tx() as session:
+            await expiry.sweep(session, GRACE, now=NOW)
+        # Then the job's instance past 30 s + grace timed out, and the old run expired
+        found = await states(tx)
+        assert found[31][0] == "TimedOut" and found[32][0] == "Running"
+        assert found[41][0] == "Expired"
+
+    given(db_url, check)

@@ -38,8 +38,9 @@ from taskfleet.storage.models import Computer, Instance, Run, Task
 DEFAULT_EXPIRY_S = 7 * 24 * 3600.0
 MAX_EXPIRY_S = 366 * 24 * 3600.0
 EXPIRED_REASON = "expired: no agent received it before the run's expiry"
-JOB_TIMEOUT_S = 24 * 3600.0  # a job's run: its own timeout is not read here yet
+JOB_TIMEOUT_S = 24 * 3600.0  # a run with neither a task nor a plan's timeout
 HELD = (InstanceState.RECEIVED.value, InstanceState.RUNNING.value)
+OPEN = (InstanceState.PENDING.value, *HELD)
 
 
 def expires_at(
@@ -102,7 +103,10 @@ class Ended:
 async def expire(session: AsyncSession, now: float) -> Ended:
     """Instances of expired runs that no agent received: ``Expired``."""
     ended = Ended()
-    expired_runs = select(Run.id).where(Run.expires_at <= now)
+    # A run made without an expiry (before migration 0010 filled it in, or a server job's
+    # step run) expires the default time after it was created.
+    expires = func.coalesce(Run.expires_at, Run.created_at + DEFAULT_EXPIRY_S)
+    expired_runs = select(Run.id).where(expires <= now)
     result = await session.execute(
         update(Instance)
         .where(Instance.state == InstanceState.PENDING.value, Instance.run_id.in_(expired_runs))
@@ -131,6 +135,8 @@ async def end_overdue(session: AsyncSession, now: float, grace_s: float) -> Ende
     after the agent received them), or canceled ``grace_s`` ago: ended by the NS."""
     ended = Ended()
     since = func.coalesce(Instance.received_at, Instance.started_at, Instance.delivered_at, now)
+    # A task's timeout, or a client job's (its plan, ns.job_plans).
+    timeout = func.coalesce(Task.timeout_s, Run.plan["timeout_s"].as_float(), JOB_TIMEOUT_S)
     overdue = (
         select(Instance.id)
         .join(Run, Run.id == Instance.run_id)
@@ -138,7 +144,7 @@ async def end_overdue(session: AsyncSession, now: float, grace_s: float) -> Ende
         .where(
             Instance.state.in_(HELD),
             or_(
-                since + func.coalesce(Task.timeout_s, JOB_TIMEOUT_S) + grace_s < now,
+                since + timeout + grace_s < now,
                 and_(Instance.cancel_at.is_not(None), Instance.cancel_at + grace_s < now),
             ),
         )
@@ -191,9 +197,25 @@ async def task_servers_of(
     return pairs
 
 
+async def settle_notices(session: AsyncSession) -> None:
+    """Stop notices no longer owed (sent, and the instance has ended) leave the
+    ``cancel_at`` index, so what the task servers' queries read stays small (ns.cancel)."""
+    await session.execute(
+        update(Instance)
+        .where(
+            Instance.cancel_at.is_not(None),
+            Instance.cancel_sent_at.is_not(None),
+            Instance.state.not_in(OPEN),
+        )
+        .values(cancel_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def sweep(session: AsyncSession, grace_s: float, now: float | None = None) -> Ended:
     """One round: expiry, then deadlines. The caller commits, then wakes and notifies."""
     now = time.time() if now is None else now
+    await settle_notices(session)
     ended = await expire(session, now)
     overdue = await end_overdue(session, now, grace_s)
     ended.timed_out, ended.canceled = overdue.timed_out, overdue.canceled
