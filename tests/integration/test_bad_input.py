@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskfleet.cli.launcher import Proc, wait_until
+from taskfleet.protocol.messages import STATUS_BODY_BYTES
 from tests.fleet import Fleet
 
 # Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
@@ -60,8 +61,9 @@ def big_task() -> bytes:
 
 
 def big_status_batch(computer_id: int) -> bytes:
+    # Status endpoints take one event with a whole output (STATUS_BODY_BYTES), not more.
     event = {"id": "e", "instance_id": 1, "computer_id": computer_id, "state": "Running", "at": 1}
-    return json.dumps({"events": [{**event, "output": "x" * (LIMIT + 1)}]}).encode()
+    return json.dumps({"events": [{**event, "output": "x" * (STATUS_BODY_BYTES + 1)}]}).encode()
 
 
 def chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
