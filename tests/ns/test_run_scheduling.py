@@ -46,10 +46,8 @@ def scenario(db_url: str, tmp_path: Path, body: Callable[[NSState], Awaitable[No
                 await collections_.create(session, "Office", "", {"name_pattern": "pc-*"})
                 for name in PCS:
                     await computers.upsert(session, Facts(name=name, hardware_id=f"hw-{name}"))
-                await tasks.create(
-                    session, "hello", TaskType.RUN_SCRIPT, {"script": "echo hi", "interpreter": "sh"},
-                    60, "admin",
-                )  # fmt: skip
+                script = {"script": "echo hi", "interpreter": "sh"}
+                await tasks.create(session, "hello", TaskType.RUN_SCRIPT, script, 60, "admin")
             window_hold.forget_all()
             await body(state)
         finally:

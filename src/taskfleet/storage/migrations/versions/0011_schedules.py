@@ -61,17 +61,13 @@ def upgrade() -> None:
         sa.Column("end_s", sa.Integer(), nullable=False),
         sa.Column("timezone", sa.String(64), nullable=False),
     )
-    op.create_index(
-        "ix_maintenance_window_collection_id", "maintenance_window", ["collection_id"]
-    )
+    op.create_index("ix_maintenance_window_collection_id", "maintenance_window", ["collection_id"])
     with op.batch_alter_table("run") as batch:
         batch.add_column(sa.Column("exclude", sa.JSON(), nullable=False, server_default="[]"))
         batch.add_column(
             sa.Column("ignore_windows", sa.Boolean(), nullable=False, server_default="0")
         )
-        batch.add_column(
-            sa.Column("requirements", sa.JSON(), nullable=False, server_default="{}")
-        )
+        batch.add_column(sa.Column("requirements", sa.JSON(), nullable=False, server_default="{}"))
         batch.add_column(sa.Column("ended_by", sa.String(32), nullable=True))
         batch.add_column(sa.Column("ended_at", sa.Float(), nullable=True))
         batch.add_column(sa.Column("schedule_id", sa.Integer(), nullable=True))
