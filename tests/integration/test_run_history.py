@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from taskfleet.protocol.fields import DEFAULT_OUTPUT_LIMIT, TRUNCATION_MARKER
 from tests.cli.test_cli import taskfleet
-from tests.fleet import Fleet
+from tests.fleet import ApiError, Fleet
 
 FLOOD = """
 import sys
@@ -135,3 +137,14 @@ def test_run_list_filters_and_live_or_buffered_from_the_cli(fleet: Fleet) -> Non
     assert unknown.returncode != 0 and "no state 'Broken'" in unknown.stderr
     bad_time = taskfleet(fleet, "run-list", "--since", "yesterday-ish")
     assert bad_time.returncode != 0 and "--since" in bad_time.stderr
+    # and the API says which query parameter is wrong, with a 400
+    for params, field in [({"since": "soon"}, "since"), ({"state": "Broken"}, "state"),
+                          ({"limit": 0}, "limit"), ({"before": -1}, "before")]:  # fmt: skip
+        with pytest.raises(ApiError) as refused:
+            fleet.api.get("/api/runs", params=params)
+        assert refused.value.status == 400 and refused.value.body["field"] == field, params
+    # and the report is checked where the run is made
+    with pytest.raises(ApiError) as contradicted:
+        fleet.api.post("/api/runs", {"task": "ok", "targets": ["Lab"], "report": "buffered",
+                                     "live": True})  # fmt: skip
+    assert contradicted.value.status == 400 and contradicted.value.body["field"] == "report"
