@@ -140,9 +140,9 @@ def test_a_schedule_keeps_given_values_checked_and_its_secrets_sealed() -> None:
     with pytest.raises(InvalidInput) as caught:
         parameters.for_schedule("run-script", params, {"pw": "p"}, BOX)
     assert caught.value.field == "params.who"
-    kept = parameters.for_schedule("run-script", params, {"who": "a", "pw": "p"}, BOX)
-    assert kept["who"] == "a" and "p" not in str(kept["pw"])
+    kept = parameters.for_schedule("run-script", params, {"who": "a", "pw": "pass-phrase"}, BOX)
+    assert kept["who"] == "a" and "pass-phrase" not in str(kept["pw"])
     assert parameters.shown_given(kept) == {"who": "a", "pw": SECRET_MASK}
     # Each run the schedule starts takes the sealed value as it is
     plain, sealed = parameters.for_run("run-script", params, kept, BOX)
-    assert plain == {"who": "a"} and BOX.open(sealed["pw"]) == "p"
+    assert plain == {"who": "a"} and BOX.open(sealed["pw"]) == "pass-phrase"

@@ -188,7 +188,7 @@ def check_declarations(
             choices=tuple(dict.fromkeys(choices)),
         )
         default = item.get("default")
-        if default is not None and default != "" or kind == "boolean" and default == "":
+        if default is not None and default != "":  # "" (an empty form field): no default
             if declared.secret and default == SECRET_MASK and name in before:
                 declared.sealed_default = before[name].sealed_default
             else:
