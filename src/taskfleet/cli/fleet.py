@@ -231,8 +231,12 @@ def computer_show(
             ("task server", c["task_server"]),
             ("chosen by", c["assign_step"]),
             ("why", c["assign_reason"]),
+            ("last inventory", ago(c.get("inventory_at"))),
         ],
     )
+    facts = {**c.get("facts", {}), **c.get("inventory", {})}
+    if facts:  # (what collection rules compare, and the last inventory's measurements)
+        table("Facts", ["fact", "value"], sorted(facts.items()))
     if c["runs"]:
         table(
             "Recent runs",
