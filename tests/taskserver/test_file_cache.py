@@ -70,3 +70,21 @@ async def test_a_copy_that_does_not_match_is_refused_and_not_kept(tmp_path: Path
         await cache.open(1, SHA)
     assert not (tmp_path / SHA).exists()
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+async def test_an_agent_without_a_grant_here_is_served_when_the_ns_confirms(
+    tmp_path: Path,
+) -> None:
+    # (the task server restarted since it handed the work out, or the agent failed over)
+    asked: list[tuple[int, str]] = []
+
+    async def confirm(computer_id: int, sha256: str) -> bool:
+        asked.append((computer_id, sha256))
+        return computer_id == 1
+
+    cache = FileCache(tmp_path, FakeNS().fetch, confirm)
+    assert await read(cache, 1) == CONTENT
+    assert await read(cache, 1) == CONTENT  # confirmed once, granted for a while
+    with pytest.raises(Forbidden):
+        await cache.open(2, SHA)
+    assert asked == [(1, SHA), (2, SHA)]

@@ -6,6 +6,9 @@ GET    /api/files/{key}       one, by name or id
 DELETE /api/files/{key}       remove (409 while a copy-file task names it)
 GET    /api/ts/files/{sha256} a task server fetches a file, streamed (R1: approved only;
                               only a file some computer assigned to it has open work for)
+GET    /api/ts/files/{sha256}/grants/{computer_id}
+                              204 when that computer, assigned to the task server, has
+                              open work copying the file; 403 otherwise
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from taskfleet.ns import files
 from taskfleet.ns.auth import Administrator, TaskServerApproved, Viewer
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import StoredFile
+from taskfleet.storage.models import MAX_ID, StoredFile
 from taskfleet.taskserver.file_api import SHA256_HEADER
 
 router = APIRouter(prefix="/api", tags=["files"])
 Sha256 = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="the file's SHA-256")]
+ComputerId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @dataclass
@@ -121,3 +125,25 @@ async def fetch_file(
         media_type="application/octet-stream",
         headers={"Content-Length": str(size), SHA256_HEADER: sha256},
     )
+
+
+@router.get(
+    "/ts/files/{sha256}/grants/{computer_id}",
+    status_code=204,
+    tags=["task server"],
+)
+async def file_grant(
+    request: Request, sha256: Sha256, computer_id: ComputerId, ts_id: TaskServerApproved
+) -> None:
+    """Whether a computer assigned to this task server may fetch the file: asked by a
+    task server that did not hand it the work itself (it restarted since, or the agent
+    failed over to it)."""
+    async with ns_state(request).session() as session:
+        allowed = await files.may_fetch(
+            session, sha256, task_server_id=ts_id, computer_id=computer_id
+        )
+    if not allowed:
+        raise Forbidden(
+            f"computer {computer_id} is not assigned to this task server, or has no open "
+            f"copy-file work for {sha256}"
+        )

@@ -15,7 +15,9 @@ State, in ``<data-dir>/files``:
 Grants (memory only): which computers this task server handed a copy-file work
 item naming which file, until that item's timeout (plus a grace period) has
 passed. Only those agents are served that file: an agent of this task server may
-not read files meant for others.
+not read files meant for others. An agent without a grant here (the task server
+restarted since it handed the work out, or the agent failed over to it) is served
+when the NS confirms it holds open work copying that file (``Confirm``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ CHUNK_BYTES = 1024 * 1024
 GRANT_GRACE_S = 3600.0
 # Streams the NS's copy of a file (by SHA-256) into an open binary file.
 Fetch = Callable[[str, IO[bytes]], Awaitable[None]]
+# Asks the NS whether a computer may fetch a file (by SHA-256): True, or False when not.
+Confirm = Callable[[int, str], Awaitable[bool]]
 
 
 @dataclass
@@ -66,10 +70,11 @@ def _identity(fd: int) -> tuple[int, int, int, int]:
 
 
 class FileCache:
-    def __init__(self, directory: Path, fetch: Fetch) -> None:
+    def __init__(self, directory: Path, fetch: Fetch, confirm: Confirm | None = None) -> None:
         self.directory = directory
         self.tmp = directory / "tmp"
         self._fetch = fetch
+        self._confirm = confirm
         self._locks: dict[str, asyncio.Lock] = {}
         self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._grants: dict[int, dict[str, float]] = {}
@@ -95,12 +100,20 @@ class FileCache:
             self._grants.pop(computer_id, None)
         return held.get(sha256, 0.0) >= now
 
+    async def _confirmed(self, computer_id: int, sha256: str) -> bool:
+        """The NS says this computer has open work copying the file: granted for a while."""
+        if self._confirm is None or not await self._confirm(computer_id, sha256):
+            return False
+        until = time.monotonic() + GRANT_GRACE_S
+        self._grants.setdefault(computer_id, {})[sha256] = until
+        return True
+
     # --- serving -------------------------------------------------------------------
 
     async def open(self, computer_id: int, sha256: str) -> Opened:
         """The verified file for this agent; Forbidden when it was handed no work copying
         it, Unavailable when no verified copy can be had."""
-        if not self.granted(computer_id, sha256):
+        if not self.granted(computer_id, sha256) and not await self._confirmed(computer_id, sha256):
             raise Forbidden(
                 f"computer {computer_id} has no copy-file work for file {sha256} from this "
                 "task server"

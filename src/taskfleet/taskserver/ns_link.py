@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from taskfleet.agent import facts as local_facts
-from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.errors import Forbidden, InvalidInput, TaskfleetError
 from taskfleet.protocol import transport
 from taskfleet.protocol.calls import call, download
 from taskfleet.protocol.messages import (
@@ -227,6 +227,15 @@ class NSLink:
         except TaskfleetError as exc:
             self.metrics.link_error("/api/ts/files", exc)
             raise
+
+    async def may_fetch(self, computer_id: int, sha256: str) -> bool:
+        """Does this computer of ours have open work copying the file? (the NS's word)"""
+        try:
+            path = f"/api/ts/files/{sha256}/grants/{computer_id}"
+            await self._call(self._client, "GET", path)
+        except Forbidden:
+            return False
+        return True
 
     async def _call(self, client: Any, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -68,7 +68,7 @@ class Relay:
         self.agents: dict[int, AgentEntry] = {}
         self.work = WorkCache()
         # Files of copy-file tasks, fetched once, verified, served to the agents handed them.
-        self.files = FileCache(settings.data_dir / "files", link.fetch_file)
+        self.files = FileCache(settings.data_dir / "files", link.fetch_file, link.may_fetch)
         # Its agents' requests for other computers, refused: told to the NS's audit log.
         self.forbidden = ForbiddenReports(link.refusals)
         self.seen: dict[int, float] = {}
