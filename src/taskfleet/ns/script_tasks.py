@@ -63,8 +63,7 @@ def _env(raw: Any) -> dict[str, str]:
     for name in raw:
         if not isinstance(name, str) or not ENV_NAME.match(name):
             raise InvalidInput(
-                f"env: {name!r} is not a variable name (a letter or _ then letters, "
-                "digits or _)",
+                f"env: {name!r} is not a variable name (a letter or _ then letters, digits or _)",
                 field="env",
             )
     return {name: _text(value, f"env.{name}") for name, value in raw.items()}

@@ -23,9 +23,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("run") as batch:
         batch.add_column(sa.Column("params", sa.JSON(), nullable=False, server_default="{}"))
-        batch.add_column(
-            sa.Column("sealed_params", sa.JSON(), nullable=False, server_default="{}")
-        )
+        batch.add_column(sa.Column("sealed_params", sa.JSON(), nullable=False, server_default="{}"))
 
 
 def downgrade() -> None:
