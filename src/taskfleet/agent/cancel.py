@@ -33,8 +33,11 @@ class Stopper:
 
         def record(pid: int) -> None:
             process = process_tree.identify(pid)
-            interrupted.remember(self.directory, instance_id, process)
             self._running[instance_id] = process
+            try:
+                interrupted.remember(self.directory, instance_id, process)
+            except OSError as exc:  # a full disk: it runs and is watched, unrecorded
+                log.error("instance %s: could not record its script: %s", instance_id, exc)
             if instance_id in self._canceled:  # canceled while it was being started
                 process_tree.kill(process, own_child=True)
 

@@ -118,8 +118,8 @@ def members(process: Process) -> list[int]:
 
 def kill(process: Process, own_child: bool = False) -> int:
     """SIGKILL every process of the script, twice over (one may fork meanwhile);
-    how many were found. ``own_child``: this agent started it and has not reaped it,
-    so its process group is surely its own (the fallback without /proc)."""
+    how many were found. ``own_child``: this agent started it and watches it, so
+    without /proc its process group is killed instead."""
     killed: set[int] = set()
     for _ in range(2):
         found = members(process)
@@ -127,7 +127,7 @@ def kill(process: Process, own_child: bool = False) -> int:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         killed.update(found)
-        if own_child:
+        if own_child and not process.boot:  # no /proc: its group, while ours to kill
             with contextlib.suppress(OSError):
                 os.killpg(process.pid, signal.SIGKILL)
     return len(killed)

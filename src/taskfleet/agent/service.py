@@ -597,19 +597,25 @@ class Agent:
             log.warning("ignored the reply's cancel list: %s", exc)
             return
         for instance_id in ids:
-            state = self.ledger.state(instance_id)
-            if state is None:  # never had it: it must never start here (R8)
-                self.ledger.record(instance_id, InstanceState.CANCELED)
-                self._emit_raw(
-                    instance_id,
-                    InstanceState.CANCELED,
-                    None,
-                    "taskfleet: canceled before it started",
-                    live=True,
-                    reason="canceled",
-                )
-            elif not InstanceState(state).terminal:
-                self.stopper.cancel(instance_id)
+            try:
+                self._cancel_one(instance_id)
+            except OSError as exc:  # the ledger's disk: the NS's notice comes again
+                log.error("instance %s: cancel failed: %s", instance_id, exc)
+
+    def _cancel_one(self, instance_id: int) -> None:
+        state = self.ledger.state(instance_id)
+        if state is None:  # never had it: it must never start here (R8)
+            self.ledger.record(instance_id, InstanceState.CANCELED)
+            self._emit_raw(
+                instance_id,
+                InstanceState.CANCELED,
+                None,
+                "taskfleet: canceled before it started",
+                live=True,
+                reason="canceled",
+            )
+        elif not InstanceState(state).terminal:
+            self.stopper.cancel(instance_id)
 
     def _accept(self, item: WorkItem) -> None:
         if self.ledger.state(item.instance_id) is not None:
