@@ -157,6 +157,10 @@ def test_placeholders_options_and_a_secret_end_to_end(fleet: Fleet, tmp_path: Pa
     ]
     for text in shown:
         assert SECRET not in text
+    # nor on any disk of the fleet: NS data directory, task server, agents' state, logs
+    for path in fleet.root.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET_MASK in shown[0]
 
 
