@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from taskfleet.errors import InvalidInput, Unavailable
@@ -131,6 +132,33 @@ class NodeTrust:
         cert = self.certificate()
         return str(cert.serial_number) if cert is not None else ""
 
+    def check_certificate(self) -> None:
+        """Refuse to start with a certificate every handshake would refuse: one not for
+        this node's key, or not from the NS's CA (self-signed, another CA). Over TLS 1.3
+        the peer just closes the connection, so without this the node could only log an
+        empty "ReadError". An expired one is only noted: it is not presented
+        (``context``), and the NS renews it."""
+        cert = self.certificate()
+        if self.insecure or cert is None:
+            return
+        if cert.public_key() != self.key().public_key():
+            raise InvalidInput(f"{self.cert_file} is not for this node's key {self.key_file}")
+        cas = pki.load_certificates(self.ca_file.read_bytes())
+        if not any(_issued_by(cert, ca) for ca in cas):
+            origin = "self-signed" if cert.issuer == cert.subject else "from another CA"
+            raise InvalidInput(
+                f"{self.cert_file} is not from the NS's CA ({origin}, issuer "
+                f"{cert.issuer.rfc4514_string()}): the NS and agents would refuse it in "
+                "every TLS handshake; restore this node's own certificate, or remove it "
+                "to be sent the one the NS issued for this key"
+            )
+        if cert.not_valid_after_utc.timestamp() <= time.time():
+            log.warning(
+                "%s expired on %s: presenting none until the NS issues a new one",
+                self.cert_file,
+                cert.not_valid_after_utc.isoformat(),
+            )
+
     def needs_certificate(self) -> bool:
         if self.insecure:
             return False
@@ -180,3 +208,11 @@ class NodeTrust:
         self.revoked = frozenset(r.serial_number for r in crl)
         self.crl_number = number
         pki.write_private(self.dir / CRL_FILE, pem.encode())
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -22,7 +22,9 @@ PROVISIONAL_FILE = "provisional.crt"
 
 def server_context(trust: NodeTrust) -> ssl.SSLContext:
     """Agents must present a certificate of the CA on agent routes (server.peers);
-    /hello and /metrics stay open to monitoring without one."""
+    /hello and /metrics stay open to monitoring without one. A certificate no peer
+    would accept stops the task server here, with the reason (``check_certificate``)."""
+    trust.check_certificate()
     cert_file = trust.cert_file if trust.cert_file.exists() else _provisional(trust)
     return pki.server_context(cert_file, trust.key_file, trust.ca_file, ssl.CERT_OPTIONAL)
 
