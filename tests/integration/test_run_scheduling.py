@@ -97,11 +97,15 @@ def test_two_ns_replicas_fire_each_occurrence_once(fleet: Fleet) -> None:
     fleet.api.post(f"/api/schedules/{every_2s['id']}/pause")
     time.sleep(3)  # a round that claimed it before the pause has committed
 
-    # Then every occurrence made exactly one run: about six, none twice
+    # Then no occurrence made two runs, and the runs account for the six or so
+    # occurrences (a round late under load fires once for those it missed: coalesced)
     runs = schedule_runs(fleet.api, every_2s["id"])
     occurrences = [r["scheduled_for"] for r in runs]
     assert len(occurrences) == len(set(occurrences)), runs
-    assert 4 <= len(runs) <= 8, occurrences
+    accounted = sum(1 + r["coalesced"] for r in runs)
+    assert len(runs) >= 2 and 5 <= accounted <= 9, [
+        (r["scheduled_for"], r["coalesced"]) for r in runs
+    ]
     # and each run reached the agent once
     for run in runs:
         assert fleet.wait_run(run["id"])["counts"] == {"Succeeded": 1}
