@@ -72,7 +72,7 @@ def test_admin_tour_with_tables_and_json(fleet: Fleet) -> None:
 def test_failures_exit_non_zero_with_one_line(fleet: Fleet) -> None:
     for args, expected in [
         (["computer", "show", "nope"], "no computer 'nope'"),
-        (["run", "nope", "--target", "All Computers"], "no task 'nope'"),
+        (["run", "nope", "--target", "All Computers"], "no task or job 'nope'"),
         (["taskserver", "approve", "nope"], "no task server 'nope'"),
         (["agent-config", "set", "All Computers", "--task-request-interval", "-1"], "between"),
     ]:
