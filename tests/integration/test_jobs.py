@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from taskfleet.cli.launcher import wait_until
 from tests.fleet import ApiError, Fleet
 
 
@@ -159,3 +162,31 @@ def test_a_client_job_copies_a_file_then_uses_it(fleet: Fleet, tmp_path: Path) -
     assert instance["state"] == "Succeeded", instance["output"]
     assert hashlib.sha256(content).hexdigest() in instance["output"]
     assert target.read_bytes() == content
+
+
+def test_a_job_can_be_scheduled(fleet: Fleet) -> None:
+    # Given an agent and a client job
+    fleet.start_ts("ts-1")
+    fleet.apply_policy("Lab", "pc-*", ["ts-1"])
+    fleet.start_agent("pc-1")
+    fleet.wait_assigned(["pc-1"])
+    fleet.create_task("hello", "echo hello from the schedule")
+    fleet.api.post("/api/jobs", {"name": "Nightly", "steps": [{"task": "hello"}]})
+    # When it is scheduled two seconds from now
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    made = fleet.api.post(
+        "/api/schedules",
+        {"task": "Nightly", "targets": ["Lab"], "at": at.isoformat(), "live": True},
+    )
+    assert made["task"] == "Nightly"
+
+    # Then it fires once, and its run runs the job
+    def fired() -> dict[str, Any] | None:
+        shown: dict[str, Any] = fleet.api.get(f"/api/schedules/{made['id']}")
+        return shown if shown["fired_count"] else None
+
+    shown = wait_until(fired, 30, "the schedule to fire")
+    assert isinstance(shown, dict)
+    run = fleet.wait_run(shown["last_run_id"])
+    assert run["task"] == "Nightly" and run["counts"] == {"Succeeded": 1}
+    assert "hello from the schedule" in run["instances"][0]["output"]

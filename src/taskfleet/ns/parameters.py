@@ -287,6 +287,13 @@ def for_schedule(
     when each run starts); a secret one sealed as ``{"sealed": token}``, which
     ``check_values`` takes as it is."""
     declared = loaded(task_params.get("parameters")) if task_type == "run-script" else []
+    return for_schedule_declared(declared, given, box)
+
+
+def for_schedule_declared(
+    declared: list[Declared], given: Mapping[str, Any], box: SecretBox | None
+) -> dict[str, Any]:
+    """``for_schedule`` against declarations given (a job's: ns.job_plans)."""
     check_values(declared, given, box or SecretBox.ephemeral())
     secret = {d.name for d in declared if d.secret}
     if secret & set(given) and box is None:

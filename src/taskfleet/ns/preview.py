@@ -54,7 +54,7 @@ def warning_text(interpreters: list[str], lacking: int, names: list[str]) -> str
 
 async def _needs(session: AsyncSession, key: str) -> tuple[str, str, list[str], list[Any]]:
     """Name, type, interpreters and declared parameters of the task or job ``key``."""
-    task, job, plan = await runs._task_or_job(session, key)
+    task, job, plan = await runs.task_or_job(session, key)
     if task is not None:
         script = task.type == TaskType.RUN_SCRIPT
         needed = [str(task.params.get("interpreter", "sh"))] if script else []

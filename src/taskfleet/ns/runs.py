@@ -89,7 +89,7 @@ async def start_run(
     expires_in_s: float | None = None,  # or expires_at; default 7 days (ns.expiry)
     expires_at: float | None = None,
 ) -> Run:
-    task, job, plan = await _task_or_job(session, task_key)
+    task, job, plan = await task_or_job(session, task_key)
     if plan is None:
         assert task is not None
         values, sealed = parameters.for_run(task.type, task.params, params, state.secrets)
@@ -148,7 +148,7 @@ async def start_run(
     return run
 
 
-async def _task_or_job(
+async def task_or_job(
     session: AsyncSession, key: str
 ) -> tuple[Task | None, Job | None, job_plans.JobPlan | None]:
     """What ``key`` names: a task, or a job with its plan (they share one namespace)."""

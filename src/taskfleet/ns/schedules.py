@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from croniter import croniter
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
-from taskfleet.ns import audit, parameters, runs, tasks
+from taskfleet.ns import audit, parameters, runs
 from taskfleet.ns.completion import Requirements
 from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.state import NSState
 from taskfleet.ns.windows import zone
-from taskfleet.storage.models import MAX_ID, Schedule, Task
+from taskfleet.storage.models import MAX_ID, Job, Schedule, Task
 
 log = logging.getLogger("taskfleet.ns.schedules")
 FIRE_EVERY_S = 2.0
@@ -111,14 +111,20 @@ async def create(
     if not plan.targets:
         raise InvalidInput("give at least one target (a collection or a computer)", field="targets")
     requirements = Requirements.parse(plan.requirements).to_json()
-    task = await tasks.find(session, plan.task)
+    task, job, made = await runs.task_or_job(session, plan.task)  # they share names
+    if made is None:
+        assert task is not None
+        params = parameters.for_schedule(task.type, task.params, plan.params, box)
+    else:
+        params = parameters.for_schedule_declared(made.declared, plan.params, box)
     # The targets must name something now; which computers they hold is decided at each run.
     await runs.resolve_targets(session, plan.targets)
     schedule = Schedule(
-        task_id=task.id,
+        task_id=task.id if task else None,
+        job_id=job.id if job else None,
         targets=plan.targets,
         exclude=plan.exclude,
-        params=parameters.for_schedule(task.type, task.params, plan.params, box),
+        params=params,
         live=plan.live,
         ignore_windows=plan.ignore_windows,
         requirements=requirements,
@@ -135,7 +141,8 @@ async def create(
     session.add(schedule)
     await session.flush()
     audit.record(
-        session, actor, "schedule.add", task.name, schedule=schedule.id, at=schedule.at,
+        session, actor, "schedule.add", task.name if task else job.name if job else "",
+        schedule=schedule.id, at=schedule.at,
         cron=cron, timezone=timezone, targets=plan.targets, exclude=plan.exclude,
     )  # fmt: skip
     return schedule
@@ -150,7 +157,10 @@ async def get(session: AsyncSession, schedule_id: int) -> Schedule:
 
 async def all_schedules(session: AsyncSession) -> list[tuple[Schedule, str]]:
     rows = await session.execute(
-        select(Schedule, Task.name).join(Task, Task.id == Schedule.task_id).order_by(Schedule.id)
+        select(Schedule, func.coalesce(Task.name, Job.name, "(a removed job)"))
+        .outerjoin(Task, Task.id == Schedule.task_id)
+        .outerjoin(Job, Job.id == Schedule.job_id)
+        .order_by(Schedule.id)
     )
     return [(s, name) for s, name in rows.all()]
 
@@ -206,6 +216,17 @@ async def _claim(session: AsyncSession, now: float) -> Schedule | None:
     return found
 
 
+async def _what_runs(session: AsyncSession, schedule: Schedule) -> str:
+    """How ``runs.start_run`` finds the schedule's task (by id) or job (by name, as tasks
+    and jobs share names, and a task's id could equal the job's)."""
+    if schedule.job_id is None:
+        return str(schedule.task_id)
+    job = await session.get(Job, schedule.job_id)
+    if job is None:
+        raise NotFound(f"schedule {schedule.id}'s job was removed")
+    return job.name
+
+
 async def _fire(state: NSState, session: AsyncSession, schedule: Schedule, now: float) -> None:
     scheduled_for, coalesced, following = occurrence(schedule, now)
     actor = f"{schedule.created_by} (schedule {schedule.id})"
@@ -214,7 +235,8 @@ async def _fire(state: NSState, session: AsyncSession, schedule: Schedule, now: 
     try:
         async with session.begin_nested():  # a run that cannot start still moves the schedule on
             run = await runs.start_run(
-                state, session, str(schedule.task_id), list(schedule.targets), schedule.live,
+                state, session, await _what_runs(session, schedule), list(schedule.targets),
+                schedule.live,
                 actor, exclude=list(schedule.exclude), ignore_windows=schedule.ignore_windows,
                 requirements=dict(schedule.requirements),
                 origin=(schedule.id, scheduled_for, coalesced),

@@ -326,7 +326,9 @@ class Schedule(Base):
     __tablename__ = "schedule"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    # Or a job (migration 0017): kept if the job is removed, so not a foreign key.
+    job_id: Mapped[int | None] = mapped_column(Integer)
     targets: Mapped[list[str]] = mapped_column(default=list)
     exclude: Mapped[list[str]] = mapped_column(default=list)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
