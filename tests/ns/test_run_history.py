@@ -133,7 +133,7 @@ def test_run_list_refuses_unknown_names_clearly(db_url: str) -> None:
             with pytest.raises(InvalidInput) as bad_state:
                 await run_queries.find_runs(session, RunFilter(states=["Broken"]))
             assert bad_state.value.field == "state" and "Succeeded" in bad_state.value.message
-            with pytest.raises(NotFound, match="no task 'nope'"):
+            with pytest.raises(NotFound, match="no task or job 'nope'"):
                 await run_queries.find_runs(session, RunFilter(task="nope"))
             with pytest.raises(NotFound, match="no collection or computer named 'Nowhere'"):
                 await run_queries.find_runs(session, RunFilter(target="Nowhere"))

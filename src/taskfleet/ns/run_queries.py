@@ -100,7 +100,14 @@ async def find_runs(
             task = await tasks.find(session, filters.task)
             query = query.where(Run.task_id == task.id)
         except NotFound:
-            job = await jobs.find(session, filters.task)
+            try:
+                job = await jobs.find(session, filters.task)
+            except NotFound:
+                raise NotFound(
+                    f"no task or job {filters.task!r}; 'taskfleet task list' and "
+                    "'taskfleet job list' show them",
+                    field="task",
+                ) from None
             query = query.where(Run.job_id == job.id)
     if filters.target is not None:
         query = query.where(await _target_clause(session, filters.target))
