@@ -12,9 +12,7 @@ class BodyLimit:
     the larger limit ``larger`` gives its path (status endpoints: one event may carry a
     script's whole output, protocol.messages.STATUS_BODY_BYTES)."""
 
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.larger = larger or {}
