@@ -123,10 +123,10 @@ def window_from_now(start_s: float, length_s: float) -> str:
 def test_a_run_waits_for_the_maintenance_window_and_is_delivered_when_it_opens(
     fleet: Fleet,
 ) -> None:
-    # Given agents polling every 5 minutes, and Lab's window opening in 15 seconds
+    # Given agents polling every 5 minutes, and Lab's window opening in 30 seconds
     lab(fleet, ["pc-1", "pc-2"])
     lab_id = fleet.api.get("/api/collections", params={"name": "Lab"})[0]["id"]
-    window = window_from_now(15, 3600)
+    window = window_from_now(30, 3600)
     shown = fleet.api.call("PUT", f"/api/collections/{lab_id}/windows", json={"windows": [window]})
     assert shown["windows"] == [window] and shown["open_now"] is False
     opens = shown["next_open_at"]
@@ -136,10 +136,12 @@ def test_a_run_waits_for_the_maintenance_window_and_is_delivered_when_it_opens(
         "/api/runs", {"task": "hello", "targets": ["pc-2"], "live": True, "ignore_windows": True}
     )
     # Then the one that ignores windows runs at once, while the other waits
-    assert fleet.wait_run(ignoring["id"], timeout=20)["counts"] == {"Succeeded": 1}
-    assert fleet.api.get(f"/api/runs/{held}")["counts"] == {"Pending": 2}
-    # and once the window opens, it is delivered by tickle, not at the next poll
-    run = fleet.wait_run(held, timeout=60)
+    assert fleet.wait_run(ignoring["id"], timeout=25)["counts"] == {"Succeeded": 1}
+    waiting = fleet.api.get(f"/api/runs/{held}")["counts"]
+    if time.time() < opens:  # (a very loaded machine may be past it: received_at tells)
+        assert waiting == {"Pending": 2}
+    # and once the window opens (not before), it is delivered by tickle, not at the next poll
+    run = fleet.wait_run(held, timeout=75)
     assert run["counts"] == {"Succeeded": 2}
     received = min(i["received_at"] for i in run["instances"])
     assert opens <= received < opens + 20, (opens, received)
