@@ -101,3 +101,45 @@ def test_run_now_on_nothing_says_why_and_keeps_the_choice(console_fleet: Fleet, 
     expect(row.get_by_role("alert")).to_contain_text("no collection or computer named 'no-such-pc'")
     expect(row.get_by_label("Computers (comma-separated)")).to_have_value("no-such-pc")
     assert fleet.api.get("/api/runs")["runs"] == []
+
+
+def test_set_a_tasks_retries_and_back_off_on_its_form(console_fleet: Fleet, page: Page) -> None:
+    fleet = console_fleet
+    log_in(page, fleet)
+    # Given the new task form, filled in
+    page.goto(f"{fleet.ns_url}/console/tasks/new")
+    page.get_by_label("Name").fill("flaky")
+    page.get_by_label("Script").fill("exit 1")
+    expect(page.get_by_label("Retries after a failure (0 to 10)")).to_have_value("0")
+
+    # When the admin asks for more retries than the NS allows
+    page.get_by_label("Retries after a failure (0 to 10)").fill("11")
+    page.get_by_label("Back-off before the first retry (seconds)").fill("30")
+    page.get_by_role("button", name="Save task").click()
+
+    # Then the NS's own message (ns.task_retries) shows next to the field; nothing is saved
+    expect(page.locator("#retries-error")).to_contain_text("retries: give 0 to 10")
+    expect(page.get_by_label("Back-off before the first retry (seconds)")).to_have_value("30")
+    assert all(t["name"] != "flaky" for t in fleet.api.get("/api/tasks"))
+
+    # When a back-off that is no number is given, that field says so
+    page.get_by_label("Retries after a failure (0 to 10)").fill("3")
+    page.get_by_label("Back-off before the first retry (seconds)").fill("soon")
+    page.get_by_role("button", name="Save task").click()
+    expect(page.locator("#retry_backoff_s-error")).to_have_text("'soon' is not a number of seconds")
+
+    # When both are right, the task is saved with them, as the API shows
+    page.get_by_label("Back-off before the first retry (seconds)").fill("30")
+    page.get_by_role("button", name="Save task").click()
+    expect(page.get_by_role("status").filter(has_text="Task saved")).to_be_visible()
+    task = fleet.api.get("/api/tasks/flaky")
+    assert (task["retries"], task["retry_backoff_s"]) == (3, 30.0)
+
+    # And editing shows them and changes them
+    page.locator("tr[data-task='flaky']").get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Retries after a failure (0 to 10)")).to_have_value("3")
+    expect(page.get_by_label("Back-off before the first retry (seconds)")).to_have_value("30")
+    page.get_by_label("Retries after a failure (0 to 10)").fill("0")
+    page.get_by_role("button", name="Save task").click()
+    expect(page.get_by_role("status").filter(has_text="Task saved")).to_be_visible()
+    assert fleet.api.get("/api/tasks/flaky")["retries"] == 0

@@ -16,7 +16,7 @@ from taskfleet.console import task_params
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import parameters, runs, tasks
+from taskfleet.ns import parameters, runs, task_retries, tasks
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
 from taskfleet.storage.models import Collection, Task
@@ -26,16 +26,32 @@ Text = Annotated[str, Form()]
 
 
 def _form(
-    name: str = "", script: str = "", interpreter: str = "sh", timeout_s: str = "600"
+    name: str = "",
+    script: str = "",
+    interpreter: str = "sh",
+    timeout_s: str = "600",
+    retries: str = "0",
+    retry_backoff_s: str = "10",
 ) -> dict[str, str]:
-    return {"name": name, "script": script, "interpreter": interpreter, "timeout_s": timeout_s}
+    return {"name": name, "script": script, "interpreter": interpreter, "timeout_s": timeout_s,
+            "retries": retries, "retry_backoff_s": retry_backoff_s}  # fmt: skip
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, field: str = "timeout_s") -> float:
     try:
         return float(text)
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a number of seconds", field="timeout_s") from None
+        raise InvalidInput(f"{text!r} is not a number of seconds", field=field) from None
+
+
+def _retries(task: Task, form: dict[str, str]) -> None:
+    """The task's retries and back-off, checked by ns.task_retries as the API does."""
+    try:
+        retries = int(form["retries"].strip() or "0")
+    except ValueError:
+        raise InvalidInput(f"{form['retries']!r} is not a whole number", field="retries") from None
+    backoff = _seconds(form["retry_backoff_s"].strip() or "10", "retry_backoff_s")
+    task_retries.apply(task, retries, backoff)
 
 
 async def _list(request: Request, status_code: int = 200, **extra: Any) -> HTMLResponse:
@@ -87,9 +103,11 @@ async def create_task(
     script: Text = "",
     interpreter: Text = "sh",
     timeout_s: Text = "600",
+    retries: Text = "0",
+    retry_backoff_s: Text = "10",
 ) -> Response:
     user.require("admin")
-    form = _form(name, script, interpreter, timeout_s)
+    form = _form(name, script, interpreter, timeout_s, retries, retry_backoff_s)
     options = task_params.form_from_fields(await request.form())
     state = ns_state(request)
     try:
@@ -105,6 +123,7 @@ async def create_task(
                 user.name,
                 box=state.secrets,
             )
+            _retries(task, form)
     except TaskfleetError as exc:
         return await _editor(request, form, None, exc, options)
     return RedirectResponse(f"{PREFIX}/tasks?saved={task.id}", status_code=303)
@@ -120,6 +139,8 @@ async def edit_task(request: Request, key: str, user: Viewing) -> HTMLResponse:
         task.params.get("script", ""),
         task.params.get("interpreter", "sh"),
         f"{task.timeout_s:g}",
+        str(task.retries),
+        f"{task.retry_backoff_s:g}",
     )
     return await _editor(request, form, task.id, None, task_params.form_from_params(task.params))
 
@@ -133,9 +154,11 @@ async def save_task(
     script: Text = "",
     interpreter: Text = "sh",
     timeout_s: Text = "600",
+    retries: Text = "0",
+    retry_backoff_s: Text = "10",
 ) -> Response:
     user.require("admin")
-    form = _form(name, script, interpreter, timeout_s)
+    form = _form(name, script, interpreter, timeout_s, retries, retry_backoff_s)
     options = task_params.form_from_fields(await request.form())
     task_id: int | None = None
     state = ns_state(request)
@@ -147,6 +170,7 @@ async def save_task(
             params |= task_params.params_from_form(options)
             seconds = _seconds(timeout_s)
             await tasks.update(session, task, name, params, seconds, user.name, box=state.secrets)
+            _retries(task, form)
     except TaskfleetError as exc:
         return await _editor(request, form, task_id, exc, options)
     return RedirectResponse(f"{PREFIX}/tasks?saved={task_id}", status_code=303)
