@@ -4,6 +4,7 @@ output the agent reports for its instance (copy file, power control, inventory).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from taskfleet.protocol.messages import InstanceState
 
@@ -13,6 +14,8 @@ class Outcome:
     state: InstanceState
     return_code: int | None
     output: str
+    # A client job's step records (protocol.step_records), reported with its final status.
+    steps: list[dict[str, Any]] | None = None
 
 
 def succeeded(message: str) -> Outcome:

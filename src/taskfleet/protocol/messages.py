@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
+from taskfleet.protocol import step_records
 from taskfleet.protocol.fields import (
     DEFAULT_OUTPUT_LIMIT,
     MAX_OUTPUT_LIMIT,
@@ -45,7 +46,9 @@ PROTOCOL_VERSION = 1
 # output goes alone, and the status endpoints take bodies up to STATUS_BODY_BYTES for it
 # (as JSON a character may take 6 bytes: control characters become \u00XX).
 STATUS_REQUEST_BYTES = 1024 * 1024
-STATUS_BODY_BYTES = 6 * (MAX_OUTPUT_LIMIT + 1024) + 64 * 1024
+# A client job's final status also carries its step records, their outputs within
+# STEPS_OUTPUT_BUDGET (protocol.step_records).
+STATUS_BODY_BYTES = 6 * (MAX_OUTPUT_LIMIT + step_records.STEPS_OUTPUT_BUDGET + 1024) + 64 * 1024
 
 
 class InstanceState(enum.StrEnum):
@@ -250,6 +253,10 @@ class StatusEvent:
     # Why it ended so, when the agent knows better than the output can say (e.g. "agent
     # restarted during the run"); the NS keeps the first reason an instance gets.
     reason: ShortText | None = None
+    # A client job's final status: one record per step it ran (protocol.step_records).
+    # Typed loosely on purpose: the NS checks the records on their own, so a bad one is
+    # refused alone and never costs the instance its final status. Older agents: none.
+    steps: Any = None
 
 
 @dataclass
@@ -289,6 +296,8 @@ def event_size(event: StatusEvent) -> int:
     """About how many bytes ``event`` takes as JSON in a request: exact for its output
     (what makes an event large), a generous allowance for the rest."""
     output = event.output
+    if event.steps is not None:  # a client job's final status: rare, counted generously
+        return 256 + 6 * (len(output or "") + step_records.output_size(event.steps)) + 4096
     if not output:
         return 256
     if len(output) < 4096:

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import TypeAdapter, ValidationError
 
 from taskfleet.errors import InvalidInput, PayloadTooLarge
+from taskfleet.protocol import step_records
 from taskfleet.protocol.messages import StatusAck, StatusEvent, event_json
 from taskfleet.protocol.spool import Spool
 from taskfleet.server.validation import describe_validation
@@ -57,7 +58,7 @@ def by_size(events: list[StatusEvent], budget: int = MAX_REQUEST_BYTES) -> list[
     requests: list[list[StatusEvent]] = [[]]
     size = 0
     for event in events:
-        weight = 256 + 6 * len(event.output or "")
+        weight = 256 + 6 * (len(event.output or "") + step_records.output_size(event.steps))
         if requests[-1] and size + weight > budget:
             requests.append([])
             size = 0
