@@ -6,7 +6,7 @@ from __future__ import annotations
 from playwright.sync_api import Page, expect
 
 from taskfleet.protocol.templates import SECRET_MASK
-from tests.console.conftest import log_in, screenshot
+from tests.console.conftest import log_in, screenshot, seed
 from tests.fleet import Fleet
 
 AGENTS = ["pc-1", "pc-2"]
@@ -111,3 +111,55 @@ def test_the_run_form_warns_when_targets_lack_the_interpreter(
     expect(warning).to_contain_text("pc-1, pc-2")
     assert fleet.api.get("/api/runs")["runs"] == []
     screenshot(page, "31-run-form-interpreter-warning")
+
+
+def test_the_run_form_sets_exclusions_windows_and_completion_requirements(
+    console_fleet: Fleet, page: Page
+) -> None:
+    fleet = console_fleet
+    # Given three computers in collection Lab (no agents: their instances wait) and a task
+    seed(fleet, 3)
+    fleet.api.post("/api/collections", {"name": "Lab", "rules": {"name_pattern": "lab-*"}})
+    fleet.create_task("patch", "echo patched")
+    log_in(page, fleet)
+
+    # When the operator runs it on Lab minus lab-001, with a share done above 1
+    page.goto(f"{fleet.ns_url}/console/tasks/patch/run")
+    page.get_by_label("Collections").select_option("Lab")
+    page.get_by_label("Exclude (computer and collection names, comma-separated)").fill("lab-001")
+    page.get_by_label("Ignore maintenance windows").check()
+    page.get_by_label("Minimum wait (seconds)").fill("5")
+    page.get_by_label("Maximum wait (seconds)").fill("600")
+    page.get_by_label("Minimum share done (0.9 is 90 %)").fill("1.5")
+    page.get_by_role("button", name="Start run").click()
+
+    # Then ns.completion's message shows next to that field, the rest is kept, nothing runs
+    expect(page.locator("#min_share-error")).to_contain_text("min_share is a fraction above 0")
+    expect(page.get_by_label("Minimum share done (0.9 is 90 %)")).to_have_attribute(
+        "aria-invalid", "true"
+    )
+    expect(
+        page.get_by_label("Exclude (computer and collection names, comma-separated)")
+    ).to_have_value("lab-001")
+    expect(page.get_by_label("Ignore maintenance windows")).to_be_checked()
+    expect(page.get_by_label("Maximum wait (seconds)")).to_have_value("600")
+    assert fleet.api.get("/api/runs")["runs"] == []
+
+    # When an exclusion names nothing, that field says so
+    page.get_by_label("Minimum share done (0.9 is 90 %)").fill("0.5")
+    page.get_by_label("Exclude (computer and collection names, comma-separated)").fill("nowhere")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#exclude-error")).to_contain_text("nowhere")
+    assert fleet.api.get("/api/runs")["runs"] == []
+
+    # When it is corrected, the run starts with all of it, as the API shows
+    page.get_by_label("Exclude (computer and collection names, comma-separated)").fill("lab-001")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url("**/console/runs/*")
+    expect(page.locator("#run-exclude")).to_contain_text("lab-001")
+    expect(page.get_by_text("Ignores maintenance windows.")).to_be_visible()
+    expect(page.locator("#run-completion")).to_contain_text("min_share 0.5")
+    run = fleet.api.get(f"/api/runs/{int(page.url.rstrip('/').rsplit('/', 1)[-1])}")
+    assert run["exclude"] == ["lab-001"] and run["ignore_windows"] is True
+    assert run["requirements"] == {"min_wait_s": 5.0, "max_wait_s": 600.0, "min_share": 0.5}
+    assert sorted(i["computer"] for i in run["instances"]) == ["lab-000", "lab-002"]

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from taskfleet.console import task_params
+from taskfleet.console.schedules import requirements_of
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
@@ -24,6 +25,7 @@ from taskfleet.ns.state import ns_state
 from taskfleet.storage.models import Collection
 
 router = APIRouter(prefix=PREFIX + "/tasks", include_in_schema=False)
+NEEDS = ("min_wait_s", "max_wait_s", "min_count", "min_share")  # completion requirements
 
 
 def _chosen(targets: list[str], computers: str) -> list[str]:
@@ -49,7 +51,8 @@ async def _page(
         "collections": collections,
         "given": given,
         "error": error.message if error else "",
-        "error_field": error.field if error else None,
+        # ns.completion names requirements.FIELD; the form's inputs are FIELD
+        "error_field": error.field.removeprefix("requirements.") if error and error.field else None,
     }
     status = error.status_code if error else 200
     return await render(request, "run_form.html", context, status_code=status, page="tasks")
@@ -95,12 +98,16 @@ async def run_with(request: Request, key: str, user: Changing) -> Response:
     expires_in = str(fields.get("expires_in", "")).strip()  # (ns.expiry) empty: 7 days
     given = {"targets": targets, "computers": computers, "values": values, "report": report}
     given["expires_in"] = expires_in
+    # Exclusions, the windows override and completion requirements, as the API takes them.
+    more = {k: str(fields.get(k, "")) for k in ("exclude", "ignore_windows", *NEEDS)}
+    given |= more
     state = ns_state(request)
     try:
         if report not in runs.REPORTS:
             raise InvalidInput("report is 'live' or 'buffered'", field="report")
         live = report == runs.LIVE
         expires_in_s = expiry.duration(expires_in, "expires_in") if expires_in else None
+        requirements = requirements_of(more)  # checked by ns.completion
         async with state.session() as session:
             run = await runs.start_run(
                 state,
@@ -111,6 +118,9 @@ async def run_with(request: Request, key: str, user: Changing) -> Response:
                 user.name,
                 params=values,
                 expires_in_s=expires_in_s,
+                exclude=[n.strip() for n in more["exclude"].split(",") if n.strip()],
+                ignore_windows=more["ignore_windows"] == "on",
+                requirements=requirements,
             )
     except TaskfleetError as exc:
         # Secret values are not sent back to the browser: typed again after a mistake.
