@@ -96,3 +96,34 @@ def test_set_a_collections_maintenance_windows(console_fleet: Fleet, page: Page)
     stored = fleet.api.get(f"/api/collections/{servers}/windows")["windows"]
     assert stored == ["Sat 22:00-Sun 04:00 Europe/Berlin", "Wed 12:00-Wed 13:00 UTC"]
     screenshot(page, "21-maintenance-windows")
+
+
+def test_a_schedule_sets_the_expiry_of_its_runs(console_fleet: Fleet, page: Page) -> None:
+    fleet = console_fleet
+    # Given computers in collection Lab and a task
+    seed(fleet, 2)
+    fleet.api.post("/api/collections", {"name": "Lab", "rules": {"name_pattern": "lab-*"}})
+    fleet.create_task("nightly", "echo nightly")
+    log_in(page, fleet)
+
+    # When the operator adds a nightly schedule whose runs' expiry is no duration
+    page.goto(f"{fleet.ns_url}/console/schedules")
+    page.get_by_label("Task").select_option("nightly")
+    page.get_by_label("Collections", exact=True).select_option("Lab")
+    page.get_by_label("Recurring, cron").check()
+    page.get_by_label("Cron expression").fill("0 3 * * *")
+    expiry = page.get_by_label("Each run: computers that do not pick it up within")
+    expiry.fill("soon")
+    page.get_by_role("button", name="Add schedule").click()
+
+    # Then ns.expiry's message shows next to the field, the text stays, nothing is stored
+    expect(page.locator("#expires_in-error")).to_contain_text("'soon' is not a duration")
+    expect(expiry).to_have_value("soon")
+    assert fleet.api.get("/api/schedules") == []
+
+    # When it is 2 hours, the schedule is added and its runs expire 2 hours after they start
+    expiry.fill("2h")
+    page.get_by_role("button", name="Add schedule").click()
+    expect(page.get_by_role("status").filter(has_text="Schedule 1 added")).to_be_visible()
+    expect(page.locator("tr[data-schedule='1'] .expiry")).to_have_text("runs expire after 2 h")
+    assert fleet.api.get("/api/schedules/1")["options"] == {"expires_in_s": 7200.0}

@@ -8,6 +8,7 @@ everything typed still in it.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -19,7 +20,7 @@ from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import collections as collections_
-from taskfleet.ns import schedules
+from taskfleet.ns import expiry, schedules
 from taskfleet.ns.api_schedules import set_windows, windows_view
 from taskfleet.ns.state import ns_state
 from taskfleet.storage.models import Collection, Task, is_id
@@ -28,7 +29,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 Text = Annotated[str, Form()]
 FIELDS = (
     "task", "computers", "exclude", "when", "at", "cron", "timezone", "live",
-    "ignore_windows", "min_wait_s", "max_wait_s", "min_count", "min_share",
+    "ignore_windows", "min_wait_s", "max_wait_s", "min_count", "min_share", "expires_in",
 )  # fmt: skip
 
 
@@ -44,6 +45,17 @@ def _number(text: str, field: str, kind: type[float] | type[int] = float) -> flo
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise InvalidInput(f"{text!r} is not {what}", field=field) from None
+
+
+def options_of(form: dict[str, str]) -> dict[str, Any]:
+    """Further run settings: each run's expiry (90m, 2h, 3d...; empty: 7 days), checked
+    by ns.expiry as the API checks ``expires_in_s``."""
+    text = form.get("expires_in", "").strip()
+    if not text:
+        return {}
+    seconds = expiry.duration(text, "expires_in")
+    expiry.expires_at(time.time(), seconds, field_="expires_in")  # counted from each run's start
+    return {"expires_in_s": seconds}
 
 
 def requirements_of(form: dict[str, str]) -> dict[str, Any]:
@@ -93,7 +105,7 @@ async def add_schedule(request: Request, user: Changing) -> Response:
         targets = form["targets"] + _names(form["computers"])
         plan = schedules.Plan(
             form["task"], targets, _names(form["exclude"]), {}, form["live"] == "on",
-            form["ignore_windows"] == "on", requirements_of(form), {},
+            form["ignore_windows"] == "on", requirements_of(form), options_of(form),
         )  # fmt: skip
         at: dt.datetime | None = None
         cron: str | None = None
