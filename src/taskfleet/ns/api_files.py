@@ -106,7 +106,15 @@ async def remove_file(request: Request, key: str, admin: Administrator) -> None:
 @router.get(
     "/ts/files/{sha256}",
     tags=["task server"],
-    responses={200: {"content": {"application/octet-stream": {}}}, **errors(404)},
+    response_class=StreamingResponse,  # the file's bytes, not JSON
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
+        **errors(404),
+    },
 )
 async def fetch_file(
     request: Request, sha256: Sha256, ts_id: TaskServerApproved

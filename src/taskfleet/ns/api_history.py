@@ -62,7 +62,10 @@ async def list_runs(
 @router.get(
     "/runs/{run_id}/output/{computer}",
     response_model=run_queries.InstanceOutput,
-    responses={**errors(404, 409), 200: {"content": {"text/plain": {}}}},
+    responses={
+        **errors(404, 409),
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+    },
 )
 async def run_output(
     request: Request,

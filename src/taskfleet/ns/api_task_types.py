@@ -17,11 +17,11 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from taskfleet.ns import files, tasks
-from taskfleet.ns.api_work import task_view
 from taskfleet.ns.auth import Administrator
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.task_types import MAX_DELAY_S, MAX_MESSAGE, MAX_PATH, POWER_ACTIONS
+from taskfleet.ns.work_replies import TaskView, task_view
 from taskfleet.protocol.fields import Finite, Name, ShortText, text
 from taskfleet.protocol.messages import TaskType
 
@@ -55,7 +55,7 @@ class InventoryTask:
 
 async def _create(
     request: Request, name: str, type_: str, params: dict[str, Any], timeout_s: float, actor: str
-) -> dict[str, Any]:
+) -> TaskView:
     async with ns_state(request).session() as session:
         if type_ == TaskType.COPY_FILE:
             stored = await files.find(session, params["file"])
@@ -65,9 +65,7 @@ async def _create(
 
 
 @router.post("/copy-file", status_code=201, responses=errors(404, 409))
-async def create_copy_file(
-    request: Request, body: CopyFileTask, admin: Administrator
-) -> dict[str, Any]:
+async def create_copy_file(request: Request, body: CopyFileTask, admin: Administrator) -> TaskView:
     """A task that copies a stored file to ``path`` with ``mode`` (and ``owner``)."""
     params = {"file": body.file, "path": body.path, "mode": body.mode, "owner": body.owner}
     return await _create(request, body.name, TaskType.COPY_FILE, params, body.timeout_s, admin.name)
@@ -76,7 +74,7 @@ async def create_copy_file(
 @router.post("/power-control", status_code=201, responses=errors(409))
 async def create_power_control(
     request: Request, body: PowerControlTask, admin: Administrator
-) -> dict[str, Any]:
+) -> TaskView:
     """Restart, shut down or log off, after ``delay_s`` seconds, with a message."""
     params = {"action": body.action, "delay_s": body.delay_s, "message": body.message}
     return await _create(
@@ -85,9 +83,7 @@ async def create_power_control(
 
 
 @router.post("/inventory", status_code=201, responses=errors(409))
-async def create_inventory(
-    request: Request, body: InventoryTask, admin: Administrator
-) -> dict[str, Any]:
+async def create_inventory(request: Request, body: InventoryTask, admin: Administrator) -> TaskView:
     """A task that makes each computer send its inventory now (a built-in one exists:
     'Inventory')."""
     return await _create(request, body.name, TaskType.INVENTORY, {}, body.timeout_s, admin.name)

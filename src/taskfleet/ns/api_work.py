@@ -14,12 +14,25 @@ from pydantic import Field
 from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import advice, api_scripts, documents, runs, script_tasks, task_retries, tasks
+from taskfleet.ns import advice, api_scripts, documents, runs, task_retries, tasks
 from taskfleet.ns.api_schedules import RequirementsBody
 from taskfleet.ns.api_scripts import RunParams, ScriptOptions, script_params
 from taskfleet.ns.auth import Administrator, Operator, Viewer
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.work_replies import (
+    AdviceView,
+    AppliedDocument,
+    AppliedNow,
+    DocumentContent,
+    DocumentView,
+    RunProgress,
+    TaskView,
+    advice_view,
+    applied,
+    content,
+    task_view,
+)
 from taskfleet.protocol.fields import Finite, Int32, Name, ShortText, bounded_list, text
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
 from taskfleet.storage.models import AppliedVersion, Draft, Task
@@ -49,89 +62,75 @@ class EntryKey:
 
 
 @router.get("/documents/{kind}")
-async def show_document(request: Request, kind: Kind, _: Viewer) -> dict[str, Any]:
+async def show_document(request: Request, kind: Kind, _: Viewer) -> DocumentView:
     async with ns_state(request).session() as session:
         latest = await documents.latest(session, kind)
         draft = await session.get(Draft, kind)
-        return {
-            "kind": kind,
-            "applied": None
-            if latest is None
-            else {
-                "version": latest.version,
-                "document": latest.document,
-                "applied_at": latest.applied_at,
-                "applied_by": latest.applied_by,
-            },
-            "draft": await documents.draft_document(session, kind),
-            "unapplied": await documents.unapplied(session, kind),
-            "draft_updated_by": draft.updated_by if draft else None,
-        }
+        return DocumentView(
+            kind,
+            None if latest is None else applied(latest),
+            content(await documents.draft_document(session, kind)),
+            await documents.unapplied(session, kind),
+            draft.updated_by if draft else None,
+        )
 
 
 @router.put("/documents/{kind}/draft")
 async def put_draft(
     request: Request, kind: Kind, body: Document, admin: Administrator
-) -> dict[str, Any]:
+) -> DocumentContent:
     async with ns_state(request).session() as session:
-        return await documents.save_draft(session, kind, asdict(body), admin.name)
+        return content(await documents.save_draft(session, kind, asdict(body), admin.name))
 
 
 @router.post("/documents/{kind}/draft/entries", responses=errors(409))
 async def set_entry(
     request: Request, kind: Kind, body: EntryRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> DocumentContent:
     if body.position is not None and body.position < 1:
         raise InvalidInput("position counts from 1", field="position")
     async with ns_state(request).session() as session:
-        return await documents.set_entry(session, kind, body.entry, body.position, admin.name)
+        saved = await documents.set_entry(session, kind, body.entry, body.position, admin.name)
+        return content(saved)
 
 
 @router.post("/documents/{kind}/draft/entries/remove")
 async def remove_entry(
     request: Request, kind: Kind, body: EntryKey, admin: Administrator
-) -> dict[str, Any]:
+) -> DocumentContent:
     async with ns_state(request).session() as session:
         await documents.remove_entry(session, kind, body.collection, admin.name)
-        return await documents.draft_document(session, kind)
+        return content(await documents.draft_document(session, kind))
 
 
 @router.post("/documents/{kind}/apply")
-async def apply(request: Request, kind: Kind, admin: Administrator) -> dict[str, Any]:
+async def apply(request: Request, kind: Kind, admin: Administrator) -> AppliedNow:
     state = ns_state(request)
     async with state.session() as session:
         version = await documents.apply(session, kind, admin.name)
-        applied = {"kind": kind, "version": version.version, "document": version.document}
+        made = AppliedNow(kind, version.version, content(version.document))
     state.agents_changed()  # once committed: a task server refreshing now reads it
-    return applied
+    return made
 
 
 @router.get("/advice")
-async def scale_advice(request: Request, _: Viewer, draft: bool = False) -> list[dict[str, Any]]:
+async def scale_advice(request: Request, _: Viewer, draft: bool = False) -> list[AdviceView]:
     """R7: interval advice per configuration entry and per task server."""
     state = ns_state(request)
     async with state.session() as session:
         found = await advice.fleet_advice(session, state.settings.ts_capacity_rps, draft)
-    return [{**asdict(a), "ok": a.ok} for a in found]
+    return [advice_view(a) for a in found]
 
 
 @router.get("/documents/{kind}/versions")
-async def versions(request: Request, kind: Kind, _: Viewer) -> list[dict[str, Any]]:
+async def versions(request: Request, kind: Kind, _: Viewer) -> list[AppliedDocument]:
     async with ns_state(request).session() as session:
         rows = await session.scalars(
             select(AppliedVersion)
             .where(AppliedVersion.kind == kind)
             .order_by(AppliedVersion.version)
         )
-        return [
-            {
-                "version": v.version,
-                "applied_at": v.applied_at,
-                "applied_by": v.applied_by,
-                "document": v.document,
-            }
-            for v in rows.all()
-        ]
+        return [applied(v) for v in rows.all()]
 
 
 # --- tasks ------------------------------------------------------------------------
@@ -153,23 +152,8 @@ class TaskRequest(ScriptOptions):
     retry_backoff_s: Finite = 10.0
 
 
-def task_view(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "name": task.name,
-        "type": task.type,
-        "params": script_tasks.shown(task.params),  # secret defaults masked
-        "timeout_s": task.timeout_s,
-        "retries": task.retries,
-        "retry_backoff_s": task.retry_backoff_s,
-        "builtin": task.builtin,
-        "created_at": task.created_at,
-        "created_by": task.created_by,
-    }
-
-
 @router.post("/tasks", status_code=201, responses=errors(409))
-async def create_task(request: Request, body: TaskRequest, admin: Administrator) -> dict[str, Any]:
+async def create_task(request: Request, body: TaskRequest, admin: Administrator) -> TaskView:
     state = ns_state(request)
     async with state.session() as session:
         task = await tasks.create(
@@ -188,7 +172,7 @@ async def create_task(request: Request, body: TaskRequest, admin: Administrator)
 @router.put("/tasks/{key:path}", responses=errors(404, 409))
 async def edit_task(
     request: Request, key: str, body: TaskRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> TaskView:
     """Edit a run-script task: its name, script, options and declared parameters."""
     state = ns_state(request)
     async with state.session() as session:
@@ -207,7 +191,7 @@ async def edit_task(
 
 
 @router.get("/tasks")
-async def list_tasks(request: Request, _: Viewer) -> list[dict[str, Any]]:
+async def list_tasks(request: Request, _: Viewer) -> list[TaskView]:
     async with ns_state(request).session() as session:
         return [
             task_view(t) for t in (await session.scalars(select(Task).order_by(Task.name))).all()
@@ -215,7 +199,7 @@ async def list_tasks(request: Request, _: Viewer) -> list[dict[str, Any]]:
 
 
 @router.get("/tasks/{key:path}")
-async def show_task(request: Request, key: str, _: Viewer) -> dict[str, Any]:
+async def show_task(request: Request, key: str, _: Viewer) -> TaskView:
     async with ns_state(request).session() as session:
         return task_view(await tasks.find(session, key))
 
@@ -261,7 +245,7 @@ class RunRequest:
 
 
 @router.post("/runs", status_code=201, responses=errors(404, 409))
-async def start_run(request: Request, body: RunRequest, operator: Operator) -> dict[str, Any]:
+async def start_run(request: Request, body: RunRequest, operator: Operator) -> runs.RunSummary:
     state = ns_state(request)
     async with state.session() as session:
         run = await runs.start_run(
@@ -279,7 +263,7 @@ async def start_run(request: Request, body: RunRequest, operator: Operator) -> d
             expires_at=body.expires_at,
         )
     async with state.session() as session:
-        return asdict(await runs.summary(session, run.id, with_instances=False))
+        return await runs.summary(session, run.id, with_instances=False)
 
 
 # GET /api/runs (the run list, with its filters) and a computer's output: ns.api_history.
@@ -288,9 +272,9 @@ async def start_run(request: Request, body: RunRequest, operator: Operator) -> d
 @router.get("/runs/{run_id}")
 async def run_status(
     request: Request, run_id: int, _: Viewer, instances: bool = True
-) -> dict[str, Any]:
+) -> runs.RunSummary:
     async with ns_state(request).session() as session:
-        return asdict(await runs.summary(session, run_id, with_instances=instances))
+        return await runs.summary(session, run_id, with_instances=instances)
 
 
 # Re-read at least this often while waiting: the bound on the delay when no wake-up
@@ -313,7 +297,7 @@ async def wait_run(
     _: Viewer,
     since: Annotated[str, Query(max_length=64, description="'version' of the last reply")] = "",
     timeout: Annotated[float, Query(ge=0, le=60, description="seconds to wait at most")] = 10.0,
-) -> dict[str, Any]:
+) -> RunProgress:
     """Long poll: the run's counts (no instances) and their ``version`` as soon as the
     version differs from ``since`` or the run is done, else after ``timeout`` seconds.
 
@@ -332,7 +316,7 @@ async def wait_run(
             version = counts_version(found)
             left = deadline - asyncio.get_running_loop().time()
             if version != since or found.done or found.complete or left <= 0 or state.hub.closed:
-                return {**asdict(found), "version": version}
+                return RunProgress(**asdict(found), version=version)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(left, RUN_RECHECK_S)):
                     await changed.wait()
