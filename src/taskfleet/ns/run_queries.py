@@ -24,7 +24,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
-from taskfleet.ns import computers, jobs, runs, tasks
+from taskfleet.ns import computers, instance_steps, jobs, runs, tasks
 from taskfleet.protocol.fields import TRUNCATION_MARKER
 from taskfleet.protocol.messages import InstanceState
 from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run, RunTarget
@@ -136,6 +136,8 @@ class InstanceOutput:
     finished_at: float | None
     truncated: bool  # the output ends with taskfleet's truncation marker
     output: str
+    # A client job's steps as its agent reported them (ns.instance_steps); else empty.
+    steps: list[instance_steps.StepResult] = field(default_factory=list)
 
 
 async def instance_output(session: AsyncSession, run_id: int, computer_key: str) -> InstanceOutput:
@@ -163,4 +165,5 @@ async def instance_output(session: AsyncSession, run_id: int, computer_key: str)
         finished_at=instance.finished_at,
         truncated=_MARKER_HEAD in output[-200:],
         output=output,
+        steps=await instance_steps.of_instance(session, instance.id),
     )

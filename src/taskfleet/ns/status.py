@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import any_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskfleet.ns import instance_steps
 from taskfleet.ns.status_rows import chunks, first_sightings, ints, load, postgres, write_back
 from taskfleet.protocol.messages import StatusAck, StatusEvent
 from taskfleet.storage.models import MAX_ID, AssignmentRecord
@@ -129,11 +130,17 @@ async def ingest(
         else:
             applicable.append(event)
     fresh = await first_sightings(session, applicable, via_task_server) if applicable else set()
+    steps: list[tuple[int, object]] = []  # a client job's step records, of the event ending it
     for event in applicable:
         if event.id in fresh:
-            rows[event.instance_id].apply(event)
+            row = rows[event.instance_id]
+            ended = row.state.terminal
+            row.apply(event)
+            if event.steps is not None and not ended and row.finished is not None:
+                steps.append((row.id, event.steps))
         done.ack.accepted.append(event.id)
     changed = [r for r in rows.values() if r.changed]
     await write_back(session, changed)
+    await instance_steps.store(session, steps)
     done.runs = {r.run_id for r in changed}
     return done

@@ -505,3 +505,24 @@ class FileChunk(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --- client jobs' step records (migration 0018, ns.instance_steps) --------------------
+
+
+class InstanceStep(Base):
+    """One step a client job ran on its computer, as the agent reported it with the
+    instance's final status (protocol.step_records): the instance's structured view of
+    what its text output shows under each step's header. Goes with its instance."""
+
+    __tablename__ = "instance_step"
+
+    instance_id: Mapped[int] = mapped_column(
+        ForeignKey("instance.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # the order it ran in, from 1
+    path: Mapped[str] = mapped_column(String(64))  # "2", "2.1": a nested job's step
+    name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    return_code: Mapped[int | None] = mapped_column(Integer)
+    output: Mapped[str] = mapped_column(Text, default="")
