@@ -6,10 +6,26 @@ the statuses the API returns. Real NS (and task server) processes; the CLI as a 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
+from taskfleet.ns import (
+    api_files,
+    api_history,
+    api_inventory,
+    api_jobs,
+    api_lifecycle,
+    api_schedules,
+    api_scripts,
+    api_task_types,
+    api_work,
+)
+from taskfleet.ns.app import create_app
+from taskfleet.ns.settings import NSSettings
 from tests.cli.test_cli import taskfleet
 from tests.fleet import Fleet
 from tests.integration.nodes import RawAgent
@@ -123,3 +139,50 @@ def test_the_openapi_document_lists_the_statuses_the_api_returns(fleet: Fleet) -
     assert operations[("GET", "/api/collections/{collection_id}")] >= {"400", "401", "404"}
     assert operations[("POST", "/api/tasks")] >= {"400", "401", "403", "409", "413"}
     assert operations[("GET", "/api/me")] == {"200", "401", "403"}
+
+
+# The work-model API (issue 9): every reply is described by a model, never a bare object.
+WORK_MODULES = (
+    api_work, api_jobs, api_schedules, api_scripts, api_task_types, api_lifecycle,
+    api_history, api_files, api_inventory,
+)  # fmt: skip
+
+
+def reply_schema_fault(schema: dict[str, Any], components: dict[str, Any]) -> str | None:
+    """Why a reply's JSON schema does not describe it, or None when it does."""
+    if schema.get("type") == "array":
+        return reply_schema_fault(schema.get("items", {}), components)
+    ref = schema.get("$ref", "")
+    if not ref.startswith("#/components/schemas/"):
+        return f"not a model: {schema}"
+    model = components[ref.rsplit("/", 1)[1]]
+    return None if model.get("properties") else f"{ref} lists no properties"
+
+
+def test_every_work_model_reply_has_a_schema_in_the_openapi_document(tmp_path: Path) -> None:
+    # Given the NS app's OpenAPI document
+    settings = NSSettings("sqlite://", "127.0.0.1:0", tmp_path, insecure_http=True)
+    document = create_app(settings).openapi()
+    components = document["components"]["schemas"]
+    faults, seen = [], 0
+    for module in WORK_MODULES:
+        for route in module.router.routes:
+            assert isinstance(route, APIRoute)
+            for method in route.methods:
+                operation = document["paths"][route.path_format][method.lower()]
+                for code, response in operation["responses"].items():
+                    if not code.startswith("2") or code == "204":
+                        continue
+                    seen += 1
+                    # Then each success reply says what it holds: JSON by a model
+                    # (or a list of one), text and bytes by a schema of their own
+                    for media, body in response.get("content", {"none": {}}).items():
+                        schema = body.get("schema", {})
+                        if media == "application/json":
+                            fault = reply_schema_fault(schema, components)
+                        else:
+                            fault = None if schema else f"{media} without a schema"
+                        if fault:
+                            faults.append(f"{method} {route.path_format} {code}: {fault}")
+    assert seen > 30  # the modules' routes were found
+    assert not faults, "\n".join(faults)
