@@ -3,11 +3,12 @@ shown on the run, and one computer's whole output."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from playwright.sync_api import Page, expect
 
-from tests.console.conftest import log_in, screenshot
+from tests.console.conftest import log_in, screenshot, seed
 from tests.fleet import Fleet
 
 
@@ -132,3 +133,47 @@ def test_the_output_kept_per_computer_is_set_with_the_intervals(
     expect(page.locator("tr[data-collection='Lab']")).to_contain_text("64 KiB")
     draft = fleet.api.get("/api/documents/agent-config")["draft"]["entries"]
     assert [e["output_limit_kib"] for e in draft if e["collection"] == "Lab"] == [64]
+
+
+def test_a_run_held_by_a_maintenance_window_says_when_the_window_opens(
+    console_fleet: Fleet, page: Page
+) -> None:
+    fleet = console_fleet
+    # Given two computers in Lab, whose only window opens in about 6 hours, and a task
+    seed(fleet, 2)
+    lab = fleet.api.post("/api/collections", {"name": "Lab", "rules": {"name_pattern": "lab-*"}})
+    start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(hours=6)
+    end = start + dt.timedelta(hours=1)
+    window = f"{start:%a %H:%M}-{end:%a %H:%M} UTC"
+    fleet.api.call("PUT", f"/api/collections/{lab['id']}/windows", json={"windows": [window]})
+    fleet.create_task("patch", "echo patched")
+    held = fleet.run("patch", ["Lab"])
+    free = fleet.api.post(
+        "/api/runs", {"task": "patch", "targets": ["Lab"], "ignore_windows": True}
+    )["id"]
+    log_in(page, fleet)
+
+    # When the operator opens the run that respects windows
+    page.goto(f"{fleet.ns_url}/console/runs/{held}")
+
+    # Then each computer says it waits for the window, and when that opens
+    for name in ("lab-000", "lab-001"):
+        row = page.locator(f"tr[data-computer='{name}']")
+        expect(row.locator(".state")).to_have_text("Pending")
+        expect(row.locator(".held")).to_have_text(
+            re.compile(r"^Waiting for window \(opens in \d+ h\)$")
+        )
+        opens = float(row.locator(".held time").get_attribute("data-epoch") or "nan")
+        assert abs(opens - start.timestamp()) < 1
+    expect(page.locator("#run-held")).to_contain_text(
+        "2 computers waiting for a maintenance window"
+    )
+    screenshot(page, "32-run-held-by-window")
+    # and the instances' state itself is unchanged in the API
+    assert {i["state"] for i in fleet.api.get(f"/api/runs/{held}")["instances"]} == {"Pending"}
+
+    # When they open the run that ignores windows, nothing says it waits for one
+    page.goto(f"{fleet.ns_url}/console/runs/{free}")
+    expect(page.locator("tr[data-computer='lab-000'] .state")).to_have_text("Pending")
+    expect(page.locator(".held")).to_have_count(0)
+    expect(page.locator("#run-held")).to_have_count(0)

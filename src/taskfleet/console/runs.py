@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from sqlalchemy import select
 
+from taskfleet.console.run_windows import held
 from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, SECURITY_HEADERS, render
 from taskfleet.errors import InvalidInput, TaskfleetError
@@ -93,14 +94,16 @@ async def _summary(request: Request, run_id: int) -> runs.RunSummary:
 
 @router.get("/{run_id}")
 async def run_page(request: Request, run_id: int, user: Viewing) -> HTMLResponse:
-    context = {"run": await _summary(request, run_id), "states": STATES}
+    run = await _summary(request, run_id)
+    context = {"run": run, "states": STATES, "held": await held(request, run)}
     return await render(request, "run.html", context, page="runs")
 
 
 @router.get("/{run_id}/live")
 async def run_live(request: Request, run_id: int, user: Viewing) -> HTMLResponse:
     """The part of the run page that updates itself every second or two (htmx)."""
-    context = {"run": await _summary(request, run_id), "states": STATES}
+    run = await _summary(request, run_id)
+    context = {"run": run, "states": STATES, "held": await held(request, run)}
     return await render(request, "_run_live.html", context)
 
 

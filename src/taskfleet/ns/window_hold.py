@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from taskfleet.ns.state import NSState
-from taskfleet.ns.windows import Window, open_collections
+from taskfleet.ns.windows import Window, next_open, open_collections
 from taskfleet.protocol.messages import InstanceState
 from taskfleet.storage.models import (
     CollectionMembership,
@@ -156,3 +156,36 @@ async def restrict(session: AsyncSession, query: Any) -> Any:
     """``query`` over Instance, less the instances held back by closed windows."""
     held = await clause(session)
     return query if held is None else query.where(held)
+
+
+async def held_until(
+    session: AsyncSession, computer_ids: Collection[int], now: float | None = None
+) -> dict[int, float]:
+    """Of these computers, the ones whose windows hold their work back now (in a
+    collection with windows, none of them open), each with when its first window opens.
+    For the run page, which says "waiting for window" rather than a bare Pending; the
+    instances' state stays Pending. The caller passes only computers whose instance is
+    Pending in a run that does not ignore windows."""
+    found = await book(session)
+    if not found.by_collection or not computer_ids:
+        return {}
+    now = time.time() if now is None else now
+    open_ids = found.open_now(now)
+    windowed: dict[int, set[int]] = {}
+    ids = sorted(set(computer_ids))
+    for start in range(0, len(ids), 1000):  # bound the IN list (a run of 100,000)
+        rows = await session.execute(
+            select(CollectionMembership.computer_id, CollectionMembership.collection_id).where(
+                CollectionMembership.computer_id.in_(ids[start : start + 1000]),
+                CollectionMembership.collection_id.in_(sorted(found.by_collection)),
+            )
+        )
+        for computer_id, collection_id in rows.all():
+            windowed.setdefault(computer_id, set()).add(collection_id)
+    held: dict[int, float] = {}
+    for computer_id, collection_ids in windowed.items():
+        if collection_ids & open_ids:
+            continue  # one of its windows is open: deliverable now
+        opens = [next_open(found.by_collection[c], now) for c in collection_ids]
+        held[computer_id] = min(o for o in opens if o is not None)
+    return held

@@ -25,7 +25,10 @@ function showTimes(root) {
     const epoch = parseFloat(el.getAttribute("data-epoch"));
     if (!isFinite(epoch)) return;
     const when = new Date(epoch * 1000);
-    el.textContent = ago(Math.max(0, Date.now() / 1000 - epoch));
+    const past = Date.now() / 1000 - epoch;
+    // A moment ahead (a window that opens, a run's expiry) reads "in 3 h"; a few
+    // seconds' clock skew on a moment just past still reads "0 s ago".
+    el.textContent = past < -5 ? "in " + ago(-past).replace(/ ago$/, "") : ago(Math.max(0, past));
     el.setAttribute("datetime", when.toISOString());
     el.title = when.toLocaleString();
   });
