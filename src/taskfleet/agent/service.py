@@ -33,6 +33,7 @@ from taskfleet.agent import (
     copy_file,
     interrupted,
     inventory,
+    job_resume,
     outcome,
     power,
     retries,
@@ -151,6 +152,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._sending = asyncio.Lock()
         self.restart_requested = False
+        self._resuming: list[job_resume.Saved] = []  # client jobs paused for a restart
         self._load_identity()
 
     # --- identity and assignment ---------------------------------------------------
@@ -414,6 +416,7 @@ class Agent:
             if self._stop.is_set():
                 return
             assigner.result()
+            self._resume_jobs()
             loops = [
                 asyncio.create_task(self._channel_loop()),
                 asyncio.create_task(self._poll_loop()),
@@ -443,9 +446,13 @@ class Agent:
                 await self.ts.aclose()
 
     def _recover(self) -> None:
-        """Instances cut off by a restart: not started yet may run; started ones are failed."""
+        """Instances cut off by a restart: not started yet may run; started ones are failed,
+        but for client jobs that their own restart step paused (agent.job_resume)."""
         for instance_id, state in self.ledger.unfinished().items():
-            if state == InstanceState.RUNNING:
+            saved = job_resume.load(self.ledger.directory, instance_id)
+            if state == InstanceState.RUNNING and saved is not None:
+                self._resuming.append(saved)  # its own restart step paused it: go on after it
+            elif state == InstanceState.RUNNING:
                 # Kill what is left of its script first (agent.interrupted), then report.
                 output = interrupted.stop_leftovers(self.ledger.directory, instance_id)
                 self.ledger.record(instance_id, InstanceState.FAILED)
@@ -620,6 +627,8 @@ class Agent:
     def _accept(self, item: WorkItem) -> None:
         if self.ledger.state(item.instance_id) is not None:
             return  # already accepted once: never run twice (R8)
+        if self._stop.is_set():
+            return  # restarting: it would be cut off; the task server hands it out again
         self._emit(item, InstanceState.RECEIVED)
         task = asyncio.create_task(self._execute(item))
         self._running.add(task)
@@ -629,12 +638,7 @@ class Agent:
         self._emit(item, InstanceState.RUNNING)
         if item.task_type == TaskType.RESTART_AGENT:
             self._emit(item, InstanceState.SUCCEEDED, 0, "taskfleet: agent restarting")
-            with contextlib.suppress(TaskfleetError, TimeoutError):
-                await asyncio.wait_for(self.send_status(), 10)
-            # R10: the process restarts itself (see agent.cli) and so forgets its task server.
-            self.restart_requested = True
-            self._stop.set()
-            return
+            return await self._restart()
         if item.task_type == TaskType.COPY_FILE:
             return self._finish(item, await copy_file.run(item, self.ts))
         if item.task_type == TaskType.POWER_CONTROL:
@@ -643,8 +647,41 @@ class Agent:
                 item, await power.run(item.params, test_file, lambda o: self._finish_now(item, o))
             )
         if item.task_type == JOB_TASK_TYPE:  # a client job: its steps, here
-            return self._finish(item, await client_jobs.run(item, self._run_step))
+            return self._finish(item, await self._run_job(item))
         self._finish(item, await self._run_step(item))
+
+    async def _restart(self) -> None:
+        with contextlib.suppress(TaskfleetError, TimeoutError):
+            await asyncio.wait_for(self.send_status(), 10)
+        # R10: the process restarts itself (see agent.cli) and so forgets its task server.
+        self.restart_requested = True
+        self._stop.set()
+
+    async def _run_job(self, item: WorkItem, saved: job_resume.Saved | None = None) -> Outcome:
+        """A client job from its start, or from where its restart step paused it."""
+        directory = self.ledger.directory
+        test_mode = power.recording_file(self.options.power_test_file) is not None
+        resume = None
+        if saved is not None:
+            canceled = lambda: self.stopper.canceled(item.instance_id)  # noqa: E731
+            resume = await job_resume.resumed(directory, saved, canceled)
+        return await client_jobs.run(
+            item,
+            self._run_step,
+            lambda paused: job_resume.keep(directory, item, paused, test_mode),
+            resume,
+        )
+
+    def _resume_jobs(self) -> None:
+        for saved in self._resuming:
+            task = asyncio.create_task(self._resume_job(saved))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        self._resuming = []
+
+    async def _resume_job(self, saved: job_resume.Saved) -> None:
+        log.info("instance %s: the job goes on after its restart", saved.item.instance_id)
+        self._finish(saved.item, await self._run_job(saved.item, saved))
 
     async def _run_step(self, item: WorkItem) -> Outcome:
         """A task that ends in an ``Outcome``: on its own, or as a client job's step."""
@@ -652,6 +689,15 @@ class Agent:
             return await copy_file.run(item, self.ts)
         if item.task_type == TaskType.INVENTORY:
             return await inventory.run_task(self.send_inventory)
+        if item.task_type == TaskType.RESTART_AGENT:  # a client job's step (agent.job_resume)
+            return await job_resume.restart_agent_step(self._restart)
+        if item.task_type == TaskType.POWER_CONTROL:  # likewise; alone, see _execute
+            return await job_resume.power_step(
+                item,
+                power.recording_file(self.options.power_test_file),
+                self.send_status,
+                lambda: self.stopper.canceled(item.instance_id),
+            )
         if item.task_type != TaskType.RUN_SCRIPT:
             return outcome.failed(f"this agent cannot run a {item.task_type!r} task here")
 
