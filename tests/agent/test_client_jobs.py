@@ -11,6 +11,7 @@ from typing import Any
 
 from taskfleet.agent import client_jobs
 from taskfleet.agent.outcome import Outcome
+from taskfleet.protocol import step_records
 from taskfleet.protocol.messages import InstanceState, WorkItem
 
 OK, FAILED, TIMED_OUT = InstanceState.SUCCEEDED, InstanceState.FAILED, InstanceState.TIMED_OUT
@@ -112,3 +113,40 @@ def test_a_plan_the_agent_cannot_follow_fails_with_the_reason() -> None:
     outcome, ran = walk(job_item([step("a", on_failure="retry")]), {"a": [Outcome(OK, 0, "")]})
     assert outcome.state == FAILED and ran == []
     assert "cannot run" in outcome.output and "retry" in outcome.output
+
+
+def test_each_step_run_is_recorded_with_its_path_state_return_code_and_output() -> None:
+    # Given a job whose first step fails with 3010 and goes to a nested job, which runs
+    # two steps, then the job ends
+    inner = {"name": "inner", "job": {"timeout_s": 60, "steps": [step("x"), step("y")]}}
+    steps = [step("install", on_code={"3010": "goto:2"}), inner]
+    results = {"install": [Outcome(FAILED, 3010, "reboot needed\n")],
+               "x": [Outcome(OK, 0, "X out")], "y": [Outcome(OK, 0, "y" * 40_000)]}  # fmt: skip
+
+    # When it runs
+    outcome, ran = walk(job_item(steps), results)
+
+    # Then one record per step run, in order, a nested job's own record before its steps'
+    assert ran == ["install", "x", "y"] and outcome.state == OK
+    assert outcome.steps is not None
+    assert [(s["path"], s["name"], s["state"], s["return_code"]) for s in outcome.steps] == [
+        ("1", "install", "Failed", 3010),
+        ("2", "inner", "Succeeded", 0),
+        ("2.1", "x", "Succeeded", 0),
+        ("2.2", "y", "Succeeded", 0),
+    ]
+    assert outcome.steps[0]["output"] == "reboot needed"
+    assert outcome.steps[2]["output"] == "X out"
+    # And a long output is cut in its record (the text output keeps it whole)
+    assert len(outcome.steps[3]["output"]) < step_records.STEP_OUTPUT_LIMIT + 200
+    assert "output truncated by taskfleet" in outcome.steps[3]["output"]
+    assert "y" * 40_000 in outcome.output
+    # And the records pass the NS's check as they are
+    assert step_records.checked(outcome.steps).refused == []
+
+
+def test_a_goto_loop_reports_its_last_step_records_only() -> None:
+    outcome, ran = walk(job_item([step("a", on_success="goto:1")]), {"a": [Outcome(OK, 0, "")]})
+    assert outcome.state == FAILED and outcome.steps is not None
+    assert len(outcome.steps) == step_records.MAX_STEP_RECORDS
+    assert {s["path"] for s in outcome.steps} == {"1"}

@@ -567,6 +567,7 @@ class Agent:
         output: str | None,
         live: bool,
         reason: str | None = None,
+        steps: list[dict[str, Any]] | None = None,
     ) -> None:
         assert self.credential is not None
         event = StatusEvent(
@@ -579,20 +580,26 @@ class Agent:
             output=output,
             live=live,
             reason=reason,
+            steps=steps,
         )
         self.spool.put([event])
         if live:
             self._flush.set()
 
     def _emit(
-        self, item: WorkItem, state: str, rc: int | None = None, output: str | None = None
+        self,
+        item: WorkItem,
+        state: str,
+        rc: int | None = None,
+        output: str | None = None,
+        steps: list[dict[str, Any]] | None = None,  # a client job's (protocol.step_records)
     ) -> None:
         reason = None
         if InstanceState(state).terminal:  # canceled meanwhile: say so (agent.cancel)
             state, output, reason = self.stopper.outcome_of(item.instance_id, state, output)
         self.ledger.record(item.instance_id, state)
         live = item.live or reason is not None  # a cancel is reported at once
-        self._emit_raw(item.instance_id, state, rc, output, live, reason)
+        self._emit_raw(item.instance_id, state, rc, output, live, reason, steps)
         if InstanceState(state).terminal:
             self.stopper.done(item.instance_id)
 
@@ -735,7 +742,7 @@ class Agent:
 
     def _finish(self, item: WorkItem, result: Outcome | None) -> None:
         if result is not None:  # (None: reported already)
-            self._emit(item, result.state, result.return_code, result.output)
+            self._emit(item, result.state, result.return_code, result.output, result.steps)
 
     async def _finish_now(self, item: WorkItem, result: Outcome) -> None:
         """Report and send at once: what comes next may stop this agent (a power off)."""

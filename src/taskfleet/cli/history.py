@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
+from rich.markup import escape
 
 from taskfleet.cli.client import Api, Context
 from taskfleet.cli.output import emit_json, table
@@ -90,9 +91,28 @@ def run_output(
     json: JsonOpt = False,
 ) -> None:
     """One computer's whole output of a run, as plain text (pipe it anywhere); with
-    --json, also its state, return code and times."""
+    --json, also its state, return code, times and a client job's steps. A client job's
+    steps come first, as a table: each step's state, return code and first output line."""
     found = _api(ctx).get(f"/api/runs/{run_id}/output/{quote(computer, safe='')}")
     if json:
         return emit_json(found)
+    if found.get("steps"):  # an NS before step records sends none
+        table(
+            f"Run {run_id} on {found['computer']}: steps",
+            ["Step", "Name", "State", "Return code", "Output"],
+            [_step_row(s) for s in found["steps"]],
+        )
     sys.stdout.write(found["output"])
     sys.stdout.flush()
+
+
+def _step_row(step: dict[str, Any]) -> list[Any]:
+    lines = str(step.get("output") or "").splitlines()
+    first = lines[0][:60] + ("…" if len(lines) > 1 or len(lines[0]) > 60 else "") if lines else ""
+    return [
+        step.get("path"),
+        escape(str(step.get("name", ""))),
+        step.get("state"),
+        step.get("return_code"),
+        escape(first),
+    ]
