@@ -24,6 +24,7 @@ from taskfleet.ns import (
 )
 from taskfleet.ns import collections as collections_
 from taskfleet.ns import targets as targets_
+from taskfleet.ns.run_replies import InstanceRow, StepRun
 from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.jobs import JobKind
@@ -333,7 +334,7 @@ class RunSummary:
     total: int
     counts: dict[str, int]
     done: bool
-    instances: list[dict[str, Any]] = field(default_factory=list)
+    instances: list[InstanceRow] = field(default_factory=list)
     # The declared parameters' values, secret ones masked (ns.parameters).
     params: dict[str, str] = field(default_factory=dict)
     # "live" (status at once) or "buffered" (every Send Status Interval): Run.live, named.
@@ -350,7 +351,7 @@ class RunSummary:
     scheduled_for: float | None = None
     coalesced: int = 0
     # A server job's run: its steps' runs so far (ns.server_jobs); None for other runs.
-    steps: list[dict[str, Any]] | None = None
+    steps: list[StepRun] | None = None
     expires_at: float | None = None  # instances no agent received by then: Expired
 
 

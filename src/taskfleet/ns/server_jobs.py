@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.ns import audit, cancel, job_plans
 from taskfleet.ns.job_plans import JOB_FAILED, JOB_SUCCEEDED, JOB_TIMED_OUT
+from taskfleet.ns.run_replies import StepRun
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.jobs import JobKind, decide, parse_conditions
 from taskfleet.protocol.messages import InstanceState
@@ -156,7 +157,7 @@ async def _end(session: AsyncSession, job_run: Run, outcome: str, why: str, now:
     return True
 
 
-async def step_runs(session: AsyncSession, job_run: Run) -> list[dict[str, Any]]:
+async def step_runs(session: AsyncSession, job_run: Run) -> list[StepRun]:
     """The job run's step runs so far, in the order they started (a goto may repeat one)."""
     assert job_run.plan is not None
     steps = job_run.plan["steps"]

@@ -116,9 +116,9 @@ def task_view(task: Task) -> TaskView:
 # --- runs ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunProgress(runs.RunSummary):
     """A run's counts as ``GET /api/runs/{id}/wait`` answers: ``version`` goes back as
     ``since``."""
 
-    version: str = ""
+    version: str
