@@ -57,3 +57,25 @@ def test_build_a_job_step_by_step_fix_a_mistake_and_run_it(
     (instance,) = fleet.api.get(f"/api/runs/{run_id}")["instances"]
     assert "step 1: install — Failed, return code 3" in instance["output"]
     assert "checked" in instance["output"]
+    # And the run page lists the computer's steps: each one's state and return code
+    steps = page.locator("#run-steps table[data-computer='pc-1']")
+    expect(steps.locator("tbody tr")).to_have_count(2, timeout=15_000)
+    expect(steps.locator("tr[data-step='1']")).to_contain_text("install")
+    expect(steps.locator("tr[data-step='1']")).to_contain_text("Failed")
+    expect(steps.locator("tr[data-step='1'] td").nth(3)).to_have_text("3")
+    expect(steps.locator("tr[data-step='2']")).to_contain_text("Succeeded")
+    assert no_horizontal_scroll(page)
+    screenshot(page, "32-job-run-steps")
+
+    # When a server job of the same tasks runs
+    fleet.api.post("/api/jobs", {"name": "Wave", "kind": "server",
+                                 "steps": [{"task": "check"}, {"task": "check"}]})  # fmt: skip
+    wave = fleet.wait_run(fleet.run("Wave", ["pc-1"]))
+    # Then its run page lists its step runs with their state counts, each a link
+    page.goto(f"{fleet.ns_url}/console/runs/{wave['id']}")
+    rows = page.locator("#run-steps table.server-steps tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Succeeded 1")
+    screenshot(page, "33-server-job-steps")
+    rows.nth(1).get_by_role("link").click()
+    expect(page.locator("h1")).to_contain_text("check")

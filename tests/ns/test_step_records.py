@@ -104,6 +104,6 @@ def test_step_records_of_a_resent_or_late_event_are_not_stored_twice(db_url: str
             steps = await instance_steps.of_instance(session, given["instances"]["pc-0"][0])
             by_run = await instance_steps.of_run(session, 1)
         assert [s.path for s in steps] == ["1", "2"]
-        assert [s.path for s in by_run["pc-0"]] == ["1", "2"]
+        assert [s.path for s in by_run[(given["instances"]["pc-0"][1], "pc-0")]] == ["1", "2"]
 
     run(db_url, body)

@@ -19,6 +19,7 @@ from taskfleet.console import (
     dashboard,
     policy,
     run_cancel,
+    run_steps,
     runs,
     schedules,
     sessions,
@@ -144,6 +145,7 @@ def install(app: FastAPI) -> None:
     app.include_router(console_jobs.router)
     app.include_router(runs.router)
     app.include_router(run_cancel.router)  # POST /console/runs/{id}/cancel
+    app.include_router(run_steps.router)  # GET /console/runs/{id}/steps: a job's steps
     app.include_router(schedules.router)
     app.include_router(policy.router)
     app.include_router(agent_config.router)

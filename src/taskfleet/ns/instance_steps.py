@@ -70,12 +70,13 @@ async def of_instance(session: AsyncSession, instance_id: int) -> list[StepResul
 
 async def of_run(
     session: AsyncSession, run_id: int, limit: int = MAX_SHOWN
-) -> dict[str, list[StepResult]]:
-    """Computers' step records in one run, by computer name (those with any), without
-    their outputs (a run may have thousands of computers: each computer's output page
-    has them), at most ``limit`` records in all."""
+) -> dict[tuple[int, str], list[StepResult]]:
+    """Computers' step records in one run, by computer (id, name; those with any),
+    without their outputs (a run may have thousands of computers: each computer's
+    output page has them), at most ``limit`` records in all."""
     rows = await session.execute(
         select(
+            Computer.id,
             Computer.name,
             InstanceStep.path,
             InstanceStep.name.label("step"),
@@ -88,9 +89,10 @@ async def of_run(
         .order_by(Computer.name, InstanceStep.seq)
         .limit(limit)
     )
-    found: dict[str, list[StepResult]] = {}
+    found: dict[tuple[int, str], list[StepResult]] = {}
     for r in rows.all():
-        found.setdefault(r.name, []).append(StepResult(r.path, r.step, r.state, r.return_code, ""))
+        step = StepResult(r.path, r.step, r.state, r.return_code, "")
+        found.setdefault((r.id, r.name), []).append(step)
     return found
 
 
