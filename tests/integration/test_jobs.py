@@ -64,14 +64,17 @@ def test_a_client_job_branches_on_each_computer_by_return_code(fleet: Fleet) -> 
 
 
 def test_a_job_that_cannot_run_is_refused_when_the_run_is_made(fleet: Fleet) -> None:
-    # Given a job whose first step restarts the agent, which a job cannot go on after
+    # Given a 10-minute client job whose step restarts the computer in an hour: the job
+    # could never go on after it (restarts that come in time: test_job_power.py)
     fleet.create_task("check", "true")
-    steps = [{"task": "Restart agent"}, {"task": "check"}]
-    fleet.api.post("/api/jobs", {"name": "Bounce", "steps": steps})
+    later = {"name": "reboot later", "action": "restart", "delay_s": 3600}
+    fleet.api.post("/api/tasks/power-control", later)
+    steps = [{"task": "reboot later"}, {"task": "check"}]
+    fleet.api.post("/api/jobs", {"name": "Bounce", "steps": steps, "timeout_s": 600})
     # When it is run, Then it is refused before anything reaches a computer
     with pytest.raises(ApiError) as ending:
         fleet.run("Bounce", ["pc-1"])
-    assert ending.value.status == 400 and "restarts the agent" in str(ending.value.body)
+    assert ending.value.status == 400 and "could never go on" in str(ending.value.body)
     # and a name that is neither a task nor a job says where to look
     with pytest.raises(ApiError) as missing:
         fleet.run("Nothing", ["pc-1"])

@@ -9,6 +9,12 @@ by step (``ns.server_jobs``).
 Parameters: a job run takes one set of values, and each step's task takes those
 of its declared parameters (``ns.parameters``); a value no step declares is refused
 when the run is made, like a required one no value was given for.
+
+Restart-agent and power-control steps are steps like any other: a server job runs
+one as a step run, and a client job's agent keeps the job's progress before it acts
+and goes on after the restart (``agent.job_resume``). Refused when the run is made:
+a client job's restart or shut-down delayed as long as the job may run, after which
+the job could never go on.
 """
 
 from __future__ import annotations
@@ -28,9 +34,8 @@ from taskfleet.storage.models import Job, Run, Task
 # How a server job's run ended (Run.ended_by; ns.server_jobs, ns.cancel).
 JOB_SUCCEEDED, JOB_FAILED = "job_succeeded", "job_failed"
 JOB_TIMED_OUT, JOB_CANCELED = "job_timed_out", "job_canceled"
-# Task types that end the agent (or the computer) under the job. A client job cannot
-# go on after them, and reporting the job before they act is not built yet.
-_ENDING = {TaskType.RESTART_AGENT.value, TaskType.POWER_CONTROL.value}
+# Power actions after which a client job waits for the computer to start again.
+_RESTARTS = {"restart": "restarts", "shutdown": "shuts down"}
 
 
 @dataclass
@@ -55,7 +60,7 @@ async def make(session: AsyncSession, job: Job) -> JobPlan:
     """The plan of ``job``, and the parameters its tasks declare (each name once)."""
     tasks: dict[int, Task] = {}
     jobs: dict[int, Job] = {job.id: job}
-    plan = await _plan(session, job, tasks, jobs, 1)
+    plan = await _plan(session, job, tasks, jobs, 1, None)
     seen: dict[str, parameters.Declared] = {}
     for task_id in sorted(task_ids(plan)):
         for declaration in parameters.loaded(tasks[task_id].params.get("parameters")):
@@ -64,8 +69,15 @@ async def make(session: AsyncSession, job: Job) -> JobPlan:
 
 
 async def _plan(
-    session: AsyncSession, job: Job, tasks: dict[int, Task], jobs: dict[int, Job], depth: int
+    session: AsyncSession,
+    job: Job,
+    tasks: dict[int, Task],
+    jobs: dict[int, Job],
+    depth: int,
+    client_limit_s: float | None,
 ) -> dict[str, Any]:
+    """``client_limit_s``: how long a client job around this one may run (None: none; a
+    job nested in a server job runs as a client job on each computer)."""
     if depth > MAX_DEPTH:  # ns.jobs refuses this when the job is saved
         raise InvalidInput(f"job {job.name!r} nests deeper than {MAX_DEPTH}")
     wanted_tasks = {s["task"] for s in job.steps if "task" in s} - tasks.keys()
@@ -76,6 +88,9 @@ async def _plan(
     if wanted_jobs:
         for found in (await session.scalars(select(Job).where(Job.id.in_(wanted_jobs)))).all():
             jobs[found.id] = found
+    limit_s = client_limit_s
+    if depth == 1 and job.kind == JobKind.CLIENT:
+        limit_s = job.timeout_s
     steps: list[dict[str, Any]] = []
     for index, step in enumerate(job.steps):
         conditions = {k: step[k] for k in ("on_success", "on_failure", "on_code") if k in step}
@@ -85,11 +100,7 @@ async def _plan(
                 raise InvalidInput(
                     f"job {job.name!r}, step {index + 1}: its task was removed; edit the job"
                 )
-            if task.type in _ENDING:
-                raise InvalidInput(
-                    f"job {job.name!r}, step {index + 1}: {task.name!r} restarts the agent or "
-                    "the computer, which a job cannot run yet; run it on its own after the job"
-                )
+            _check_restart(job, index, task, limit_s)
             steps.append(
                 {
                     "name": task.name,
@@ -106,9 +117,26 @@ async def _plan(
                 raise InvalidInput(
                     f"job {job.name!r}, step {index + 1}: its job was removed; edit the job"
                 )
-            inner = await _plan(session, nested, tasks, jobs, depth + 1)
+            inner_limit = nested.timeout_s if limit_s is None else min(limit_s, nested.timeout_s)
+            inner = await _plan(session, nested, tasks, jobs, depth + 1, inner_limit)
             steps.append({"name": nested.name, "job": inner, **conditions})
     return {"kind": job.kind, "timeout_s": job.timeout_s, "steps": steps}
+
+
+def _check_restart(job: Job, index: int, task: Task, limit_s: float | None) -> None:
+    """A client job waits for the restart or shut-down its step orders; one delayed as
+    long as the job may run could never let the job go on (a server job's step ends when
+    the command is given, so any delay does there)."""
+    if task.type != TaskType.POWER_CONTROL or limit_s is None:
+        return
+    action, delay_s = task.params.get("action"), float(task.params.get("delay_s") or 0)
+    if action in _RESTARTS and delay_s >= limit_s:
+        raise InvalidInput(
+            f"job {job.name!r}, step {index + 1}: {task.name!r} {_RESTARTS[action]} the "
+            f"computer after {delay_s:g} s, but the job may run only {limit_s:g} s, so it "
+            "could never go on after it; give the job a longer timeout or the task a shorter "
+            "delay"
+        )
 
 
 def task_ids(plan: dict[str, Any]) -> set[int]:
