@@ -99,6 +99,13 @@ def test_a_job_paused_by_its_restart_step_resumes_at_the_next_step() -> None:
     assert "── step 2: restart — Succeeded, return code 0 ──" in outcome.output
     assert "agent restarted" in outcome.output
     assert "── step 3: check — Succeeded, return code 0 ──\ncheck out" in outcome.output
+    # and its step records hold the steps from before the restart too
+    assert outcome.steps is not None
+    assert [(s["path"], s["state"]) for s in outcome.steps] == [
+        ("1", "Succeeded"),
+        ("2", "Succeeded"),
+        ("3", "Succeeded"),
+    ]
 
 
 def test_a_restart_as_the_last_step_ends_the_job_succeeded_after_the_restart() -> None:
@@ -149,7 +156,8 @@ def test_power_control_in_test_mode_goes_on_and_clears_what_was_kept() -> None:
 
 def test_a_progress_file_round_trips_and_says_how_the_step_ended(tmp_path: Path) -> None:
     item = job_item([script("install"), power(), script("check")])
-    paused = Paused([1], 2, ["── step 1 ──\nout"], time.time() + 300)
+    record = {"path": "1", "name": "install", "state": "Succeeded", "return_code": 0}
+    paused = Paused([1], 2, ["── step 1 ──\nout"], time.time() + 300, records=[record])
     job_resume.keep(tmp_path, item, paused)
     assert stat.S_IMODE((tmp_path / "7.job").stat().st_mode) == 0o600  # may hold secrets
     saved = job_resume.load(tmp_path, 7)

@@ -5,8 +5,8 @@ runs every week; its restart step ends the agent (or the whole computer) under t
 So just before such a step acts (``client_jobs.ENDING``), the agent writes where the job
 stands beside its ledger, ``ID.job`` (mode 0600: the work item may hold secret parameter
 values, like the credential beside it): the job's work item, the step's place
-(``client_jobs.Paused``), the sections reported so far, the job's deadline as wall-clock
-time, and the boot id.
+(``client_jobs.Paused``), the sections and step records so far, the job's deadline as
+wall-clock time, and the boot id.
 
 When the agent starts again and finds the job's instance ``Running`` with that file, it
 does not fail it (``agent.interrupted``, for a kill -9 in a script step) but resumes the
@@ -86,6 +86,7 @@ def load(directory: Path, instance_id: int) -> Saved | None:
                 int(paused["executions"]),
                 [str(s) for s in paused["sections"]],
                 float(paused["deadline_at"]),
+                records=[dict(r) for r in paused.get("records") or [] if isinstance(r, dict)],
             ),
             str(data.get("boot") or ""),
             bool(data.get("test_mode")),
