@@ -107,3 +107,11 @@ def test_step_records_of_a_resent_or_late_event_are_not_stored_twice(db_url: str
         assert [s.path for s in by_run[(given["instances"]["pc-0"][1], "pc-0")]] == ["1", "2"]
 
     run(db_url, body)
+
+
+def test_a_senders_size_estimate_never_fails_on_what_an_agent_sent() -> None:
+    # Given step records of any shape (a task server relays what its agents sent)
+    odd: Any = [{"output": 5}, {"output": "ab"}, 3, None, {"output": None}]
+    # Then the request-size estimate counts the text it can, and never raises
+    assert step_records.output_size(odd) == 2
+    assert step_records.output_size("not a list") == 0

@@ -131,4 +131,5 @@ def output_size(raw: Any) -> int:
     senders' request-size estimates."""
     if not isinstance(raw, list):
         return 0
-    return sum(len(r.get("output") or "") for r in raw if isinstance(r, dict))
+    outputs = (r.get("output") for r in raw if isinstance(r, dict))
+    return sum(len(o) for o in outputs if isinstance(o, str))
