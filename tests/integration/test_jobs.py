@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from taskfleet.cli.launcher import wait_until
+from tests.cli.test_cli import taskfleet
 from tests.fleet import ApiError, Fleet
 
 
@@ -49,6 +50,25 @@ def test_a_client_job_branches_on_each_computer_by_return_code(fleet: Fleet) -> 
     assert "── step 1: install — Failed, return code 3 ──" in output["pc-2"]
     assert "── step 3: reboot-needed — Succeeded" in output["pc-2"]
     assert "── step 4: check — Succeeded, return code 0 ──\nchecked pc-2" in output["pc-2"]
+    # And each computer's instance shows its steps as records: path, state, return code
+    # and output, through the API and run-output
+    shown = fleet.api.get(f"/api/runs/{run['id']}/output/pc-2")
+    assert [(s["path"], s["name"], s["state"], s["return_code"]) for s in shown["steps"]] == [
+        ("1", "install", "Failed", 3),
+        ("3", "reboot-needed", "Succeeded", 0),
+        ("4", "check", "Succeeded", 0),
+    ]
+    assert shown["steps"][0]["output"] == "installing on pc-2"
+    assert shown["steps"][2]["output"] == "checked pc-2"
+    assert [s["path"] for s in fleet.api.get(f"/api/runs/{run['id']}/output/pc-1")["steps"]] == [
+        "1",
+        "2",
+    ]
+    printed = taskfleet(fleet, "run-output", str(run["id"]), "pc-2")
+    assert printed.returncode == 0, printed.stderr
+    table, _ = printed.stdout.split("── step 1:", 1)
+    assert "reboot-needed" in table and "Failed" in table and "installing on pc-2" in table
+    assert printed.stdout.endswith(shown["output"])
 
     # When a job's step fails and nothing says go on
     fleet.create_task("broken", "echo broken; exit 5")
