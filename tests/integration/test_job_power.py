@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from taskfleet.cli.launcher import wait_until
 from tests.fleet import Fleet
 
 
@@ -97,3 +98,27 @@ def test_jobs_with_a_power_control_step_in_test_mode(fleet: Fleet, tmp_path: Pat
     )
     assert "── step 3: check — Succeeded, return code 0 ──\nchecked" in instance["output"]
     assert len(record.read_text().splitlines()) == 2
+
+
+def test_a_job_killed_mid_script_after_its_restart_still_ends_failed(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    # Given a client job "restart the agent; a long script", the script running in the
+    # restarted agent
+    _serve(fleet)
+    fleet.create_task("long", f"echo started >> {tmp_path}/starts; sleep 60", timeout_s=300)
+    fleet.api.post(
+        "/api/jobs", {"name": "Bounce", "steps": [{"task": "Restart agent"}, {"task": "long"}]}
+    )
+    run_id = fleet.run("Bounce", ["pc-1"])
+    wait_until(lambda: (tmp_path / "starts").exists(), 60, "the script after the restart")
+    # When the agent is killed with kill -9 mid-script, and started again
+    fleet.launcher.kill(fleet.agents["pc-1"])
+    fleet.start_agent("pc-1")
+    # Then the job is not resumed again: the instance ends Failed as any interrupted one,
+    # and the script never ran twice
+    run = fleet.wait_run(run_id, timeout=60)
+    (instance,) = run["instances"]
+    assert instance["state"] == "Failed", instance
+    assert instance["reason"] == "agent restarted during the run"
+    assert (tmp_path / "starts").read_text() == "started\n"
