@@ -122,3 +122,18 @@ def test_a_job_killed_mid_script_after_its_restart_still_ends_failed(
     assert instance["state"] == "Failed", instance
     assert instance["reason"] == "agent restarted during the run"
     assert (tmp_path / "starts").read_text() == "started\n"
+
+
+def test_a_server_job_goes_on_after_its_restart_agent_step(fleet: Fleet) -> None:
+    # Given a server job "restart the agent; check" on one computer
+    _serve(fleet)
+    fleet.create_task("check", "echo checked")
+    steps = [{"task": "Restart agent"}, {"task": "check"}]
+    fleet.api.post("/api/jobs", {"name": "Bounce", "kind": "server", "steps": steps})
+    # When it runs, Then the restart step ends Succeeded and the check runs after it
+    run = fleet.wait_run(fleet.run("Bounce", ["pc-1"]), timeout=90)
+    assert run["ended_by"] == "job_succeeded", run
+    assert [s["name"] for s in run["steps"]] == ["Restart agent", "check"]
+    (instance,) = run["instances"]
+    assert instance["output"].strip() == "checked"
+    assert fleet.agents["pc-1"].output().count("taskfleet agent pc-1: task server ts-1") == 2
