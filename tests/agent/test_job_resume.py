@@ -131,18 +131,22 @@ def test_the_restart_step_s_conditions_decide_after_the_restart() -> None:
 
 
 def test_a_restart_inside_a_nested_job_resumes_inside_it() -> None:
-    # Given step 2 is a job "restart; inner-check", then an outer step 3
-    nested = {"timeout_s": 300, "steps": [restart_agent(), script("inner-check")]}
+    # Given step 2 is a job "inner-install; restart; inner-check", then an outer step 3
+    steps = [script("inner-install"), restart_agent(), script("inner-check")]
+    nested = {"timeout_s": 300, "steps": steps}
     item = job_item([script("a"), {"name": "Reboot-and-check", "job": nested}, script("b")])
     before = Computer()
     with pytest.raises(AgentStopped):
         before.walk(item)
-    assert before.kept[0] is not None and before.kept[0].path == [1, 0]
+    assert before.kept[0] is not None and before.kept[0].path == [1, 1]
     after = Computer()
     outcome = after.walk(item, restarted(before.kept[0]))
     assert after.ran == ["inner-check", "b"] and outcome.state == OK
-    assert "── step 2.1: restart — Succeeded" in outcome.output
+    assert "── step 2.2: restart — Succeeded" in outcome.output
     assert "── step 2: Reboot-and-check — Succeeded" in outcome.output
+    # and the nested job's record comes before its steps', those before the restart too
+    assert outcome.steps is not None
+    assert [s["path"] for s in outcome.steps] == ["1", "2", "2.1", "2.2", "2.3", "3"]
 
 
 def test_power_control_in_test_mode_goes_on_and_clears_what_was_kept() -> None:

@@ -159,7 +159,7 @@ async def _steps(walk: _Walk, plan: Mapping[str, Any], prefix: str, depth: int) 
             nested = step["job"]
             if not isinstance(nested, Mapping):
                 raise _PlanError(f"step {path} names a job without a plan")
-            first = len(walk.records)
+            first = _nested_start(walk, path)
             outcome = await _steps(walk, nested, f"{path}.", depth + 1)
             walk.sections.append(_header(path, name, outcome) + f"\n{outcome.output}")
             _record(walk, path, name, outcome, at=first)
@@ -204,3 +204,15 @@ async def _run_task(walk: _Walk, sub: WorkItem, path: str, remaining: float) -> 
     except OSError as exc:
         return failed(f"cannot clear the job's progress: {exc}")
     return outcome
+
+
+def _nested_start(walk: _Walk, path: str) -> int:
+    """Where nested job ``path``'s own record goes: before its steps' records, which
+    start now, or when the walk resumes inside it, before the restart (the records of
+    its steps last kept, ``path.N``)."""
+    first = len(walk.records)
+    if walk.resumed is None:
+        return first
+    while first and str(walk.records[first - 1].get("path")).startswith(f"{path}."):
+        first -= 1
+    return first
