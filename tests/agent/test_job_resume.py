@@ -220,3 +220,52 @@ def test_the_agent_resumes_a_paused_job_but_fails_one_killed_mid_script(tmp_path
     outcome = asyncio.run(agent._run_job(item, agent._resuming[0]))
     assert ran == ["check"] and outcome.state == OK
     assert "── step 2: restart — Succeeded" in outcome.output
+
+
+def _fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int = 0) -> Path:
+    """``shutdown``, ``wall`` and ``loginctl`` that only note their arguments."""
+    calls = tmp_path / "calls"
+    for name in ("shutdown", "wall", "loginctl"):
+        fake = tmp_path / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\nexit {status}\n')
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    return calls
+
+
+def _power_step(action: str, timeout_s: float) -> tuple[Outcome, int]:
+    flushes = 0
+
+    async def flush() -> None:
+        nonlocal flushes
+        flushes += 1
+
+    item = WorkItem(7, 3, "power-control", {"action": action, "delay_s": 0}, timeout_s)
+    ended = asyncio.run(job_resume.power_step(item, None, flush, lambda: False))
+    return ended, flushes
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="the Linux commands")
+def test_a_real_restart_step_orders_it_once_then_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a computer whose restart command returns but the computer never goes down
+    calls = _fake_commands(tmp_path, monkeypatch)
+    # When a job's restart step runs with 0.5 s left in the job
+    ended, flushes = _power_step("restart", 0.5)
+    # Then status was sent first, the command ran once, and the step waited for the
+    # restart until the job's time ran out
+    assert flushes == 1 and calls.read_text() == "shutdown -r now\n"
+    assert ended.state == InstanceState.TIMED_OUT and "did not restart" in ended.output
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="the Linux commands")
+def test_a_log_off_or_a_failed_restart_goes_on_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_commands(tmp_path, monkeypatch)
+    logged_off, _ = _power_step("logoff", 30)
+    assert logged_off.state == OK  # the agent outlives a log off: the job goes on
+    _fake_commands(tmp_path, monkeypatch, status=1)
+    refused, _ = _power_step("restart", 30)
+    assert refused.state == InstanceState.FAILED  # its on_failure decides, no wait

@@ -147,11 +147,14 @@ async def power_step(
     canceled: Callable[[], bool],
 ) -> Outcome:
     """A client job's power-control step: the command (``agent.power``), then for a real
-    restart or shut-down the wait for it; the job resumes after it in the next agent."""
-    result = await power.run(item.params, test_file, lambda _: flush())
-    ordered = result is None or result.state == InstanceState.SUCCEEDED
+    restart or shut-down the wait for it; the job resumes after it in the next agent.
+    Status is sent first: the command may stop this agent at once."""
+    await flush()
+    result = await power.run(item.params, test_file, None)
+    assert result is not None  # (None only after a report_first)
+    ordered = result.state == InstanceState.SUCCEEDED
     if test_file is not None or str(item.params.get("action")) not in RESTARTS or not ordered:
-        return result or succeeded("the power command ran")
+        return result
     return await wait_for_restart(time.time() + item.timeout_s, canceled)
 
 

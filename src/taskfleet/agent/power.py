@@ -150,10 +150,12 @@ async def _execute(steps: list[Step]) -> Outcome | None:
 async def run(
     params: dict[str, Any],
     test_path: Path | None,
-    report_first: Callable[[Outcome], Awaitable[None]],
+    report_first: Callable[[Outcome], Awaitable[None]] | None,
 ) -> Outcome | None:
     """Carry out the task; the outcome to report, or None when ``report_first`` reported
-    it already (no delay: reported, then the command runs)."""
+    it already (no delay: reported, then the command runs). Without ``report_first`` (a
+    client job's step, whose job the agent resumes after the restart: agent.job_resume)
+    the command runs first, and a failure is reported as for a delayed one."""
     action, message = str(params.get("action")), str(params.get("message") or "")
     delay_s = int(params.get("delay_s") or 0)
     try:
@@ -167,7 +169,7 @@ async def run(
         except OSError as exc:
             return outcome.failed(f"test mode: cannot write {test_path}: {exc.strerror}")
         return outcome.succeeded(f"test mode: recorded {described} in {test_path}")
-    if delay_s == 0 and action != "logoff":
+    if delay_s == 0 and action != "logoff" and report_first is not None:
         missing = [s.argv[0] for s in steps if shutil.which(s.argv[0]) is None]
         if missing:
             return outcome.failed(f"{missing[0]!r} is not on this computer's PATH")
