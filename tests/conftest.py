@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import uuid
@@ -31,7 +32,37 @@ def _psql(sql: str) -> None:
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+SQLITE = "sqlite"
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+def _parametrizes_db_url(metafunc: pytest.Metafunc) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if "db_url" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Which stores a test runs on, when it does not name them itself.
+
+    A test that takes ``db_url`` itself tests storage or a service over it: it runs on
+    SQLite and PostgreSQL alike. A scenario that only takes ``fleet`` (real processes)
+    runs on SQLite, the embedded default, unless it is marked ``both_stores``: the
+    scenarios whose path differs by store (delivery, status intake, schedules, jobs,
+    run lifecycle) carry that mark. Running every scenario twice doubled the suite
+    for little: the processes and HTTP are the same, and the SQL differences are the
+    storage and service tests' to find.
+    """
+    if "db_url" not in metafunc.fixturenames or _parametrizes_db_url(metafunc):
+        return
+    direct = "db_url" in inspect.signature(metafunc.function).parameters
+    both = direct or metafunc.definition.get_closest_marker("both_stores") is not None
+    metafunc.parametrize("db_url", [SQLITE, POSTGRES] if both else [SQLITE], indirect=True)
+
+
+@pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
     if request.param == "sqlite":

@@ -26,7 +26,8 @@ from tests.fleet import Fleet
 
 # Hand-made agents (raw enrolment, no certificate) probe something other than TLS,
 # which tests/integration/test_tls.py covers: this fleet runs --insecure-http.
-pytestmark = pytest.mark.plain_http
+# Bad input meets each store's own column types and limits (NUL, integer sizes): both run it.
+pytestmark = [pytest.mark.plain_http, pytest.mark.both_stores]
 
 
 LIMIT = 1024 * 1024  # the default max_body_bytes of the NS and the task server

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,9 @@ from tests.integration.test_poisoned_status import (
     given_two_agents_with_work_on_one_task_server,
     outputs_when,
 )
+
+# Bad input meets each store's own column types and limits (NUL, integer sizes): both run it.
+pytestmark = pytest.mark.both_stores
 
 # Any code point, NUL and lone surrogates included (hypothesis leaves surrogates out unless
 # told), and the values that have broken stores before.

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.fleet import Fleet
+
+# Delivery, status and run lifecycle take different SQL on each store: both run it.
+pytestmark = pytest.mark.both_stores
 
 AGENTS = ["pc-1", "pc-2", "pc-3"]
 

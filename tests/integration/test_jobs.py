@@ -13,6 +13,9 @@ from taskfleet.cli.launcher import wait_until
 from tests.cli.test_cli import taskfleet
 from tests.fleet import ApiError, Fleet
 
+# Delivery, status and run lifecycle take different SQL on each store: both run it.
+pytestmark = pytest.mark.both_stores
+
 
 def test_a_client_job_branches_on_each_computer_by_return_code(fleet: Fleet) -> None:
     # Given two agents, and tasks whose result depends on the computer

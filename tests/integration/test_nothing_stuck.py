@@ -8,9 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from taskfleet.agent import process_tree
 from taskfleet.cli.launcher import wait_until
 from tests.fleet import Fleet, elapsed
+
+# Delivery, status and run lifecycle take different SQL on each store: both run it.
+pytestmark = pytest.mark.both_stores
 
 
 def alive(pid: int) -> bool:

@@ -24,6 +24,9 @@ from tests.cli.test_cli import taskfleet
 from tests.fleet import Fleet, TaskServerProc
 from tests.scrape import scrape
 
+# Delivery, status and run lifecycle take different SQL on each store: both run it.
+pytestmark = pytest.mark.both_stores
+
 NUL_SYMBOL = "\u2400"
 
 

@@ -14,6 +14,9 @@ from taskfleet.cli.launcher import wait_until
 from tests.cli.test_cli import taskfleet
 from tests.fleet import Api, Fleet
 
+# Delivery, status and run lifecycle take different SQL on each store: both run it.
+pytestmark = pytest.mark.both_stores
+
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
