@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from taskfleet.agent import scripts
+from taskfleet.agent.outcome import Outcome
 from taskfleet.protocol.messages import Facts, InstanceState, WorkItem
 from taskfleet.protocol.templates import SECRET_MASK
 
@@ -29,7 +30,7 @@ def item(script: str, **params: Any) -> WorkItem:
     )
 
 
-async def run(work: WorkItem) -> scripts.Result:
+async def run(work: WorkItem) -> Outcome:
     return await scripts.run(work, FACTS, env={}, output_limit=65536)
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from taskfleet.agent import interrupted, process_tree, retries
 from taskfleet.agent.cancel import Stopper
+from taskfleet.agent.outcome import Outcome
 from taskfleet.agent.runner import run_script
-from taskfleet.agent.scripts import Result
 from taskfleet.protocol.messages import InstanceState
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
@@ -147,11 +147,11 @@ def attempts(
 ) -> tuple[list[float], object]:
     given: list[float] = []
 
-    async def attempt(timeout_s: float) -> Result:
+    async def attempt(timeout_s: float) -> Outcome:
         given.append(timeout_s)
         clock.now += took
         state = states[len(given) - 1]
-        return Result(state, 0 if state == InstanceState.SUCCEEDED else 1, f"try {len(given)}")
+        return Outcome(state, 0 if state == InstanceState.SUCCEEDED else 1, f"try {len(given)}")
 
     return given, attempt
 

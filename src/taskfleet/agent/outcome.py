@@ -1,5 +1,7 @@
-"""How a task other than a script ended on this computer: the state, return code and
-output the agent reports for its instance (copy file, power control, inventory)."""
+"""How a task ended on this computer: the state, return code and output the agent
+reports for its instance. Every kind of task ends in one: a script (agent.scripts,
+each attempt and the last of its retries), copy file, power control, inventory, and a
+client job, whose outcome also carries its steps' records."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from taskfleet.agent.scripts import Result
+from taskfleet.agent.outcome import Outcome
 from taskfleet.protocol.messages import InstanceState
 
 MAX_RETRIES = 10
@@ -34,12 +34,12 @@ async def run(
     retries: int,
     backoff_s: float,
     timeout_s: float,
-    attempt: Callable[[float], Awaitable[Result]],
+    attempt: Callable[[float], Awaitable[Outcome]],
     stop: Callable[[], bool] = lambda: False,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-) -> Result:
+) -> Outcome:
     """Run ``attempt(seconds left)`` until it does not fail, ``retries`` times more at
     most, within ``timeout_s`` in all."""
     retries = max(0, min(int(retries), MAX_RETRIES))
@@ -65,10 +65,10 @@ async def run(
     head = "".join(f"{line}\n" for line in earlier)
     if earlier:
         head += f"[taskfleet: attempt {len(earlier) + 1}:]\n"
-    return Result(result.state, result.return_code, head + result.output + trailer)
+    return Outcome(result.state, result.return_code, head + result.output + trailer)
 
 
-def _summary(number: int, result: Result) -> str:
+def _summary(number: int, result: Outcome) -> str:
     tail = result.output.strip()[-TAIL_CHARS:].replace("\n", " | ")
     return (
         f"[taskfleet: attempt {number}: {result.state}, return code {result.return_code}; "

@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from taskfleet.agent import accounts
+from taskfleet.agent.outcome import Outcome, failed
 from taskfleet.agent.runner import run_script
 from taskfleet.protocol import templates
 from taskfleet.protocol.fields import TRUNCATION_MARKER
 from taskfleet.protocol.messages import Facts, InstanceState, WorkItem
 
 _CUT = TRUNCATION_MARKER.split("{", 1)[0]  # where the runner's truncation marker starts
-
-
-@dataclass
-class Result:
-    state: InstanceState
-    return_code: int | None
-    output: str
 
 
 def values_for(item: WorkItem, facts: Facts) -> templates.Values:
@@ -51,10 +44,6 @@ def success_codes(params: Mapping[str, Any]) -> set[int]:
     return {int(c) for c in codes} if isinstance(codes, list) and codes else {0}
 
 
-def _failed(message: str) -> Result:
-    return Result(InstanceState.FAILED, None, f"taskfleet: {message}")
-
-
 async def run(
     item: WorkItem,
     facts: Facts,
@@ -63,7 +52,7 @@ async def run(
     *,
     timeout_s: float | None = None,  # this attempt's (agent.retries); else the task's
     started: Callable[[int], None] | None = None,  # called with the script's pid
-) -> Result:
+) -> Outcome:
     """Run the script of ``item`` and say how it ended; secrets masked in the output."""
     params = item.params
     secrets = [v for k, v in item.param_values.items() if k in item.secret_params]
@@ -75,17 +64,17 @@ async def run(
             str(k): templates.render(str(v), values) for k, v in (params.get("env") or {}).items()
         }
     except templates.TemplateError as exc:  # the NS checks templates: an older NS's task
-        return _failed(f"the task's template is not valid: {exc}")
+        return failed(f"the task's template is not valid: {exc}")
     account = None
     if params.get("run_as"):
         try:
             account = accounts.resolve(str(params["run_as"]))
         except accounts.RunAsError as exc:
-            return _failed(str(exc))
+            return failed(str(exc))
     if cwd and not os.path.isdir(cwd):
-        return _failed(f"working directory {cwd!r} does not exist on this computer")
+        return failed(f"working directory {cwd!r} does not exist on this computer")
     try:
-        outcome = await run_script(
+        ran = await run_script(
             str(params.get("interpreter", "sh")),
             script,
             item.timeout_s if timeout_s is None else timeout_s,
@@ -96,15 +85,15 @@ async def run(
             started=started,
         )
     except OSError as exc:  # e.g. the working directory went away, or exec was refused
-        return _failed(f"the script could not be started: {exc}")
+        return failed(f"the script could not be started: {exc}")
     # Output cut at the limit may end with the beginning of a secret: masked too.
-    kept, marker, dropped = outcome.output.partition(_CUT)
+    kept, marker, dropped = ran.output.partition(_CUT)
     output = templates.mask(kept, secrets, cut=bool(marker)) + marker + dropped
-    if outcome.error:
-        return _failed(outcome.error)
-    if outcome.timed_out:
+    if ran.error:
+        return failed(ran.error)
+    if ran.timed_out:
         note = f"\n[taskfleet: killed after the {item.timeout_s:g}s timeout]"
-        return Result(InstanceState.TIMED_OUT, outcome.return_code, output + note)
-    if outcome.return_code in success_codes(params):
-        return Result(InstanceState.SUCCEEDED, outcome.return_code, output)
-    return Result(InstanceState.FAILED, outcome.return_code, output)
+        return Outcome(InstanceState.TIMED_OUT, ran.return_code, output + note)
+    if ran.return_code in success_codes(params):
+        return Outcome(InstanceState.SUCCEEDED, ran.return_code, output)
+    return Outcome(InstanceState.FAILED, ran.return_code, output)

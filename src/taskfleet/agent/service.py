@@ -710,9 +710,9 @@ class Agent:
 
         # Placeholders, options and secret masking: agent.scripts; retries and back-off
         # within the timeout: agent.retries; the process recorded, to stop it: agent.cancel.
-        async def attempt(timeout_s: float) -> scripts.Result:
+        async def attempt(timeout_s: float) -> Outcome:
             if self.stopper.canceled(item.instance_id):
-                return scripts.Result(InstanceState.CANCELED, None, "")
+                return Outcome(InstanceState.CANCELED, None, "")
             try:
                 return await scripts.run(
                     item,
@@ -731,14 +731,13 @@ class Agent:
             finally:
                 self.stopper.ended(item.instance_id)
 
-        result = await retries.run(
+        return await retries.run(
             item.retries,
             item.retry_backoff_s,
             item.timeout_s,
             attempt,
             lambda: self.stopper.canceled(item.instance_id),
         )
-        return Outcome(result.state, result.return_code, result.output)
 
     def _finish(self, item: WorkItem, result: Outcome | None) -> None:
         if result is not None:  # (None: reported already)
