@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
@@ -18,6 +18,7 @@ from taskfleet.ns import (
     job_plans,
     jobs,
     parameters,
+    run_rows,
     server_jobs,
     tasks,
     window_hold,
@@ -26,7 +27,7 @@ from taskfleet.ns import collections as collections_
 from taskfleet.ns import targets as targets_
 from taskfleet.ns.run_replies import InstanceRow, StepRun
 from taskfleet.ns.secrets import SecretBox
-from taskfleet.ns.state import NSState, after_commit
+from taskfleet.ns.state import NSState
 from taskfleet.protocol.jobs import JobKind
 from taskfleet.protocol.messages import InstanceState, RunTask, WorkBatch, WorkItem, WorkRef
 from taskfleet.storage.models import (
@@ -36,7 +37,6 @@ from taskfleet.storage.models import (
     Instance,
     Job,
     Run,
-    RunTarget,
     Task,
 )
 
@@ -119,21 +119,11 @@ async def start_run(
         run.schedule_id, run.scheduled_for, run.coalesced = origin
     session.add(run)
     await session.flush()
-    # One multi-row INSERT per chunk, not an ORM object per computer: a run on 10,000
-    # computers is created in a fraction of a second.
-    fan_out = chosen
     if server_jobs.is_job_run(run):  # its steps' runs hold the instances
-        await server_jobs.start_step(state, session, run, 0, [c.id for c in chosen])
-        fan_out = []
-    rows = [
-        {"run_id": run.id, "computer_id": c.id, "state": InstanceState.PENDING.value}
-        for c in fan_out
-    ]
-    for start in range(0, len(rows), 2000):
-        await session.execute(insert(Instance).values(rows[start : start + 2000]))
-    # Its targets as rows too: run-list finds runs by target (ns.run_queries).
-    names = dict.fromkeys(t[:255] for t in targets)
-    await session.execute(insert(RunTarget).values([{"run_id": run.id, "name": n} for n in names]))
+        await server_jobs.start_step(state, session, run, 0, chosen)
+        await run_rows.fan_out(state, session, run, [])
+    else:
+        await run_rows.fan_out(state, session, run, chosen)
     audit.record(
         session,
         actor,
@@ -144,8 +134,6 @@ async def start_run(
         computers=len(chosen),
         params=parameters.shown_values(values, sealed),
     )
-    assigned = [(c.id, c.task_server_id) for c in fan_out]
-    after_commit(session, lambda: state.hub.notify(assigned))
     return run
 
 

@@ -23,26 +23,31 @@ the job run then records ``ended_by`` (``job_succeeded``, ``job_failed``,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.ns import audit, cancel, job_plans
+from taskfleet.ns import audit, cancel, job_plans, run_rows
+from taskfleet.ns import collections as collections_
 from taskfleet.ns.job_plans import JOB_FAILED, JOB_SUCCEEDED, JOB_TIMED_OUT
 from taskfleet.ns.run_replies import StepRun
-from taskfleet.ns.state import NSState, after_commit
+from taskfleet.ns.state import NSState
 from taskfleet.protocol.jobs import JobKind, decide, parse_conditions
 from taskfleet.protocol.messages import InstanceState
-from taskfleet.storage.models import Computer, Instance, Run, RunTarget
+from taskfleet.storage.models import Computer, Instance, Run
 
 SUCCEEDED, FAILED, TIMED_OUT = JOB_SUCCEEDED, JOB_FAILED, JOB_TIMED_OUT
 is_job_run = job_plans.is_job_run
 
 
 async def start_step(
-    state: NSState, session: AsyncSession, job_run: Run, index: int, computers: Iterable[int]
+    state: NSState,
+    session: AsyncSession,
+    job_run: Run,
+    index: int,
+    computers: Sequence[collections_.Member],
 ) -> Run:
     """The step run for step ``index`` of ``job_run``, on ``computers``."""
     assert job_run.plan is not None
@@ -65,16 +70,7 @@ async def start_step(
     child.expires_at = job_run.expires_at
     session.add(child)
     await session.flush()
-    ids = list(computers)
-    rows = [
-        {"run_id": child.id, "computer_id": c, "state": InstanceState.PENDING.value} for c in ids
-    ]
-    for start in range(0, len(rows), 2000):
-        await session.execute(insert(Instance).values(rows[start : start + 2000]))
-    names = dict.fromkeys(t[:255] for t in job_run.targets)
-    await session.execute(
-        insert(RunTarget).values([{"run_id": child.id, "name": n} for n in names])
-    )
+    await run_rows.fan_out(state, session, child, computers)
     audit.record(
         session,
         job_run.created_by,
@@ -83,13 +79,8 @@ async def start_step(
         run=job_run.id,
         step=index + 1,
         step_run=child.id,
-        computers=len(ids),
+        computers=len(computers),
     )
-    served = await session.execute(
-        select(Computer.id, Computer.task_server_id).where(Computer.id.in_(ids))
-    )
-    assigned = [(row.id, row.task_server_id) for row in served]
-    after_commit(session, lambda: state.hub.notify(assigned))
     return child
 
 
@@ -137,10 +128,13 @@ async def _advance_one(state: NSState, session: AsyncSession, job_run: Run, now:
     if decision.next is None:
         outcome = SUCCEEDED if decision.succeeded else FAILED
         return await _end(session, job_run, outcome, decision.reason, now)
-    computers = await session.scalars(
-        select(Instance.computer_id).where(Instance.run_id == current.id)
+    computers = await session.execute(
+        select(Instance.computer_id, Computer.task_server_id)
+        .join(Computer, Computer.id == Instance.computer_id)
+        .where(Instance.run_id == current.id)
     )
-    await start_step(state, session, job_run, decision.next, computers.all())
+    chosen = [collections_.MemberRef(*row) for row in computers]
+    await start_step(state, session, job_run, decision.next, chosen)
     return True
 
 
