@@ -79,3 +79,70 @@ def test_build_a_job_step_by_step_fix_a_mistake_and_run_it(
     screenshot(page, "33-server-job-steps")
     rows.nth(1).get_by_role("link").click()
     expect(page.locator("h1")).to_contain_text("check")
+
+
+def test_run_a_job_from_its_run_form_now_then_on_a_schedule(
+    console_fleet: Fleet, page: Page
+) -> None:
+    fleet = console_fleet
+    # Given an agent in collection Lab, and a job whose first task takes a parameter
+    fleet.start_ts("ts-a")
+    fleet.apply_policy("Lab", "pc-*", ["ts-a"])
+    fleet.start_agent("pc-1")
+    fleet.wait_assigned(["pc-1"])
+    fleet.api.post(
+        "/api/tasks",
+        {
+            "name": "greet",
+            "script": "echo hi {{param.who}}",
+            "parameters": [{"name": "who", "required": True}],
+        },
+    )
+    fleet.create_task("check", "echo checked")
+    fleet.api.post("/api/jobs", {"name": "Patch", "kind": "client",
+                                 "steps": [{"task": "greet"}, {"task": "check"}]})  # fmt: skip
+    log_in(page, fleet)
+
+    # When the operator opens the job's run form from the jobs page
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    page.locator("section[data-job='Patch']").get_by_role("link", name="Run with options").click()
+    expect(page.locator("h1")).to_have_text("Run Patch")
+    # And starts it on Lab without the job's required parameter
+    page.get_by_label("Collections").select_option("Lab")
+    expect(page.locator("#run-warning")).to_contain_text("1 computer will run this")
+    page.get_by_label("Minimum computers done").fill("1")
+    page.locator("#expires_in").fill("2h")
+    page.get_by_role("button", name="Start run").click()
+
+    # Then that is refused at the parameter's input, with the other choices kept
+    expect(page.locator("#param-who-error")).to_contain_text("required")
+    expect(page.get_by_label("Minimum computers done")).to_have_value("1")
+    assert fleet.api.get("/api/runs")["runs"] == []
+    screenshot(page, "34-job-run-form")
+
+    # When the parameter is filled in, the job runs now with the form's choices
+    page.get_by_label("who (string, required)").fill("Ada")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url("**/console/runs/*")
+    expect(page.locator("li[data-state='Succeeded'] .n")).to_have_text("1", timeout=30_000)
+    run = fleet.api.get(f"/api/runs/{int(page.url.rstrip('/').split('/')[-1])}")
+    assert run["task"] == "Patch" and run["params"] == {"who": "Ada"}
+    assert run["report"] == "live" and run["requirements"] == {"min_count": 1}
+    assert abs(run["expires_at"] - run["created_at"] - 7200) < 5
+    (instance,) = run["instances"]
+    assert "hi Ada" in instance["output"] and "checked" in instance["output"]
+
+    # When the same form makes it recurring, Then the job has a schedule with those choices
+    page.goto(f"{fleet.ns_url}/console/jobs")
+    page.locator("section[data-job='Patch']").get_by_role("link", name="Run with options").click()
+    page.get_by_label("Collections").select_option("Lab")
+    page.get_by_label("who (string, required)").fill("Bob")
+    page.get_by_label("Recurring, on a cron expression").check()
+    page.locator("#cron").fill("0 3 * * *")
+    page.get_by_label("Time zone").fill("UTC")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#schedule-saved")).to_contain_text("Schedule 1 added; it runs next at")
+    expect(page.locator("tr[data-schedule='1']")).to_contain_text("Patch")
+    stored = fleet.api.get("/api/schedules/1")
+    assert stored["task"] == "Patch" and stored["cron"] == "0 3 * * *"
+    assert stored["params"] == {"who": "Bob"} and stored["targets"] == ["Lab"]

@@ -1,4 +1,6 @@
-"""Jobs: list them with their steps, create and edit them (admin), run one now (operator).
+"""Jobs: list them with their steps, create and edit them (admin), run one (operator):
+now from the list, or from the run form tasks have (``console.run_form``): targets,
+exclusions, when, report, expiry, completion requirements and the job's parameters.
 
 The form shows one row per step (what it runs, and its three conditions) plus a few
 empty rows for new steps; an empty row is left out, so no script is needed to add
@@ -14,10 +16,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from taskfleet.console import run_form
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import jobs, runs
+from taskfleet.ns import job_plans, jobs, runs
 from taskfleet.ns.state import ns_state
 from taskfleet.storage.models import Collection, Job, Task
 
@@ -210,3 +213,31 @@ async def run_job(
     except TaskfleetError as exc:
         return await _list(request, exc.status_code, run_error=exc.message, run_job=job_id)
     return RedirectResponse(f"{PREFIX}/runs/{run.id}", status_code=303)
+
+
+async def _subject(request: Request, job_id: int) -> run_form.Subject:
+    async with ns_state(request).session() as session:
+        job = await jobs.find(session, str(job_id))
+        declared = (await job_plans.make(session, job)).declared
+    return run_form.Subject(
+        key=job.name,  # runs.start_run looks a number up as a task's id first: not the job's
+        name=job.name,
+        declared=[d.shown() for d in declared],
+        action=f"{PREFIX}/jobs/{job.id}/run-with",
+        back=(f"{PREFIX}/jobs", "Jobs"),
+        page="jobs",
+        secret={d.name for d in declared if d.secret},
+    )
+
+
+@router.get("/{job_id}/run")
+async def job_run_form(request: Request, job_id: int, user: Viewing) -> HTMLResponse:
+    user.require("operator")
+    return await run_form.page(request, await _subject(request, job_id))
+
+
+@router.post("/{job_id}/run-with")
+async def job_run_with(request: Request, job_id: int, user: Changing) -> Response:
+    """Start the job from the run form, or schedule it."""
+    user.require("operator")
+    return await run_form.submit(request, await _subject(request, job_id), user)

@@ -23,7 +23,8 @@ from taskfleet.ns import collections as collections_
 from taskfleet.ns import expiry, schedules
 from taskfleet.ns.api_schedules import set_windows, windows_view
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import Collection, Task, is_id
+from taskfleet.ns.windows import zone
+from taskfleet.storage.models import Collection, Schedule, Task, is_id
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -68,6 +69,28 @@ def requirements_of(form: dict[str, str]) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+def timing_of(form: dict[str, Any]) -> tuple[dt.datetime | None, str | None, str]:
+    """(at, cron, time zone) from the When fields, for ``schedules.create`` to check: it
+    refuses a past time, a cron that does not parse and an unknown zone, each by field."""
+    timezone = str(form.get("timezone", "")).strip() or "UTC"
+    if form.get("when") == "cron":
+        return None, str(form.get("cron", "")).strip(), timezone
+    text = str(form.get("at", "")).strip()
+    try:
+        return dt.datetime.fromisoformat(text), None, timezone
+    except ValueError:
+        shown = f"{text!r} is not" if text else "give"
+        raise InvalidInput(f"{shown} a date and time, e.g. 2026-11-28T22:00", field="at") from None
+
+
+def saved_text(schedule: Schedule) -> str:
+    """When a schedule just added runs first, on its own time zone's clock."""
+    if schedule.next_fire_at is None:
+        return ""
+    when = dt.datetime.fromtimestamp(schedule.next_fire_at, zone(schedule.timezone))
+    return f"{when:%Y-%m-%d %H:%M} {schedule.timezone}"
+
+
 async def _page(
     request: Request, form: dict[str, Any] | None = None, error: TaskfleetError | None = None
 ) -> HTMLResponse:
@@ -78,7 +101,11 @@ async def _page(
             await session.scalars(select(Collection.name).order_by(Collection.name))
         ).all()
     field = (error.field or "").removeprefix("requirements.") if error else ""
+    saved = request.query_params.get("saved", "")
+    just_added = [s for s, _ in rows if str(s.id) == saved]
     context = {
+        "saved": just_added[0] if just_added else None,
+        "saved_next": saved_text(just_added[0]) if just_added else "",
         "schedules": rows,
         "tasks": tasks,
         "collections": collections,
@@ -107,19 +134,9 @@ async def add_schedule(request: Request, user: Changing) -> Response:
             form["task"], targets, _names(form["exclude"]), {}, form["live"] == "on",
             form["ignore_windows"] == "on", requirements_of(form), options_of(form),
         )  # fmt: skip
-        at: dt.datetime | None = None
-        cron: str | None = None
-        if form["when"] == "cron":
-            cron = form["cron"].strip()
-        else:
-            try:
-                at = dt.datetime.fromisoformat(form["at"].strip())
-            except ValueError:
-                raise InvalidInput(f"{form['at']!r} is not a date and time", field="at") from None
+        at, cron, timezone = timing_of(form)
         async with ns_state(request).session() as session:
-            made = await schedules.create(
-                session, plan, user.name, at, cron, form["timezone"].strip() or "UTC"
-            )
+            made = await schedules.create(session, plan, user.name, at, cron, timezone)
             made_id = made.id
     except TaskfleetError as exc:
         return await _page(request, form, exc)

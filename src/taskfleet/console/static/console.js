@@ -91,3 +91,12 @@ document.addEventListener("dragend", function () {
     submitting = true;
   }
 });
+
+// input[data-browser-zone]: a new form's time zone starts as the browser's own (an IANA
+// name such as Europe/Berlin); the server's default, UTC, stays when the browser has none.
+document.addEventListener("DOMContentLoaded", function () {
+  let zone = "";
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+  if (!zone) return;
+  document.querySelectorAll("input[data-browser-zone]").forEach(function (el) { el.value = zone; });
+});
