@@ -288,3 +288,60 @@ def test_settle_records_the_requirement_that_ended_a_run(db_url: str, tmp_path: 
         assert (other.complete, other.ended_by) == (False, None)
 
     scenario(db_url, tmp_path, body)
+
+
+def test_settle_reads_only_runs_that_may_be_complete_a_batch_at_a_time(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of two, so five candidate runs take three reads
+    monkeypatch.setattr(completion, "BATCH", 2)
+    checked: list[int] = []
+    real_check = completion.check
+
+    def spy(run: Any, counts: Any, now: float) -> Any:
+        checked.append(run.id)
+        return real_check(run, counts, now)
+
+    monkeypatch.setattr(completion, "check", spy)
+
+    async def body(state: NSState) -> None:
+        # Given runs without requirements, all done or with a computer still working,
+        # and runs with requirements, met (max wait over) or not (min wait ahead)
+        done = [await start(state), await start(state), await start(state)]
+        working = await start(state)
+        waited = await start(state, requirements={"max_wait_s": 0})
+        ahead = await start(state, requirements={"min_count": 1, "min_wait_s": 3600})
+        async with state.session() as session:
+            for run_id in [*done, working, ahead]:
+                await session.execute(
+                    update(Instance).where(Instance.run_id == run_id).values(state="Succeeded")
+                )
+            await session.execute(
+                update(Instance)
+                .where(Instance.run_id == working, Instance.computer_id == 1)
+                .values(state="Running")
+            )
+            # ahead has met min_count, but its min wait holds it, and one computer is left
+            await session.execute(
+                update(Instance)
+                .where(Instance.run_id == ahead, Instance.computer_id == 1)
+                .values(state="Pending")
+            )
+        # When the duty settles
+        async with state.session() as session:
+            ended = await completion.settle(session)
+        # Then the same runs end as when every open run was read
+        assert ended == [*done, waited]
+        async with state.session() as session:
+            by = {r.id: r.ended_by for r in (await session.scalars(select(Run))).all()}
+        assert [by[r] for r in done] == ["all_done"] * 3 and by[waited] == "max_wait"
+        assert by[working] is None and by[ahead] is None
+        # And the run without requirements that has a computer working was never read
+        assert sorted(checked) == sorted([*done, waited, ahead])
+        # And the next round reads only the run whose requirements may still end it
+        checked.clear()
+        async with state.session() as session:
+            assert await completion.settle(session) == []
+        assert checked == [ahead]
+
+    scenario(db_url, tmp_path, body)

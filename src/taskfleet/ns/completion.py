@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Text, and_, cast, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
@@ -34,6 +34,8 @@ from taskfleet.storage.models import Instance, Run
 
 MAX_WAIT_S = 366 * 86_400.0
 ALL_DONE, MIN_COUNT, MIN_SHARE, MAX_WAIT = "all_done", "min_count", "min_share", "max_wait"
+BATCH = 500  # open runs read per query by settle
+_UNFINISHED = [s.value for s in InstanceState if not s.terminal]
 
 
 @dataclass(frozen=True)
@@ -171,29 +173,55 @@ async def run_counts(session: AsyncSession, run_ids: list[int]) -> dict[int, dic
     return found
 
 
+def _may_be_complete() -> ColumnElement[bool]:
+    """Open runs ``check`` could find complete: a run with requirements (time alone may
+    end it), or one that has instances and none of them still to do (``all_done``).
+    A run without requirements and with a computer still working cannot be complete,
+    and in a large fleet most open runs are such runs (offline computers wait for their
+    expiry), so they are left out without counting their instances."""
+    has_requirements = cast(Run.requirements, Text) != "{}"  # as stored: json.dumps({})
+    any_instance = exists().where(Instance.run_id == Run.id)
+    to_do = exists().where(Instance.run_id == Run.id, Instance.state.in_(_UNFINISHED))
+    return or_(has_requirements, and_(any_instance, ~to_do))
+
+
 async def settle(session: AsyncSession, now: float | None = None) -> list[int]:
     """Record the requirement that ended each open run whose requirements are now met;
-    returns those runs' ids. Safe to run twice at once: a run is ended only while open."""
+    returns those runs' ids. Safe to run twice at once: a run is ended only while open.
+    Runs are read BATCH at a time, by id, and only those that may be complete."""
     now = time.time() if now is None else now
-    open_runs = (await session.scalars(select(Run).where(Run.ended_at.is_(None)))).all()
-    if not open_runs:
-        return []
-    counts = await run_counts(session, [r.id for r in open_runs])
-    ended = []
-    for run in open_runs:
-        found = check(run, counts[run.id], now)
-        if found is None:
-            continue
-        result = await session.execute(
-            update(Run)
-            .where(Run.id == run.id, Run.ended_at.is_(None))
-            .values(ended_by=found.by, ended_at=found.at)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0):
-            audit.record(session, "ns", "run.complete", str(run.id), by=found.by, why=found.why)
-            ended.append(run.id)
-    return ended
+    ended: list[int] = []
+    after = 0
+    while True:
+        found = (
+            await session.execute(
+                select(Run.id, Run.created_at, Run.requirements)
+                .where(Run.ended_at.is_(None), Run.id > after, _may_be_complete())
+                .order_by(Run.id)
+                .limit(BATCH)
+            )
+        ).all()
+        counts = await run_counts(session, [run.id for run in found])
+        for run in found:
+            complete = check(run, counts[run.id], now)
+            if complete is not None and await _end(session, run.id, complete):
+                ended.append(run.id)
+        if len(found) < BATCH:
+            return ended
+        after = found[-1].id
+
+
+async def _end(session: AsyncSession, run_id: int, complete: Ended) -> bool:
+    result = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.ended_at.is_(None))
+        .values(ended_by=complete.by, ended_at=complete.at)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(result, "rowcount", 0):
+        return False
+    audit.record(session, "ns", "run.complete", str(run_id), by=complete.by, why=complete.why)
+    return True
 
 
 def state_of(
