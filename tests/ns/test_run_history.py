@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
 from taskfleet.errors import InvalidInput, NotFound
 from taskfleet.ns import retention, run_queries
@@ -169,5 +170,60 @@ def test_retention_prunes_old_finished_runs_in_batches_and_keeps_the_rest(
         assert not again.any
         # and 0 keeps everything forever
         assert not (await retention.prune(tx, 0, 0, now=NOW + 9999 * DAY, pause_s=0)).any
+
+    run_with(db_url, check)
+
+
+def test_retention_prunes_a_server_job_run_together_with_its_step_runs(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiny batches: a job run and its steps must still go in the same one
+    monkeypatch.setattr(retention, "BATCH", 1)
+    monkeypatch.setattr(retention, "RUNS_PER_BATCH", 1)
+    plan = {"kind": "server", "steps": [{"name": "a"}, {"name": "b"}], "timeout_s": 60}
+    # job run id: (age in days, ended, {step run id: (step, age, state of pc-1's instance)})
+    jobs = {
+        7: (200, True, {8: (0, 200, "Succeeded"), 9: (1, 10, "Failed")}),  # a young step
+        10: (150, False, {11: (0, 150, "Succeeded")}),  # the job is still going
+        12: (150, True, {13: (0, 150, "Running")}),  # ended, but a step still runs
+    }
+
+    async def check(tx: Any) -> None:
+        # Given server job runs of those ages, and a step run whose job run is gone
+        async with tx() as session:
+            for job_run, (age, ended, steps) in jobs.items():
+                at = NOW - age * DAY
+                session.add(Run(id=job_run, job_id=1, plan=plan, targets=["Lab"], created_at=at,
+                                ended_at=at + 1 if ended else None))  # fmt: skip
+                for run_id, (step, step_age, _) in steps.items():
+                    session.add(Run(id=run_id, task_id=1, parent_run_id=job_run, step=step,
+                                    targets=["Lab"], created_at=NOW - step_age * DAY))  # fmt: skip
+            session.add(Run(id=14, task_id=1, parent_run_id=99, step=0, targets=["Lab"],
+                            created_at=NOW - 200 * DAY))  # fmt: skip
+            await session.flush()
+            session.add_all(RunTarget(run_id=r, name="Lab") for r in (7, 8, 9, 10, 11, 12, 13, 14))
+            for _, _, steps in jobs.values():
+                for run_id, (_, _, state) in steps.items():
+                    session.add(Instance(id=run_id * 10 + 1, run_id=run_id, computer_id=1,
+                                         state=state))  # fmt: skip
+        # When history older than 90 days is pruned
+        await retention.prune(tx, 90 * DAY, 0, now=NOW, pause_s=0)
+        # Then the ended job went with both its steps (the young one too) and their rows,
+        # the job still going and the one with a step still running kept all of theirs,
+        # and the step run left without its job run went
+        async with tx() as session:
+            kept = set((await session.scalars(select(Run.id))).all())
+            assert kept == {3, 4, 5, 6, 10, 11, 12, 13}
+            instances = set((await session.scalars(select(Instance.run_id))).all())
+            assert instances >= {11, 13} and not instances & {8, 9}
+            targets = set((await session.scalars(select(RunTarget.run_id))).all())
+            assert targets & {7, 8, 9, 14} == set()
+        # And once the running step ends, its job run and the step go together
+        async with tx() as session:
+            await session.execute(update(Instance).where(Instance.run_id == 13)
+                                  .values(state="Succeeded"))  # fmt: skip
+        await retention.prune(tx, 90 * DAY, 0, now=NOW, pause_s=0)
+        async with tx() as session:
+            assert set((await session.scalars(select(Run.id))).all()) == {3, 4, 5, 6, 10, 11}
 
     run_with(db_url, check)

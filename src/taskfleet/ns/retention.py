@@ -5,7 +5,10 @@ What is history, and how long it stays (``ns serve`` options, ``NSSettings``):
 - **runs** (``--keep-history``, default 90 days): a run created before the cut-off
   whose instances have all ended goes with its instances, their ``status_seen``
   records and its ``run_target`` rows. A run with an instance still in progress is
-  kept, however old, so nothing an agent may still report on disappears.
+  kept, however old, so nothing an agent may still report on disappears. A server
+  job's run (``ns.server_jobs``) goes with its step runs, in the same transaction, once
+  the job has ended and none of its steps has an instance in progress (its age is the
+  job run's): a kept job run keeps all its steps, and no step outlives its job run.
 - **status_seen** records older than ``--keep-history`` go too, whatever their
   instance (they exist to recognise a resent status, R8; none is resent months later).
 - **audit entries** (``--keep-audit``, default 365 days): audit is the record of who
@@ -29,8 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from taskfleet.protocol.messages import InstanceState
 from taskfleet.storage.models import AuditEntry, Instance, Run, RunTarget, StatusSeen
@@ -57,14 +61,36 @@ class Pruned:
 
 
 async def _old_runs(session: AsyncSession, cutoff: float) -> list[int]:
-    unfinished = exists().where(Instance.run_id == Run.id, Instance.state.in_(_UNFINISHED))
+    """Up to RUNS_PER_BATCH old runs that may go, with the step runs of those that are
+    server job runs: a job run and its steps go together, in one transaction."""
+    step, parent = aliased(Run), aliased(Run)
+    in_progress = exists().where(Instance.run_id == Run.id, Instance.state.in_(_UNFINISHED))
+    step_in_progress = exists(
+        select(step.id)
+        .join(Instance, Instance.run_id == step.id)
+        .where(step.parent_run_id == Run.id, Instance.state.in_(_UNFINISHED))
+    )
+    has_steps = exists().where(step.parent_run_id == Run.id)
+    # A step run goes only with its job run; one whose job run is gone already (pruned
+    # before this rule) goes on its own.
+    own = or_(Run.parent_run_id.is_(None), ~exists().where(parent.id == Run.parent_run_id))
     query = (
         select(Run.id)
-        .where(Run.created_at < cutoff, ~unfinished)
+        .where(
+            Run.created_at < cutoff,
+            own,
+            ~in_progress,
+            ~step_in_progress,
+            ~and_(Run.ended_at.is_(None), has_steps),  # an open job may start another step
+        )
         .order_by(Run.id)
         .limit(RUNS_PER_BATCH)
     )
-    return list((await session.scalars(query)).all())
+    run_ids = list((await session.scalars(query)).all())
+    if not run_ids:
+        return []
+    steps = await session.scalars(select(Run.id).where(Run.parent_run_id.in_(run_ids)))
+    return run_ids + list(steps.all())
 
 
 async def _prune_runs_batch(session: AsyncSession, cutoff: float, pruned: Pruned) -> bool:
