@@ -199,11 +199,11 @@ def test_the_agent_resumes_a_paused_job_but_fails_one_killed_mid_script(tmp_path
     job_resume.keep(agent.ledger.directory, item, Paused([1], 2, [], time.time() + 300))
     agent.ledger.record(8, InstanceState.RUNNING)
     failed: list[int] = []
-    agent._emit_raw = lambda instance_id, *a, **k: failed.append(instance_id)  # type: ignore[method-assign]
+    agent.status.report = lambda instance_id, *a, **k: failed.append(instance_id)  # type: ignore[method-assign]
     # When it starts
-    agent._recover()
+    agent.instances.recover()
     # Then 7 waits to be resumed (not failed); 8 is failed as before
-    assert [s.item.instance_id for s in agent._resuming] == [7]
+    assert [s.item.instance_id for s in agent.instances.resuming] == [7]
     assert failed == [8] and agent.ledger.state(8) == InstanceState.FAILED
     assert agent.ledger.state(7) == InstanceState.RUNNING
 
@@ -216,8 +216,8 @@ def test_the_agent_resumes_a_paused_job_but_fails_one_killed_mid_script(tmp_path
         ran.append(sub.params["script"])
         return Outcome(OK, 0, "checked")
 
-    agent._run_step = run_step  # type: ignore[method-assign,assignment]
-    outcome = asyncio.run(agent._run_job(item, agent._resuming[0]))
+    agent.tasks.step = run_step  # type: ignore[method-assign,assignment]
+    outcome = asyncio.run(agent.tasks.job(item, agent.instances.resuming[0]))
     assert ran == ["check"] and outcome.state == OK
     assert "── step 2: restart — Succeeded" in outcome.output
 
