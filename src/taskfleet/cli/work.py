@@ -16,6 +16,8 @@ from taskfleet.cli.output import console, emit_json, table
 from taskfleet.protocol.messages import InstanceState
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+ScriptOpt = Annotated[str | None, typer.Option(help="the script text")]
+ScriptFileOpt = Annotated[Path | None, typer.Option(help="read the script from this file")]
 
 policy = typer.Typer(
     help="The Task Servers policy: per collection, an ordered list of task servers (R3, R9)."
@@ -178,12 +180,23 @@ def agent_config_apply(ctx: typer.Context, json: JsonOpt = False) -> None:
     _apply(ctx, "agent-config", json)
 
 
+def _script(script: str | None, script_file: Path | None) -> str | None:
+    """The script of --script-file when given (read now: a clear error if it cannot
+    be), else that of --script."""
+    if script_file is None:
+        return script
+    try:
+        return script_file.read_text()
+    except OSError as exc:
+        fail(f"cannot read {script_file}: {exc.strerror}")
+
+
 @task.command("create")
 def task_create(
     ctx: typer.Context,
     name: str,
-    script: Annotated[str | None, typer.Option(help="the script text")] = None,
-    script_file: Annotated[Path | None, typer.Option(help="read the script from this file")] = None,
+    script: ScriptOpt = None,
+    script_file: ScriptFileOpt = None,
     interpreter: Annotated[
         str, typer.Option(help="sh, bash, python, pwsh, powershell or cmd")
     ] = "sh",
@@ -202,11 +215,7 @@ def task_create(
     {{run.id}}, {{param.NAME}} and {{fact.NAME}} (docs/work-model.md, "Parameters")."""
     if (script is None) == (script_file is None):
         fail("give the script with exactly one of --script or --script-file")
-    if script_file is not None:
-        try:
-            script = script_file.read_text()
-        except OSError as exc:
-            fail(f"cannot read {script_file}: {exc.strerror}")
+    script = _script(script, script_file)
     body: dict[str, Any] = {
         "name": name,
         "script": script,
@@ -227,8 +236,8 @@ def task_edit(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="TASK", help="task name or id")],
     name: Annotated[str | None, typer.Option(help="a new name")] = None,
-    script: Annotated[str | None, typer.Option(help="the script text")] = None,
-    script_file: Annotated[Path | None, typer.Option(help="read the script from this file")] = None,
+    script: ScriptOpt = None,
+    script_file: ScriptFileOpt = None,
     interpreter: Annotated[str | None, typer.Option(help="sh, bash, python, pwsh, ...")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds before it is killed")] = None,
     parameter: parameters.ParameterOpt = None,
@@ -243,11 +252,7 @@ def task_edit(
     replace every declared parameter (a secret default is kept when left as shown)."""
     api = _api(ctx)
     current = api.get(f"/api/tasks/{quote(key, safe='')}")
-    if script_file is not None:
-        try:
-            script = script_file.read_text()
-        except OSError as exc:
-            fail(f"cannot read {script_file}: {exc.strerror}")
+    script = _script(script, script_file)
     body = dict(current["params"])
     body |= {"name": name or current["name"], "timeout_s": timeout or current["timeout_s"]}
     body |= {k: current[k] for k in ("retries", "retry_backoff_s") if k in current}  # kept
