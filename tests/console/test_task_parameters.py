@@ -112,6 +112,12 @@ def test_the_run_form_warns_when_targets_lack_the_interpreter(
     assert fleet.api.get("/api/runs")["runs"] == []
     screenshot(page, "31-run-form-interpreter-warning")
 
+    # When pc-1 is excluded, Then the warning counts only the computer the run would reach
+    exclude = page.get_by_label("Exclude (computer and collection names, comma-separated)")
+    exclude.fill("pc-1")
+    exclude.blur()
+    expect(warning).to_contain_text("1 target computer lacks the 'powershell' interpreter (pc-2)")
+
 
 def test_the_run_form_sets_exclusions_windows_and_completion_requirements(
     console_fleet: Fleet, page: Page

@@ -214,6 +214,10 @@ def test_a_missing_interpreter_is_warned_about_and_fails_at_once(fleet: Fleet) -
     assert preview["computers"] == 2 and preview["lacking"] == 2
     assert preview["lacking_computers"] == AGENTS
     assert "2 target computers lack the 'powershell' interpreter (pc-1, pc-2)" in result.stderr
+    # (the API's preview counts only the computers the exclusions leave)
+    less = {"task": "winonly", "targets": ["Lab"], "exclude": ["pc-1"]}
+    preview = fleet.api.post("/api/runs/preview", less)
+    assert (preview["computers"], preview["lacking_computers"]) == (1, ["pc-2"])
     run_id = json.loads(result.stdout)["id"]
 
     # And the run fails at once (not after its 600 s timeout), saying why

@@ -16,13 +16,13 @@ from sqlalchemy import func, select, update
 
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
 from taskfleet.ns import collections as collections_
-from taskfleet.ns import completion, computers, runs, schedules, tasks, window_hold
+from taskfleet.ns import completion, computers, preview, runs, schedules, tasks, window_hold
 from taskfleet.ns.api_schedules import set_windows
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import Facts, TaskType
 from taskfleet.storage import database, migrate
-from taskfleet.storage.models import AuditEntry, Instance, Run, Schedule
+from taskfleet.storage.models import AuditEntry, Computer, Instance, Run, Schedule
 
 PCS = ["pc-1", "pc-2", "pc-3"]
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -88,6 +88,36 @@ def test_exclusions_leave_computers_out_and_the_run_keeps_what_it_was_given(
         assert unknown.value.field == "exclude"
         async with state.session() as session:
             assert await session.scalar(select(func.count()).select_from(Run)) == 1
+
+    scenario(db_url, tmp_path, body)
+
+
+def test_the_run_preview_counts_the_computers_the_exclusions_leave(
+    db_url: str, tmp_path: Path
+) -> None:
+    async def body(state: NSState) -> None:
+        # Given pc-1 with sh, pc-2 with only powershell, pc-3 that never said
+        async with state.session() as session:
+            for name, found in (("pc-1", ["sh"]), ("pc-2", ["powershell"])):
+                await session.execute(
+                    update(Computer).where(Computer.name == name).values(interpreters=found)
+                )
+        async with state.session() as session:
+            # When the run of 'hello' (sh) on Office is previewed without exclusions
+            everyone = await preview.preview(session, "hello", ["Office"])
+            # and with pc-2, then pc-3, excluded as the run would exclude them
+            no_pc2 = await preview.preview(session, "hello", ["Office"], ["pc-2"])
+            no_pc3 = await preview.preview(session, "hello", ["Office"], ["computer:3"])
+            # Then each counts only the computers the run would reach
+            assert (everyone.computers, everyone.lacking, everyone.unknown) == (3, 1, 1)
+            assert everyone.lacking_computers == ["pc-2"] and "pc-2" in everyone.warning
+            assert (no_pc2.computers, no_pc2.lacking, no_pc2.unknown) == (2, 0, 1)
+            assert no_pc2.warning == ""
+            assert (no_pc3.computers, no_pc3.lacking, no_pc3.unknown) == (2, 1, 0)
+            # And an exclusion naming nothing is refused as the run refuses it
+            with pytest.raises(NotFound) as unknown:
+                await preview.preview(session, "hello", ["Office"], ["no-such-pc"])
+            assert unknown.value.field == "exclude"
 
     scenario(db_url, tmp_path, body)
 

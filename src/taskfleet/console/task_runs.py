@@ -61,15 +61,18 @@ async def run_preview(
     user: Viewing,
     targets: Annotated[list[str], Query()] = [],  # noqa: B006
     computers: str = "",
+    exclude: str = "",
 ) -> HTMLResponse:
-    """The interpreter warning for the targets chosen so far (an htmx fragment)."""
+    """The interpreter warning for the targets chosen so far, minus the exclusions the
+    run would apply (an htmx fragment)."""
     chosen = _chosen(targets, computers)
+    left_out = [n.strip() for n in exclude.split(",") if n.strip()]  # as run_form sends them
     found: preview.RunPreview | None = None
     problem = ""
     if chosen:
         try:
             async with ns_state(request).session() as session:
-                found = await preview.preview(session, key, chosen)
+                found = await preview.preview(session, key, chosen, left_out)
         except TaskfleetError as exc:
             problem = exc.message
     context = {"preview": found, "problem": problem}

@@ -71,6 +71,9 @@ async def _needs(session: AsyncSession, key: str) -> tuple[str, str, list[str], 
 async def preview(
     session: AsyncSession, task_key: str, targets: list[str], exclude: list[str] | None = None
 ) -> RunPreview:
+    """The preview of a run of ``task_key`` on ``targets`` minus ``exclude``, resolved as
+    ``runs.start_run`` resolves them (an unknown exclusion is the same 404), so the warning
+    counts only the computers the run would reach; every caller passes the exclusions."""
     name, type_, needed, declared = await _needs(session, task_key)
     chosen = await runs.resolve_targets(session, targets)
     chosen = await targets_.without(session, chosen, exclude or [])
