@@ -204,23 +204,27 @@ async def settle(session: AsyncSession, now: float | None = None) -> list[int]:
         counts = await run_counts(session, [run.id for run in found])
         for run in found:
             complete = check(run, counts[run.id], now)
-            if complete is not None and await _end(session, run.id, complete):
+            if complete is None:
+                continue
+            if await record_end(session, run.id, complete.by, complete.at, complete.why):
                 ended.append(run.id)
         if len(found) < BATCH:
             return ended
         after = found[-1].id
 
 
-async def _end(session: AsyncSession, run_id: int, complete: Ended) -> bool:
+async def record_end(session: AsyncSession, run_id: int, by: str, at: float, why: str) -> bool:
+    """Record what ended the run, and audit it, if it is still open; False if it was not
+    (another round or replica ended it first)."""
     result = await session.execute(
         update(Run)
         .where(Run.id == run_id, Run.ended_at.is_(None))
-        .values(ended_by=complete.by, ended_at=complete.at)
+        .values(ended_by=by, ended_at=at)
         .execution_options(synchronize_session=False)
     )
     if not getattr(result, "rowcount", 0):
         return False
-    audit.record(session, "ns", "run.complete", str(run_id), by=complete.by, why=complete.why)
+    audit.record(session, "ns", "run.complete", str(run_id), by=by, why=why)
     return True
 
 

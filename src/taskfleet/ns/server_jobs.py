@@ -26,10 +26,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.ns import audit, cancel, job_plans, run_rows
+from taskfleet.ns import audit, cancel, completion, job_plans, run_rows
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.job_plans import JOB_FAILED, JOB_SUCCEEDED, JOB_TIMED_OUT
 from taskfleet.ns.run_replies import StepRun
@@ -115,7 +115,8 @@ async def _advance_one(state: NSState, session: AsyncSession, job_run: Run, now:
         step = f"step {current.step + 1}" if current and current.step is not None else "its start"
         if current is not None and current.ended_at is None:  # stop what it is running
             await cancel.cancel(state, session, current.id, None, "ns (the job's timeout)")
-        return await _end(session, job_run, TIMED_OUT, f"the job's timeout ran out in {step}", now)
+        why = f"the job's timeout ran out in {step}"
+        return await completion.record_end(session, job_run.id, TIMED_OUT, now, why)
     if current is None or current.ended_at is None or current.step is None:
         return False  # the first step is started with the run; the others wait
     rows = await session.execute(
@@ -127,7 +128,7 @@ async def _advance_one(state: NSState, session: AsyncSession, job_run: Run, now:
     decision = decide(conditions, index, len(steps), succeeded, rc)
     if decision.next is None:
         outcome = SUCCEEDED if decision.succeeded else FAILED
-        return await _end(session, job_run, outcome, decision.reason, now)
+        return await completion.record_end(session, job_run.id, outcome, now, decision.reason)
     computers = await session.execute(
         select(Instance.computer_id, Computer.task_server_id)
         .join(Computer, Computer.id == Instance.computer_id)
@@ -135,19 +136,6 @@ async def _advance_one(state: NSState, session: AsyncSession, job_run: Run, now:
     )
     chosen = [collections_.MemberRef(*row) for row in computers]
     await start_step(state, session, job_run, decision.next, chosen)
-    return True
-
-
-async def _end(session: AsyncSession, job_run: Run, outcome: str, why: str, now: float) -> bool:
-    result = await session.execute(
-        update(Run)
-        .where(Run.id == job_run.id, Run.ended_at.is_(None))
-        .values(ended_by=outcome, ended_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(result, "rowcount", 0):
-        return False
-    audit.record(session, "ns", "run.complete", str(job_run.id), by=outcome, why=why)
     return True
 
 
