@@ -204,7 +204,7 @@ async def run_job(
     computers: Text = "",
 ) -> Response:
     user.require("operator")
-    chosen = [t for t in targets if t] + [c.strip() for c in computers.split(",") if c.strip()]
+    chosen = run_form.chosen(targets, computers)
     state = ns_state(request)
     try:
         async with state.session() as session:
@@ -219,15 +219,9 @@ async def _subject(request: Request, job_id: int) -> run_form.Subject:
     async with ns_state(request).session() as session:
         job = await jobs.find(session, str(job_id))
         declared = (await job_plans.make(session, job)).declared
-    return run_form.Subject(
-        key=job.name,  # runs.start_run looks a number up as a task's id first: not the job's
-        name=job.name,
-        declared=[d.shown() for d in declared],
-        action=f"{PREFIX}/jobs/{job.id}/run-with",
-        back=(f"{PREFIX}/jobs", "Jobs"),
-        page="jobs",
-        secret={d.name for d in declared if d.secret},
-    )
+    # By name: runs.start_run looks a number up as a task's id first, not as the job's.
+    base, back = f"{PREFIX}/jobs/{job.id}", (f"{PREFIX}/jobs", "Jobs")
+    return run_form.subject(job.name, job.name, declared, base, back, "jobs")
 
 
 @router.get("/{job_id}/run")

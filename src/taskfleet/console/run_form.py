@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from taskfleet.console import task_params
-from taskfleet.console.schedules import options_of, requirements_of, timing_of
+from taskfleet.console.schedules import names, options_of, requirements_of, timing_of
 from taskfleet.console.sessions import ConsoleUser
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
@@ -46,12 +46,25 @@ class Subject:
     secret: set[str] = field(default_factory=set)  # names of its secret parameters
 
 
+def subject(
+    key: str, name: str, declared: list[Any], base: str, back: tuple[str, str], page: str
+) -> Subject:
+    """The form of a task or job whose pages are under ``base`` (its run-with posts there);
+    ``declared`` are its ``parameters.Declared``."""
+    return Subject(
+        key=key,
+        name=name,
+        declared=[d.shown() for d in declared],
+        action=f"{base}/run-with",
+        back=back,
+        page=page,
+        secret={d.name for d in declared if d.secret},
+    )
+
+
 def chosen(targets: list[str], computers: str) -> list[str]:
-    return [t for t in targets if t] + [c.strip() for c in computers.split(",") if c.strip()]
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
+    """The collections picked in the list and the computers typed in, together."""
+    return [t for t in targets if t] + names(computers)
 
 
 async def page(
@@ -124,7 +137,7 @@ async def _start(
             user.name,
             params=given["values"],
             expires_in_s=expires_in_s,
-            exclude=_names(given["exclude"]),
+            exclude=names(given["exclude"]),
             ignore_windows=given["ignore_windows"] == "on",
             requirements=requirements,
         )
@@ -140,7 +153,7 @@ async def _schedule(
     plan = schedules.Plan(
         subject.key,
         chosen(given["targets"], given["computers"]),
-        _names(given["exclude"]),
+        names(given["exclude"]),
         dict(given["values"]),
         given["report"] == runs.LIVE,
         given["ignore_windows"] == "on",

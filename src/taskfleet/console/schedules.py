@@ -34,7 +34,8 @@ FIELDS = (
 )  # fmt: skip
 
 
-def _names(text: str) -> list[str]:
+def names(text: str) -> list[str]:
+    """Comma-separated names as the forms' text fields take them."""
     return [n.strip() for n in text.split(",") if n.strip()]
 
 
@@ -129,9 +130,9 @@ async def add_schedule(request: Request, user: Changing) -> Response:
     form: dict[str, Any] = {k: str(raw.get(k, "")) for k in FIELDS}
     form["targets"] = [str(t) for t in raw.getlist("targets") if t]
     try:
-        targets = form["targets"] + _names(form["computers"])
+        targets = form["targets"] + names(form["computers"])
         plan = schedules.Plan(
-            form["task"], targets, _names(form["exclude"]), {}, form["live"] == "on",
+            form["task"], targets, names(form["exclude"]), {}, form["live"] == "on",
             form["ignore_windows"] == "on", requirements_of(form), options_of(form),
         )  # fmt: skip
         at, cron, timezone = timing_of(form)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from taskfleet.console import run_form as form_  # its route below is run_form
+from taskfleet.console.schedules import names
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import TaskfleetError
@@ -25,23 +26,12 @@ from taskfleet.ns.state import ns_state
 router = APIRouter(prefix=PREFIX + "/tasks", include_in_schema=False)
 
 
-def _chosen(targets: list[str], computers: str) -> list[str]:
-    return [t for t in targets if t] + [c.strip() for c in computers.split(",") if c.strip()]
-
-
 async def _subject(request: Request, key: str) -> form_.Subject:
     async with ns_state(request).session() as session:
         task = await tasks.find(session, key)
     declared = parameters.loaded(task.params.get("parameters"))
-    return form_.Subject(
-        key=str(task.id),
-        name=task.name,
-        declared=[d.shown() for d in declared],
-        action=f"{PREFIX}/tasks/{task.id}/run-with",
-        back=(f"{PREFIX}/tasks", "Tasks"),
-        page="tasks",
-        secret={d.name for d in declared if d.secret},
-    )
+    base, back = f"{PREFIX}/tasks/{task.id}", (f"{PREFIX}/tasks", "Tasks")
+    return form_.subject(str(task.id), task.name, declared, base, back, "tasks")
 
 
 async def _page(request: Request, key: str) -> HTMLResponse:
@@ -65,8 +55,8 @@ async def run_preview(
 ) -> HTMLResponse:
     """The interpreter warning for the targets chosen so far, minus the exclusions the
     run would apply (an htmx fragment)."""
-    chosen = _chosen(targets, computers)
-    left_out = [n.strip() for n in exclude.split(",") if n.strip()]  # as run_form sends them
+    chosen = form_.chosen(targets, computers)
+    left_out = names(exclude)  # as the form sends them
     found: preview.RunPreview | None = None
     problem = ""
     if chosen:
