@@ -33,10 +33,10 @@ from pathlib import Path
 
 import httpx
 
-from taskfleet.agent import facts as local_facts
 from taskfleet.agent import outcome
 from taskfleet.agent.outcome import Outcome
 from taskfleet.errors import TaskfleetError
+from taskfleet.protocol import facts as local_facts
 from taskfleet.protocol.calls import call
 from taskfleet.protocol.messages import MAX_FACTS, Facts, InventoryReport, to_json
 from taskfleet.protocol.transport import Credential
@@ -183,7 +183,7 @@ def custom_facts(path: Path) -> dict[str, str]:
 def gather(
     name: str | None, hardware_id: str, addresses: list[str] | None, facts_file: Path
 ) -> Facts:
-    """This computer's facts: ``agent.facts`` plus the built-in and custom facts above."""
+    """This computer's facts: ``protocol.facts`` plus the built-in and custom facts above."""
     facts = local_facts.gather(name, hardware_id, addresses)
     facts.facts = {**facts.facts, **custom_facts(facts_file), **builtin_facts()}
     return facts

@@ -20,12 +20,12 @@ import ssl
 import time
 from collections.abc import Callable
 
-from taskfleet.agent import facts as local_facts
 from taskfleet.agent import inventory
 from taskfleet.agent.clients import Retired
 from taskfleet.agent.jitter import jittered
 from taskfleet.agent.options import AgentOptions
 from taskfleet.errors import Conflict, InvalidInput, TaskfleetError, Unauthenticated, Unavailable
+from taskfleet.protocol import facts as local_facts
 from taskfleet.protocol import pki, transport
 from taskfleet.protocol.calls import call
 from taskfleet.protocol.messages import (

@@ -10,8 +10,8 @@ import ssl
 from pathlib import Path
 from typing import IO, Any
 
-from taskfleet.agent import facts as local_facts
 from taskfleet.errors import Forbidden, InvalidInput, TaskfleetError
+from taskfleet.protocol import facts as local_facts
 from taskfleet.protocol import transport
 from taskfleet.protocol.calls import call, download
 from taskfleet.protocol.messages import (

@@ -1,4 +1,9 @@
-"""What this computer says about itself: name, hardware id, addresses, OS, interpreters."""
+"""What a node says about itself: name, hardware id, addresses, OS, interpreters.
+
+The ``Facts`` an agent sends when it enrols and a task server when it registers (both
+wire-protocol messages), so it lives with the protocol rather than in either component.
+The agent adds its inventory's built-in and custom facts on top (``agent.inventory``).
+"""
 
 from __future__ import annotations
 
