@@ -31,6 +31,7 @@ from taskfleet.ns import (
     api_users,
     api_work,
     bootstrap,
+    database_errors,
     duties,
     files,
     openapi,
@@ -153,6 +154,7 @@ def create_app(
     app.state.open_files_reserve = OPEN_FILES_RESERVE
     on_stop(app, end_long_polls)
     errors.install(app)
+    database_errors.install(app)  # the NS's alone: a task server has no database
     openapi.install(app)  # the error statuses each operation returns
     app.include_router(api_agent.router)
     app.include_router(api_ca.router)

@@ -1,7 +1,8 @@
 """The one mapping from errors to HTTP responses, for the NS and the task server.
 
 Every response error body is ``{"error": code, "message": text}``; no
-traceback reaches a client.
+traceback reaches a client. Database errors are the NS's alone (``ns.database_errors``):
+a task server never loads SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -49,6 +49,14 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """500, the details in the log only: no traceback reaches a client."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(
+        500, "internal", "internal error; the server log has the details, nothing was changed"
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TaskfleetError)
     async def _domain(_request: Request, exc: TaskfleetError) -> JSONResponse:
@@ -81,25 +89,8 @@ def install(app: FastAPI) -> None:
         response.headers.update(headers)
         return response
 
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        # SQLSTATE class 22 is "data exception": a value the database cannot store.
-        if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
-            return error_response(
-                400,
-                "invalid_input",
-                "a value is out of range or holds a character that cannot be stored "
-                "(such as NUL, \\u0000); nothing was changed",
-            )
-        return await _unexpected(request, exc)
-
     @app.exception_handler(OverflowError)
     async def _overflow(_request: Request, _exc: OverflowError) -> JSONResponse:
         return error_response(400, "invalid_input", "a number is out of range; nothing was changed")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(
-            500, "internal", "internal error; the server log has the details, nothing was changed"
-        )
+    app.add_exception_handler(Exception, unexpected)
