@@ -20,6 +20,7 @@ import pytest
 
 from taskfleet.cli.launcher import wait_until
 from taskfleet.protocol import pki
+from taskfleet.protocol.private_file import write_private
 from tests.cli.test_cli import taskfleet
 from tests.fleet import Fleet, TaskServerProc
 from tests.scrape import scrape
@@ -82,7 +83,7 @@ def enrol(fleet: Fleet, name: str) -> RawAgent:
     if fleet.tls:
         files = fleet.root / "raw-agents" / name
         files.mkdir(parents=True)
-        pki.write_private(files / pki.KEY_FILE, pki.key_pem(key))
+        write_private(files / pki.KEY_FILE, pki.key_pem(key))
         (files / pki.CERT_FILE).write_text(reply["certificate"])
         agent.verify = pki.client_context(
             fleet.ca_bundle, files / pki.CERT_FILE, files / pki.KEY_FILE

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +33,7 @@ from taskfleet.agent import power, process_tree
 from taskfleet.agent.client_jobs import Paused
 from taskfleet.agent.outcome import Outcome, succeeded
 from taskfleet.protocol.messages import InstanceState, TaskType, WorkItem, from_json, to_json
+from taskfleet.protocol.private_file import write_private_json
 
 SUFFIX = ".job"
 POLL_S = 1.0  # how often a wait for the restart looks whether the instance was canceled
@@ -64,13 +64,7 @@ def keep(directory: Path, item: WorkItem, paused: Paused | None, test_mode: bool
         "boot": process_tree.boot_id(),
         "test_mode": test_mode,
     }
-    tmp = path.with_suffix(".jobtmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_private_json(path, data)
 
 
 def load(directory: Path, instance_id: int) -> Saved | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import time
@@ -17,6 +16,7 @@ from taskfleet.cli.client import Api, fail
 from taskfleet.cli.launcher import Launcher, free_port, wait_http, wait_until
 from taskfleet.cli.work import print_run, wait_for
 from taskfleet.protocol import pki
+from taskfleet.protocol.private_file import write_private
 from taskfleet.protocol.transport import parse_credential
 
 console = Console()
@@ -134,9 +134,7 @@ def _demo(root: Path, launcher: Launcher, n_agents: int, once: bool, ns_port: in
 
     agent_token = api.post("/api/tokens", {"kind": "agent", "label": "demo"})["token"]
     token_file = root / "agent.token"  # what an installer leaves beside the agent, 0600
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(agent_token + "\n")
+    write_private(token_file, agent_token + "\n")
     for i in range(1, n_agents + 1):
         name = f"demo-pc-{i:02d}"
         launcher.start(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import typer
 from taskfleet.cli.client import Context, fail
 from taskfleet.cli.fleet import computer
 from taskfleet.cli.output import emit_json, table
+from taskfleet.protocol.private_file import write_private
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 token = typer.Typer(
@@ -72,9 +72,7 @@ def token_create(
     body = {"kind": kind, "label": label, "uses": uses, "ttl_s": ttl_s}
     result = _api(ctx).post("/api/tokens", body)
     if file is not None:
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(result["token"] + "\n")
+        write_private(file, result["token"] + "\n")
         result = {k: v for k, v in result.items() if k != "token"} | {"file": str(file)}
     if json:
         return emit_json(result)

@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from taskfleet.errors import InvalidInput
 from taskfleet.protocol import pki
+from taskfleet.protocol.private_file import write_private
 
 log = logging.getLogger("taskfleet.ns")
 CA_DAYS = 3650
@@ -109,9 +110,9 @@ class Authority:
         if created:
             key = pki.new_key()
             cert = _self_signed(key)
-            pki.write_private(directory / "ca.key", pki.key_pem(key))
-            pki.write_private(directory / "ca.crt", _pem(cert))
-            pki.write_private(directory / "bundle.pem", _pem(cert))
+            write_private(directory / "ca.key", pki.key_pem(key))
+            write_private(directory / "ca.crt", _pem(cert))
+            write_private(directory / "bundle.pem", _pem(cert))
             (directory / "ca.key").chmod(0o600)
         return cls(directory), created
 
@@ -135,12 +136,12 @@ class Authority:
             days=CA_DAYS,
             ca=True,
         )
-        pki.write_private(self.dir / "ca.key", pki.key_pem(key))
-        pki.write_private(self.dir / "ca.crt", _pem(cert))
+        write_private(self.dir / "ca.key", pki.key_pem(key))
+        write_private(self.dir / "ca.crt", _pem(cert))
         # Every cross certificate, newest first: a node that trusts only the first CA
         # still builds a chain after several rotations.
-        pki.write_private(self.dir / "cross.crt", _pem(cross) + self.cross_pem)
-        pki.write_private(self.dir / "bundle.pem", _pem(cert) + self.bundle_pem)
+        write_private(self.dir / "cross.crt", _pem(cross) + self.cross_pem)
+        write_private(self.dir / "bundle.pem", _pem(cert) + self.bundle_pem)
         (self.dir / "ns.crt").unlink(missing_ok=True)  # re-issued under the new CA
         self.__init__(self.dir)  # type: ignore[misc]
 
@@ -184,8 +185,8 @@ class Authority:
                 hosts=hosts,
                 server=True,
             )
-            pki.write_private(key_file, pki.key_pem(key))
-            pki.write_private(cert_file, _pem(cert) + self.cross_pem)
+            write_private(key_file, pki.key_pem(key))
+            write_private(cert_file, _pem(cert) + self.cross_pem)
         return cert_file, key_file
 
     def crl_pem(self, revoked: Iterable[tuple[int, float]], number: int) -> bytes:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.ns import collections, inventory, tasks, users
+from taskfleet.protocol.private_file import write_private
 from taskfleet.storage.models import ApiUser
 
 ADMIN_CREDENTIAL_FILE = "admin.credential"
@@ -29,13 +29,6 @@ async def ensure_admin(session: AsyncSession, data_dir: Path) -> tuple[Path, Pat
     password = users.new_password()
     _, credential = await users.create(session, "admin", "admin", password)
     data_dir.mkdir(parents=True, exist_ok=True)
-    credential_file = _write_private(data_dir / ADMIN_CREDENTIAL_FILE, str(credential))
-    password_file = _write_private(data_dir / ADMIN_PASSWORD_FILE, password)
+    credential_file = write_private(data_dir / ADMIN_CREDENTIAL_FILE, f"{credential}\n")
+    password_file = write_private(data_dir / ADMIN_PASSWORD_FILE, f"{password}\n")
     return credential_file, password_file
-
-
-def _write_private(path: Path, text: str) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-    return path

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from taskfleet.errors import InvalidInput, Unavailable
 from taskfleet.protocol import pki
+from taskfleet.protocol.private_file import write_private
 
 log = logging.getLogger("taskfleet.trust")
 CRL_FILE = "crl.pem"
@@ -91,7 +92,7 @@ class NodeTrust:
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             raise Unavailable(f"could not fetch the CA from {self.ns_url}: {exc}") from exc
         pinned = pki.check_bundle(bundle, self.fingerprint)
-        pki.write_private(self.ca_file, b"".join(pki.pem_of(c) for c in pinned))
+        write_private(self.ca_file, b"".join(pki.pem_of(c) for c in pinned))
         log.info("CA bundle fetched from %s and matched the fingerprint", self.ns_url)
 
     def store_bundle(self, bundle: str) -> None:
@@ -99,7 +100,7 @@ class NodeTrust:
         if not bundle or self.insecure:
             return
         pki.load_certificates(bundle.encode())  # refuse garbage before it replaces anything
-        pki.write_private(self.ca_file, bundle.encode())
+        write_private(self.ca_file, bundle.encode())
         if self._context is not None:
             self._context.load_verify_locations(cafile=str(self.ca_file))
 
@@ -116,7 +117,7 @@ class NodeTrust:
                 self._key = loaded
             else:
                 self._key = pki.new_key()
-                pki.write_private(self.key_file, pki.key_pem(self._key))
+                write_private(self.key_file, pki.key_pem(self._key))
         return self._key
 
     def csr(self, principal: int = 0) -> str:
@@ -170,7 +171,7 @@ class NodeTrust:
             return
         self.store_bundle(bundle)
         pki.load_certificates(chain.encode())
-        pki.write_private(self.cert_file, chain.encode())
+        write_private(self.cert_file, chain.encode())
         if self._context is not None:
             self._context.load_cert_chain(str(self.cert_file), str(self.key_file))
         log.info("new certificate stored (serial %s)", self.serial())
@@ -207,7 +208,7 @@ class NodeTrust:
             raise InvalidInput("the revocation list is not signed by the NS's CA")
         self.revoked = frozenset(r.serial_number for r in crl)
         self.crl_number = number
-        pki.write_private(self.dir / CRL_FILE, pem.encode())
+        write_private(self.dir / CRL_FILE, pem.encode())
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -29,6 +28,7 @@ import aiohttp
 
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.protocol.messages import InstanceState, StatusEvent, WorkItem
+from taskfleet.protocol.private_file import write_private_json
 from taskfleet.simulator.agent import SimAgent
 from taskfleet.simulator.behaviour import Mix
 
@@ -146,13 +146,8 @@ class SimFleet:
         path = self._identity_file()
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = {a.hardware_id: [a.computer_id, a.credential] for a in self.agents if a.credential}
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
+        write_private_json(path, data)
 
     # --- life ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from taskfleet.protocol import pki
+from taskfleet.protocol.private_file import write_private
 from taskfleet.protocol.trust import NodeTrust
 
 PROVISIONAL_FILE = "provisional.crt"
@@ -39,5 +40,5 @@ def _provisional(trust: NodeTrust) -> Path:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "taskserver awaiting approval")])
     cert = pki.issue(key, None, name, key.public_key(), days=30, server=True)
     path = trust.dir / PROVISIONAL_FILE
-    pki.write_private(path, pki.pem_of(cert))
+    write_private(path, pki.pem_of(cert))
     return path
