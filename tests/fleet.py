@@ -15,16 +15,22 @@ import httpx
 from cryptography import x509
 
 from taskfleet.cli.launcher import Launcher, Proc, wait_http, wait_until
+from taskfleet.errors import TaskfleetError
 from taskfleet.protocol import pki
+from taskfleet.protocol.calls import error_of
 from taskfleet.protocol.transport import parse_credential
 from tests.ports import free_port
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
+    """An error reply: its status and JSON body for assertions, and ``error``, what it
+    decodes to in the error tree (the protocol's decoding, as the CLI and nodes see it)."""
+
+    def __init__(self, status: int, body: Any, error: TaskfleetError | None = None) -> None:
         super().__init__(f"HTTP {status}: {body}")
         self.status = status
         self.body = body
+        self.error = error
 
 
 @dataclass
@@ -35,10 +41,14 @@ class Api:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.client.request(method, path, **kwargs)
-        body = response.json() if response.content else None
         if response.status_code >= 400:
-            raise ApiError(response.status_code, body)
-        return body
+            error = error_of(response)
+            try:
+                body = response.json()
+            except ValueError:
+                body = error.message  # not JSON (a proxy's page): what the decoder kept
+            raise ApiError(response.status_code, body, error)
+        return response.json() if response.content else None
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.call("GET", path, **kwargs)

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import httpx
 import typer
 
+from taskfleet.protocol.calls import error_of
 from taskfleet.protocol.transport import Credential, parse_credential
 
 
@@ -82,11 +83,7 @@ class Api:
         except httpx.HTTPError as exc:
             fail(f"cannot reach the NS at {self.client.base_url}: {exc}")
         if response.status_code >= 400:
-            try:
-                message = response.json()["message"]
-            except (ValueError, KeyError, TypeError):
-                message = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
-            fail(message)
+            fail(error_of(response).message)
         return response.json() if response.content else None
 
     def get(self, path: str, **kwargs: Any) -> Any:

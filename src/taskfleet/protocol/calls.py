@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as json_text
 from collections.abc import Callable
 from typing import Any
 
@@ -33,26 +34,55 @@ async def call(
             f"{client.base_url} did not answer: {exc.__class__.__name__} {exc}"
         ) from exc
     if response.status_code >= 400:
-        error = _error(response)
-        # Busy (503) says when to come back; seconds only, the form taskfleet servers send.
-        retry_after = response.headers.get("retry-after", "")
-        if retry_after.isdigit():
-            error.retry_after_s = float(retry_after)
-        raise error
+        raise error_of(response)
     if not response.content:
         return None
     return response.json()
 
 
-def _error(response: httpx.Response) -> TaskfleetError:
+def error_of(response: httpx.Response) -> TaskfleetError:
+    """The error an error reply (4xx, 5xx) stands for, in the one error tree.
+
+    The one decoder of error replies: the services' clients here, the admin CLI
+    (``cli.client``) and the test fleet's API read replies through it, the simulator's
+    aiohttp agents through ``error_from_reply``.
+    """
+    return error_from_reply(
+        response.status_code,
+        response.content,
+        where=str(response.request.url),
+        retry_after=response.headers.get("retry-after"),
+        reason=response.reason_phrase,
+    )
+
+
+def error_from_reply(
+    status: int,
+    content: bytes,
+    *,
+    where: str,
+    retry_after: str | None = None,
+    reason: str = "",
+) -> TaskfleetError:
+    """``error_of`` for any HTTP client: the reply's status, body, URL and Retry-After.
+
+    A taskfleet server sends ``{"error": code, "message": text, "field": name}``;
+    anything else (a proxy's error page) keeps the status and the start of its text.
+    """
     try:
-        body = response.json()
-        return error_for_code(str(body["error"]), str(body["message"]))
-    except (ValueError, KeyError, TypeError):
-        text = response.text.strip()[:200] or response.reason_phrase
-        if response.status_code >= 500:
-            return Unavailable(f"{response.request.url} answered {response.status_code}: {text}")
-        return TaskfleetError(f"{response.request.url} answered {response.status_code}: {text}")
+        body = json_text.loads(content)
+        error = error_for_code(str(body["error"]), str(body["message"]))
+        field = body.get("field")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        text = content[:200].decode("utf-8", "replace").strip() or reason
+        what = f"{where} answered {status}: {text}"
+        error = Unavailable(what) if status >= 500 else TaskfleetError(what)
+        field = None
+    error.field = str(field) if field else None
+    # Busy (503) says when to come back; seconds only, the form taskfleet servers send.
+    if retry_after is not None and retry_after.isdigit():
+        error.retry_after_s = float(retry_after)
+    return error
 
 
 async def download(
@@ -72,7 +102,7 @@ async def download(
         async with client.stream("GET", path, headers=headers, **extra) as response:
             if response.status_code >= 400:
                 await response.aread()
-                raise _error(response)
+                raise error_of(response)
             async for piece in response.aiter_bytes(1024 * 1024):
                 write(piece)
             return response.headers

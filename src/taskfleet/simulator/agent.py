@@ -26,8 +26,8 @@ from taskfleet.errors import (
     TaskfleetError,
     Unauthenticated,
     Unavailable,
-    error_for_code,
 )
+from taskfleet.protocol.calls import error_from_reply
 from taskfleet.protocol.messages import (
     AgentSettings,
     Assignment,
@@ -101,7 +101,9 @@ class SimAgent:
                     retry = response.headers.get("Retry-After")
                     if response.status == 503 and retry and retry.isdigit():
                         self.backoff_until = time.monotonic() + float(retry)
-                    raise _error(response.status, raw)
+                    raise error_from_reply(
+                        response.status, raw, where=str(response.url), retry_after=retry
+                    )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.fleet.count_error(f"{exc.__class__.__name__} {method} {url.split('/', 3)[-1]}")
             raise Unavailable(f"{url}: {exc.__class__.__name__} {exc}") from exc
@@ -306,14 +308,3 @@ class SimAgent:
                     self.fleet.reported(self, event)
             if len(events) < 200:
                 return
-
-
-def _error(status: int, raw: bytes) -> TaskfleetError:
-    try:
-        body = json.loads(raw)
-        return error_for_code(str(body["error"]), str(body["message"]))
-    except (ValueError, KeyError, TypeError):
-        text = raw[:200].decode("utf-8", "replace")
-        if status >= 500:
-            return Unavailable(f"answered {status}: {text}")
-        return TaskfleetError(f"answered {status}: {text}")
