@@ -13,6 +13,13 @@ from sqlalchemy import select
 from taskfleet.ns import audit, computers
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.collection_replies import (
+    CollectionDetail,
+    CollectionView,
+    Member,
+    MembersChanged,
+    collection_view,
+)
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import MAX_ID, LongText, Name, bounded_list
@@ -37,61 +44,50 @@ class MembersRequest:
     computers: Annotated[list[Name], bounded_list(MAX_MEMBERS_PER_CALL)]
 
 
-def view(collection: Collection, members: int) -> dict[str, Any]:
-    return {
-        "id": collection.id,
-        "name": collection.name,
-        "builtin": collection.builtin,
-        "description": collection.description,
-        "rules": collection.rules,
-        "members": members,
-    }
-
-
 @router.get("/collections")
 async def list_collections(
     request: Request,
     _: Viewer,
     name: Annotated[Name | None, Query(description="only the collection of this name")] = None,
-) -> list[dict[str, Any]]:
+) -> list[CollectionView]:
     async with ns_state(request).session() as session:
         counts = await collections_.counts(session)
         query = select(Collection).order_by(Collection.name)
         if name is not None:
             query = query.where(Collection.name == name)
         rows = (await session.scalars(query)).all()
-        return [view(c, counts.get(c.id, 0)) for c in rows]
+        return [collection_view(c, counts.get(c.id, 0)) for c in rows]
 
 
 @router.post("/collections", status_code=201, responses=errors(404, 409))
 async def create_collection(
     request: Request, body: CollectionRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> CollectionView:
     """Create a collection; the rules may include or exclude other collections by name."""
     async with ns_state(request).session() as session:
         collection = await collections_.create(session, body.name, body.description, body.rules)
         audit.record(
             session, admin.name, "collection.create", collection.name, rules=collection.rules
         )
-        return view(collection, 0)
+        return collection_view(collection, 0)
 
 
 @router.get("/collections/{collection_id}")
 async def show_collection(
     request: Request, collection_id: CollectionId, _: Viewer
-) -> dict[str, Any]:
+) -> CollectionDetail:
     async with ns_state(request).session() as session:
         collection = await collections_.by_id(session, collection_id)
         members = await collections_.members(session, collection)
-        return {
-            **view(collection, len(members)),
-            "members": [{"id": m.id, "name": m.name} for m in members],
-        }
+        return CollectionDetail(
+            collection.id, collection.name, collection.builtin, collection.description,
+            collection.rules, [Member(m.id, m.name) for m in members],
+        )  # fmt: skip
 
 
 async def _members(
     request: Request, collection_id: int, body: MembersRequest, actor: str, add: bool
-) -> dict[str, Any]:
+) -> MembersChanged:
     state = ns_state(request)
     async with state.session() as session:
         collection = await collections_.by_id(session, collection_id)
@@ -104,11 +100,7 @@ async def _members(
             collection.name,
             computers=[c.name for c in found],
         )
-        changed = {
-            "id": collection.id,
-            "name": collection.name,
-            "changed": [c.name for c in found],
-        }
+        changed = MembersChanged(collection.id, collection.name, [c.name for c in found])
     state.agents_changed()  # settings may follow membership; once committed
     return changed
 
@@ -116,7 +108,7 @@ async def _members(
 @router.post("/collections/{collection_id}/members", responses=errors(409))
 async def add_members(
     request: Request, collection_id: CollectionId, body: MembersRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> MembersChanged:
     """Add computers (names or ids) as static members."""
     return await _members(request, collection_id, body, admin.name, add=True)
 
@@ -124,5 +116,5 @@ async def add_members(
 @router.post("/collections/{collection_id}/members/remove", responses=errors(409))
 async def remove_members(
     request: Request, collection_id: CollectionId, body: MembersRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> MembersChanged:
     return await _members(request, collection_id, body, admin.name, add=False)

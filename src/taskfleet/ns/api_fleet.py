@@ -3,8 +3,7 @@ sites: ns.api_sites; tokens and identity resets: ns.api_identity)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -12,6 +11,13 @@ from sqlalchemy import select
 
 from taskfleet.ns import computer_views, registry
 from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.fleet_replies import (
+    AuditRow,
+    ComputerDetail,
+    ComputerPage,
+    ConfiguredTaskServer,
+    TaskServerApproval,
+)
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import ShortText
@@ -26,21 +32,21 @@ router = APIRouter(prefix="/api", tags=["fleet"])
 
 
 @router.get("/taskservers")
-async def list_task_servers(request: Request, _: Viewer) -> list[dict[str, Any]]:
+async def list_task_servers(request: Request, _: Viewer) -> list[registry.TaskServerView]:
     async with ns_state(request).session() as session:
-        return [asdict(v) for v in await registry.list_all(session)]
+        return await registry.list_all(session)
 
 
 @router.post("/taskservers/{key:path}/approve")
-async def approve(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+async def approve(request: Request, key: str, admin: Administrator) -> TaskServerApproval:
     ts = await registry.set_approval(ns_state(request), key, "approved", admin.name)
-    return {"name": ts.name, "approval": ts.approval}
+    return TaskServerApproval(ts.name, ts.approval)
 
 
 @router.post("/taskservers/{key:path}/revoke")
-async def revoke(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+async def revoke(request: Request, key: str, admin: Administrator) -> TaskServerApproval:
     ts = await registry.set_approval(ns_state(request), key, "revoked", admin.name)
-    return {"name": ts.name, "approval": ts.approval}
+    return TaskServerApproval(ts.name, ts.approval)
 
 
 class TaskServerSettings(BaseModel):
@@ -55,11 +61,13 @@ class TaskServerSettings(BaseModel):
 @router.patch("/taskservers/{key:path}")
 async def configure(
     request: Request, key: str, body: TaskServerSettings, admin: Administrator
-) -> dict[str, Any]:
+) -> ConfiguredTaskServer:
     """Set or clear a task server's client limit and heartbeat period. The admin's value
     wins over what the task server reports until cleared; audited."""
     changes = body.model_dump(include=body.model_fields_set)
-    return await registry.configure(ns_state(request), key, changes, admin.name)
+    return ConfiguredTaskServer(
+        **await registry.configure(ns_state(request), key, changes, admin.name)
+    )
 
 
 # --- computers --------------------------------------------------------------------
@@ -74,16 +82,16 @@ async def list_computers(
     descending: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> dict[str, Any]:
+) -> ComputerPage:
     async with ns_state(request).session() as session:
         total, rows = await computer_views.search(
             session, search, sort, descending, limit, offset, identity=user.role == "admin"
         )
-        return {"total": total, "computers": rows}
+        return ComputerPage(total, rows)
 
 
 @router.get("/computers/{key:path}", responses=errors(409))
-async def show_computer(request: Request, key: str, user: Viewer) -> dict[str, Any]:
+async def show_computer(request: Request, key: str, user: Viewer) -> ComputerDetail:
     """One computer; its hardware id for admins only."""
     async with ns_state(request).session() as session:
         return await computer_views.detail(session, key, identity=user.role == "admin")
@@ -99,7 +107,7 @@ async def audit_log(
     action: ShortText = "",
     actor: ShortText = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[AuditRow]:
     async with ns_state(request).session() as session:
         query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         if action:
@@ -107,12 +115,6 @@ async def audit_log(
         if actor:
             query = query.where(AuditEntry.actor == actor)
         return [
-            {
-                "at": e.at,
-                "actor": e.actor,
-                "action": e.action,
-                "target": e.target,
-                "detail": e.detail,
-            }
+            AuditRow(e.at, e.actor, e.action, e.target, e.detail)
             for e in (await session.scalars(query)).all()
         ]

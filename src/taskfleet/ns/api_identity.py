@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from taskfleet.ns import audit, identity, tokens
 from taskfleet.ns.auth import Administrator, TaskServerApproved
+from taskfleet.ns.identity_replies import ComputerReset, TokenCreated, TokenView
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import ShortText, text
@@ -49,9 +50,7 @@ class TokenRequest(BaseModel):
 
 
 @router.post("/tokens", responses=errors(400))
-async def create_token(
-    request: Request, body: TokenRequest, admin: Administrator
-) -> dict[str, Any]:
+async def create_token(request: Request, body: TokenRequest, admin: Administrator) -> TokenCreated:
     """Create an enrolment token for one kind of node; its secret is in this reply only."""
     async with ns_state(request).session() as session:
         token, secret = await tokens.create(
@@ -69,9 +68,9 @@ async def create_token(
             expires_at=token.expires_at,
             **({"never_expires": True} if never else {}),
         )
-        out = {**tokens.view(token, time.time()), "token": secret}
+        out = TokenCreated(**tokens.view(token, time.time()), token=secret)
     if never:
-        out["warning"] = (
+        out.warning = (
             "this token never expires: whoever holds it can enrol until it is revoked "
             f"('taskfleet token revoke {token.id}')"
         )
@@ -79,14 +78,14 @@ async def create_token(
 
 
 @router.get("/tokens")
-async def list_tokens(request: Request, _: Administrator) -> list[dict[str, Any]]:
+async def list_tokens(request: Request, _: Administrator) -> list[TokenView]:
     """Every enrolment token with its state; never the secret (only its hash is kept)."""
     async with ns_state(request).session() as session:
-        return await tokens.list_all(session)
+        return [TokenView(**shown) for shown in await tokens.list_all(session)]
 
 
 @router.post("/tokens/{key}/revoke", responses=errors(400, 404, 409))
-async def revoke_token(request: Request, key: ShortText, admin: Administrator) -> dict[str, Any]:
+async def revoke_token(request: Request, key: ShortText, admin: Administrator) -> TokenView:
     """Revoke a token by id: every enrolment with it is refused from now on (audited)."""
     async with ns_state(request).session() as session:
         token = await tokens.revoke(session, key, admin.name)
@@ -97,11 +96,11 @@ async def revoke_token(request: Request, key: ShortText, admin: Administrator) -
             token.label or f"token {token.id}",
             token_id=token.id,
         )
-        return tokens.view(token, time.time())
+        return TokenView(**tokens.view(token, time.time()))
 
 
 @router.post("/computers/{key:path}/reset", responses=errors(404, 409))
-async def reset_computer(request: Request, key: ShortText, admin: Administrator) -> dict[str, Any]:
+async def reset_computer(request: Request, key: ShortText, admin: Administrator) -> ComputerReset:
     """Drop a computer's credential (its agent is refused from now on); the next
     enrolment claiming its hardware id is accepted once. A task server's computer: its
     task server must register again, and is pending until approved."""

@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import select
 
 from taskfleet.ns import audit, computer_views, registry, sites
 from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.collection_replies import SiteServer, SiteSubnets, SiteView, site_subnets
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import MAX_ID, Name, ShortText, bounded_list
@@ -38,8 +39,8 @@ class SiteServerRequest:
     task_server: Name  # its name or id
 
 
-def view(site: Site, task_servers: list[str]) -> dict[str, Any]:
-    return {"id": site.id, "name": site.name, "subnets": site.subnets, "task_servers": task_servers}
+def view(site: Site, task_servers: list[str]) -> SiteView:
+    return SiteView(site.id, site.name, site.subnets, task_servers)
 
 
 @router.get("/sites")
@@ -47,7 +48,7 @@ async def list_sites(
     request: Request,
     _: Viewer,
     name: Annotated[Name | None, Query(description="only the site of this name")] = None,
-) -> list[dict[str, Any]]:
+) -> list[SiteView]:
     async with ns_state(request).session() as session:
         served = await sites.served_by(session)
         names = await computer_views.task_server_names(session)
@@ -65,7 +66,7 @@ async def list_sites(
 
 
 @router.post("/sites", status_code=201, responses=errors(409))
-async def create_site(request: Request, body: SiteRequest, admin: Administrator) -> dict[str, Any]:
+async def create_site(request: Request, body: SiteRequest, admin: Administrator) -> SiteView:
     async with ns_state(request).session() as session:
         site = await sites.create(session, body.name, body.subnets)
         audit.record(session, admin.name, "site.create", site.name, subnets=site.subnets)
@@ -75,33 +76,33 @@ async def create_site(request: Request, body: SiteRequest, admin: Administrator)
 @router.post("/sites/{site_id}/subnets")
 async def add_subnet(
     request: Request, site_id: SiteId, body: SubnetRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> SiteSubnets:
     async with ns_state(request).session() as session:
         site = await sites.by_id(session, site_id)
         await sites.add_subnet(session, site, body.subnet)
         audit.record(session, admin.name, "site.add-subnet", site.name, subnet=body.subnet)
-        return {"id": site.id, "name": site.name, "subnets": site.subnets}
+        return site_subnets(site)
 
 
 @router.post("/sites/{site_id}/subnets/remove")
 async def remove_subnet(
     request: Request, site_id: SiteId, body: SubnetRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> SiteSubnets:
     async with ns_state(request).session() as session:
         site = await sites.by_id(session, site_id)
         await sites.remove_subnet(session, site, body.subnet)
         audit.record(session, admin.name, "site.remove-subnet", site.name, subnet=body.subnet)
-        return {"id": site.id, "name": site.name, "subnets": site.subnets}
+        return site_subnets(site)
 
 
 @router.post("/sites/{site_id}/taskservers")
 async def add_site_server(
     request: Request, site_id: SiteId, body: SiteServerRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> SiteServer:
     """Make a task server (its name or id) serve the site, besides its own address's."""
     async with ns_state(request).session() as session:
         site = await sites.by_id(session, site_id)
         ts = await registry.find(session, body.task_server)
         await sites.serve(session, site, ts, True)
         audit.record(session, admin.name, "site.add-taskserver", site.name, task_server=ts.name)
-        return {"id": site.id, "name": site.name, "task_server": ts.name}
+        return SiteServer(site.id, site.name, ts.name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import Field
@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from taskfleet.ns import audit, users
 from taskfleet.ns.auth import Administrator, Viewer
+from taskfleet.ns.identity_replies import Caller, UserCreated
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import Name, ShortText, text
@@ -42,53 +43,53 @@ class PasswordRequest:
 
 
 @router.get("/me")
-async def me(caller: Viewer) -> dict[str, str]:
-    return {"name": caller.name, "role": caller.role}
+async def me(caller: Viewer) -> Caller:
+    return Caller(caller.name, caller.role)
 
 
 @router.get("/users")
-async def list_users(request: Request, _: Administrator) -> list[dict[str, Any]]:
+async def list_users(request: Request, _: Administrator) -> list[users.UserView]:
     async with ns_state(request).session() as session:
         rows = await session.scalars(select(ApiUser).order_by(ApiUser.name))
-        return [asdict(users.view(u)) for u in rows]
+        return [users.view(u) for u in rows]
 
 
 @router.post("/users", status_code=201, responses=errors(409))
-async def create_user(request: Request, body: UserRequest, admin: Administrator) -> dict[str, Any]:
+async def create_user(request: Request, body: UserRequest, admin: Administrator) -> UserCreated:
     async with ns_state(request).session() as session:
         user, credential = await users.create(session, body.name, body.role, body.password)
         audit.record(session, admin.name, "user.create", user.name, role=user.role)
         # The credential's secret is shown this once; only its hash is kept.
-        return {**asdict(users.view(user)), "credential": str(credential)}
+        return UserCreated(**asdict(users.view(user)), credential=str(credential))
 
 
 @router.post("/users/{key:path}/role")
 async def set_role(
     request: Request, key: str, body: RoleRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> users.UserView:
     async with ns_state(request).session() as session:
         user = await users.find(session, key)
         before = user.role
         await users.set_role(session, user, body.role)
         audit.record(session, admin.name, "user.set-role", user.name, before=before, to=user.role)
-        return asdict(users.view(user))
+        return users.view(user)
 
 
 @router.post("/users/{key:path}/password")
 async def set_password(
     request: Request, key: str, body: PasswordRequest, admin: Administrator
-) -> dict[str, Any]:
+) -> users.UserView:
     async with ns_state(request).session() as session:
         user = await users.find(session, key)
         await users.set_password(session, user, body.password)
         audit.record(session, admin.name, "user.set-password", user.name)
-        return asdict(users.view(user))
+        return users.view(user)
 
 
 @router.post("/users/{key:path}/disable")
-async def disable(request: Request, key: str, admin: Administrator) -> dict[str, Any]:
+async def disable(request: Request, key: str, admin: Administrator) -> users.UserView:
     async with ns_state(request).session() as session:
         user = await users.find(session, key)
         await users.disable(session, user)
         audit.record(session, admin.name, "user.disable", user.name)
-        return asdict(users.view(user))
+        return users.view(user)

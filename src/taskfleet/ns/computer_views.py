@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import collections, computers
+from taskfleet.ns.fleet_replies import ComputerDetail, ComputerRow
 from taskfleet.storage.models import Computer, Instance, Job, Run, Task, TaskServer
 
 # Columns a list may be sorted by; the name breaks ties so pages never overlap.
@@ -22,10 +21,10 @@ SORTS = {
 MAX_SEARCH = 200
 
 
-def view(c: Computer, ts_names: dict[int, str], identity: bool = False) -> dict[str, Any]:
+def view(c: Computer, ts_names: dict[int, str], identity: bool = False) -> ComputerRow:
     """A computer as shown; its hardware id (what an enrolment claims it by) only with
     ``identity``, for admins: viewers and operators never see identity secrets."""
-    shown: dict[str, Any] = {
+    shown: ComputerRow = {
         "id": c.id,
         "name": c.name,
         "addresses": c.addresses,
@@ -67,7 +66,7 @@ async def search(
     limit: int = 100,
     offset: int = 0,
     identity: bool = False,
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[ComputerRow]]:
     """How many computers match ``text`` (name, OS or address), and one page of them."""
     if sort not in SORTS:
         raise InvalidInput(f"sort {sort!r} must be one of: {', '.join(SORTS)}")
@@ -95,12 +94,10 @@ async def search(
 
 async def detail(
     session: AsyncSession, key: str, history: int = 20, identity: bool = False
-) -> dict[str, Any]:
+) -> ComputerDetail:
     """One computer: facts, collections, task server and why, recent runs."""
     computer = await computers.find(session, key)
     membership = await collections.load_membership(session, [computer.id])
-    shown = view(computer, await task_server_names(session), identity)
-    shown["collections"] = membership.collections_of(computer)
     rows = await session.execute(
         select(Instance, func.coalesce(Task.name, Job.name, "(a removed job)"))
         .join(Run, Run.id == Instance.run_id)
@@ -110,14 +107,17 @@ async def detail(
         .order_by(Instance.id.desc())
         .limit(history)
     )
-    shown["runs"] = [
-        {
-            "run": i.run_id,
-            "task": name,
-            "state": i.state,
-            "return_code": i.return_code,
-            "finished_at": i.finished_at,
-        }
-        for i, name in rows.all()
-    ]
-    return shown
+    return {
+        **view(computer, await task_server_names(session), identity),
+        "collections": membership.collections_of(computer),
+        "runs": [
+            {
+                "run": i.run_id,
+                "task": name,
+                "state": i.state,
+                "return_code": i.return_code,
+                "finished_at": i.finished_at,
+            }
+            for i, name in rows.all()
+        ],
+    }

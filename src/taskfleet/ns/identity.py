@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict
 from taskfleet.ns import audit, certificates, computers
+from taskfleet.ns.identity_replies import ComputerReset
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.transport import (
     Credential,
@@ -129,7 +130,7 @@ def audit_refusal(
     )
 
 
-async def reset_computer(state: NSState, key: str, actor: str) -> dict[str, Any]:
+async def reset_computer(state: NSState, key: str, actor: str) -> ComputerReset:
     """An admin's reset: the computer's credential and key are dropped (its agent, or
     whoever holds them, is refused from now on) and the next enrolment claiming its
     hardware id is accepted once. A task server's computer: its task server's
@@ -153,12 +154,9 @@ async def reset_computer(state: NSState, key: str, actor: str) -> dict[str, Any]
         if ts is not None:
             await certificates.revoke(state, session, "taskserver", ts.id, reason)
         audit.record(session, actor, "computer.reset", computer.name, **detail)
-        out = {
-            "id": computer.id,
-            "name": computer.name,
-            "reset_at": computer.reset_at,
-            "task_server": ts.name if ts is not None else None,
-        }
+        out = ComputerReset(
+            computer.id, computer.name, computer.reset_at, ts.name if ts is not None else None
+        )
     # After the commit: task servers drop the old credential from their agent maps.
     state.agents_changed()
     return out
