@@ -16,6 +16,7 @@ def test_public_names_are_exactly_the_error_tree() -> None:
         "NotFound",
         "PayloadTooLarge",
         "TaskfleetError",
+        "TokenRefused",
         "TooManyRequests",
         "Unauthenticated",
         "Unavailable",

@@ -8,6 +8,8 @@ turn such responses back into the same classes where they need to branch.
     TaskfleetError
     ├── InvalidInput        400  malformed, wrong type, out of range
     ├── Unauthenticated     401  no or wrong credential
+    │   └── TokenRefused    401  an enrolment token not recognised, of the wrong kind,
+    │                            revoked, expired or used up: the node needs a new one
     ├── Forbidden           403  authenticated, not allowed
     │   └── NotApproved     403  a task server that is pending or revoked (R1)
     ├── NotFound            404  unknown id or name
@@ -33,6 +35,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "TaskfleetError",
+    "TokenRefused",
     "TooManyRequests",
     "Unauthenticated",
     "Unavailable",
@@ -65,6 +68,13 @@ class InvalidInput(TaskfleetError):
 class Unauthenticated(TaskfleetError):
     status_code = 401
     code = "unauthenticated"
+
+
+class TokenRefused(Unauthenticated):
+    """The enrolment token itself is refused, not a credential: enrolling again with the
+    same token cannot help, so a node stops and says so (agent.ns_link)."""
+
+    code = "token_refused"
 
 
 class Forbidden(TaskfleetError):
@@ -121,6 +131,7 @@ _BY_CODE: dict[str, type[TaskfleetError]] = {
     for cls in (
         InvalidInput,
         Unauthenticated,
+        TokenRefused,
         Forbidden,
         NotApproved,
         NotFound,

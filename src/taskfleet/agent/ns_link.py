@@ -24,7 +24,14 @@ from taskfleet.agent import inventory
 from taskfleet.agent.clients import Retired
 from taskfleet.agent.jitter import jittered
 from taskfleet.agent.options import AgentOptions
-from taskfleet.errors import Conflict, InvalidInput, TaskfleetError, Unauthenticated, Unavailable
+from taskfleet.errors import (
+    Conflict,
+    InvalidInput,
+    TaskfleetError,
+    TokenRefused,
+    Unauthenticated,
+    Unavailable,
+)
 from taskfleet.protocol import facts as local_facts
 from taskfleet.protocol import pki, transport
 from taskfleet.protocol.calls import call
@@ -136,8 +143,10 @@ class NsLink:
                     headers=self.credential.header,
                 )
                 break
-            except Unauthenticated as exc:
-                if "enrolment token" in exc.message or not self.options.token:
+            except TokenRefused:
+                raise  # the enrolment token itself: only a new one helps, not another try
+            except Unauthenticated:
+                if not self.options.token:
                     raise
                 log.warning("the NS does not know this agent's credential; enrolling again")
                 self.previous_credential, self.credential = self.credential, None

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from taskfleet.errors import Conflict, InvalidInput, NotFound, TokenRefused, Unauthenticated
 from taskfleet.protocol.transport import hash_secret, new_secret
 from taskfleet.storage.models import MAX_ID, EnrolmentToken
 
@@ -144,7 +144,8 @@ class Checked:
 
     def refuse(self, reason: str, message: str) -> None:
         self.reason = reason
-        self.error = Unauthenticated(message)
+        # Its own class: the node must be given a new token, enrolling again cannot help.
+        self.error = TokenRefused(message)
 
 
 async def check_many(session: AsyncSession, secrets: Sequence[str], kind: str) -> list[Checked]:
