@@ -20,6 +20,8 @@ import ssl
 import time
 from collections.abc import Callable
 
+import httpx
+
 from taskfleet.agent import inventory
 from taskfleet.agent.clients import Retired
 from taskfleet.agent.jitter import jittered
@@ -55,8 +57,16 @@ CERTIFICATE_CHECK_S = 600.0  # how often the agent looks whether to renew its ce
 
 
 class NsLink:
-    def __init__(self, options: AgentOptions, retired: Retired) -> None:
+    def __init__(
+        self,
+        options: AgentOptions,
+        retired: Retired,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.options = options
+        # None: the network. Every client of this agent, to the NS and to its task server,
+        # goes through it (unit tests pass an httpx.MockTransport).
+        self.http_transport = http_transport
         state = options.state_dir
         self.identity_path = state / "identity.json"
         self.hardware_id = local_facts.hardware_id(state)
@@ -68,7 +78,7 @@ class NsLink:
         )
         self._trusted = False
         self._retired = retired
-        self.client = transport.client(options.ns_url, tls=self.tls())
+        self.client = transport.client(options.ns_url, tls=self.tls(), transport=http_transport)
         # Called when the certificate was renewed: the task server's client takes it up.
         self.on_new_certificate: Callable[[], None] = lambda: None
         self._load_identity()
@@ -176,7 +186,9 @@ class NsLink:
     def _reopen(self) -> None:
         # New connections present the current certificate; old ones may not have had it.
         self._retired.retire(self.client)
-        self.client = transport.client(self.options.ns_url, tls=self.tls())
+        self.client = transport.client(
+            self.options.ns_url, tls=self.tls(), transport=self.http_transport
+        )
 
     async def renew_certificate(self) -> None:
         """A new certificate for this agent's key, before the current one expires."""
@@ -188,6 +200,7 @@ class NsLink:
             client = transport.client(
                 self.options.ns_url,
                 tls=pki.client_context(self.trust.ca_file, None, None),
+                transport=self.http_transport,
             )
         try:
             data = await call(

@@ -100,7 +100,11 @@ class TaskServer:
         assert self.assignment is not None
         self._retired.retire(self.client)
         self.client = transport.client(
-            self.assignment.url, self.ns.credential, timeout=30.0, tls=self.ns.tls()
+            self.assignment.url,
+            self.ns.credential,
+            timeout=30.0,
+            tls=self.ns.tls(),
+            transport=self.ns.http_transport,
         )
         if self.ns.trust.tls:
             self.client.event_hooks["response"] = [self._check_certificate]

@@ -73,12 +73,14 @@ def client(
     timeout: float = 30.0,
     max_connections: int = 20,
     tls: ssl.SSLContext | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """An HTTP client to a taskfleet server that presents ``credential``.
 
     Keep ``max_connections`` at or above the number of requests the caller can
     have in flight: a request queued inside the pool waits with no deadline of
     its own, and callers should bound their concurrency themselves instead.
+    ``transport`` replaces the network (unit tests pass an ``httpx.MockTransport``).
     """
     headers = {"User-Agent": "taskfleet"}
     if credential is not None:
@@ -92,6 +94,7 @@ def client(
         verify=verify,
         base_url=base_url.rstrip("/"),
         headers=headers,
+        transport=transport,
         timeout=httpx.Timeout(timeout, connect=5.0),
         limits=httpx.Limits(
             max_connections=max_connections,

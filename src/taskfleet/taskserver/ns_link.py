@@ -10,6 +10,8 @@ import ssl
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+
 from taskfleet.errors import Forbidden, InvalidInput, TaskfleetError
 from taskfleet.protocol import facts as local_facts
 from taskfleet.protocol import transport
@@ -49,8 +51,11 @@ class NSLink:
         settings: TaskServerSettings,
         metrics: TaskServerMetrics | None = None,
         server_tls: ssl.SSLContext | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
+        # None: the network (unit tests pass an httpx.MockTransport for the NS).
+        self.http_transport = http_transport
         # What it trusts and presents (protocol.trust), and the context it serves agents
         # with: a certificate from approval or renewal goes into both.
         self.trust = NodeTrust(
@@ -78,9 +83,10 @@ class NSLink:
     def _open_clients(self) -> None:
         url = self.settings.ns_url
         tls = self.trust.context() if self.trust.insecure or self.trust.ca_file.exists() else None
-        self._client = transport.client(url, max_connections=LOOKUPS + 2, tls=tls)
-        self._events = transport.client(url, max_connections=2, tls=tls)
-        self._bulk = transport.client(url, timeout=120.0, max_connections=4, tls=tls)
+        via = self.http_transport
+        self._client = transport.client(url, max_connections=LOOKUPS + 2, tls=tls, transport=via)
+        self._events = transport.client(url, max_connections=2, tls=tls, transport=via)
+        self._bulk = transport.client(url, timeout=120.0, max_connections=4, tls=tls, transport=via)
         self._use_credential()
 
     async def start(self) -> None:
