@@ -32,6 +32,7 @@ from typing import Any
 from taskfleet.agent import power, process_tree
 from taskfleet.agent.client_jobs import Paused
 from taskfleet.agent.outcome import Outcome, succeeded
+from taskfleet.errors import InvalidInput
 from taskfleet.protocol.messages import InstanceState, TaskType, WorkItem, from_json, to_json
 from taskfleet.protocol.private_file import write_private_json
 
@@ -85,7 +86,7 @@ def load(directory: Path, instance_id: int) -> Saved | None:
             str(data.get("boot") or ""),
             bool(data.get("test_mode")),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, InvalidInput):
         return None
 
 

@@ -15,9 +15,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
+from taskfleet.errors import InvalidInput
 from taskfleet.protocol import step_records
 from taskfleet.protocol.fields import (
     DEFAULT_OUTPUT_LIMIT,
@@ -323,37 +327,83 @@ def by_request_size(
 
 
 def from_json(cls: type[T], data: Any) -> T:
-    """Build ``cls`` from JSON data, recursing into nested message fields.
+    """Build ``cls`` from JSON data, recursing into the fields whose annotations name a
+    message (``Facts``, ``list[WorkItem]``, ``AgentSettings | None``) or an enum.
 
-    Unknown keys are ignored so that a newer peer can add fields.
+    Unknown keys are ignored so that a newer peer can add fields. Other values are taken
+    as they come: servers check them where a message enters (``fields``). Not an object,
+    a required field missing, a nested message of the wrong shape or an unknown enum
+    value: InvalidInput, naming where.
     """
+    return _build(cls, data, cls.__name__)
+
+
+_Convert = Callable[[Any, str], Any]  # (JSON value, where it is) -> the field's value
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
     if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        raise InvalidInput(f"{where}: expected a JSON object, got {type(data).__name__}")
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        nested = _NESTED.get((cls.__name__, f.name))
-        if nested is not None and value is not None:
-            if isinstance(value, list):
-                value = [from_json(nested, v) for v in value]
-            else:
-                value = from_json(nested, value)
-        kwargs[f.name] = value
+    fields = _FIELDS.get(cls) or _FIELDS.setdefault(cls, _fields(cls))
+    for key, (convert, required) in fields.items():
+        if key in data:
+            value = data[key]
+            if convert is not None and value is not None:
+                value = convert(value, f"{where}.{key}")
+            kwargs[key] = value
+        elif required:
+            raise InvalidInput(f"{where}: {key!r} is missing", field=key)
     return cls(**kwargs)
 
 
-_NESTED: dict[tuple[str, str], type[Any]] = {
-    ("Enrolment", "facts"): Facts,
-    ("AssignmentRequest", "facts"): Facts,
-    ("InventoryReport", "facts"): Facts,
-    ("Assignment", "settings"): AgentSettings,
-    ("PollReply", "work"): WorkItem,
-    ("PollReply", "settings"): AgentSettings,
-    ("ChannelReply", "work"): WorkItem,
-    ("StatusBatch", "events"): StatusEvent,
-}
+_FIELDS: dict[type[Any], dict[str, tuple[_Convert | None, bool]]] = {}
+
+
+def _fields(cls: type[Any]) -> dict[str, tuple[_Convert | None, bool]]:
+    """Each field's converter (None: the value as it comes) and whether it is required,
+    from the class's annotations (strings under ``from __future__``); kept in _FIELDS."""
+    hints = typing.get_type_hints(cls)  # Annotated's constraints left out
+    return {
+        f.name: (
+            _converter(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    }
+
+
+def _converter(kind: Any) -> _Convert | None:
+    origin = typing.get_origin(kind)
+    if origin is typing.Union or origin is types.UnionType:
+        present = [k for k in typing.get_args(kind) if k is not type(None)]
+        # None is left as it comes (above): the class says whether it may be None.
+        return _converter(present[0]) if len(present) == 1 else None
+    if origin is list:
+        item = _converter(typing.get_args(kind)[0])
+        if item is None:
+            return None
+
+        def each(value: Any, where: str) -> list[Any]:
+            if not isinstance(value, list):
+                raise InvalidInput(f"{where}: expected a list, got {type(value).__name__}")
+            return [item(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+        return each
+    if dataclasses.is_dataclass(kind):
+        message = typing.cast(type[Any], kind)
+        return lambda value, where: _build(message, value, where)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        choices = ", ".join(str(member.value) for member in kind)
+
+        def member(value: Any, where: str) -> Any:
+            try:
+                return kind(value)
+            except ValueError:
+                raise InvalidInput(f"{where}: {value!r} is not one of {choices}") from None
+
+        return member
+    return None
 
 
 # --- task server <-> notification server -------------------------------------------
@@ -489,19 +539,6 @@ class Refusal:
 @dataclass
 class Refusals:
     refusals: list[Refusal]
-
-
-_NESTED.update(
-    {
-        ("Refusals", "refusals"): Refusal,
-        ("Registration", "facts"): Facts,
-        ("AgentEntry", "settings"): AgentSettings,
-        ("AgentMap", "agents"): AgentEntry,
-        ("WorkBatch", "work"): WorkRef,
-        ("WorkBatch", "runs"): RunTask,
-        ("WorkBatch", "cancel"): WorkRef,
-    }
-)
 
 
 @dataclass

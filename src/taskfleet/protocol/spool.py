@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+from taskfleet.errors import InvalidInput
 from taskfleet.protocol.messages import StatusEvent, event_json, from_json
 
 
@@ -52,7 +53,7 @@ class Spool:
                 batch = [
                     from_json(StatusEvent, d) for d in (data if isinstance(data, list) else [data])
                 ]
-            except (OSError, ValueError, TypeError):
+            except (OSError, ValueError, TypeError, InvalidInput):
                 # A file we cannot read would block the spool forever; move it aside.
                 path.rename(path.with_suffix(".bad"))
                 continue
