@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
+from taskfleet.agent_endpoints.channels import RECONNECT_MIN_S, ChannelGate
+from taskfleet.agent_endpoints.tickle import Tickler
 from taskfleet.errors import Busy
 from taskfleet.server.capacity import Capacity, open_files_for
-from taskfleet.taskserver.channels import RECONNECT_MIN_S, ChannelGate
-from taskfleet.taskserver.source import Tickler
 
 CASES = [
     # open files, reserve, connections, channels, dropped above

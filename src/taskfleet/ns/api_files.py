@@ -19,13 +19,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from taskfleet.agent_endpoints.files import SHA256_HEADER
 from taskfleet.errors import Forbidden
 from taskfleet.ns import files
 from taskfleet.ns.auth import Administrator, TaskServerApproved, Viewer
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.storage.models import MAX_ID, StoredFile
-from taskfleet.taskserver.file_api import SHA256_HEADER
 
 router = APIRouter(prefix="/api", tags=["files"])
 Sha256 = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="the file's SHA-256")]

@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from taskfleet import __version__
+from taskfleet.agent_endpoints import api as agent_api
+from taskfleet.agent_endpoints import files as agent_files
+from taskfleet.agent_endpoints.channels import ChannelGate
 from taskfleet.console.app import install as install_console
 from taskfleet.ns import (
     api_agent,
@@ -53,8 +56,6 @@ from taskfleet.server.capacity import DEFAULT_RESERVE
 from taskfleet.server.limits import BodyLimit
 from taskfleet.server.serve import on_stop
 from taskfleet.storage import database, migrate
-from taskfleet.taskserver import agent_api, file_api
-from taskfleet.taskserver.channels import ChannelGate
 
 log = logging.getLogger("taskfleet.ns")
 # Open files besides connections: the task server's reserve plus the database pool
@@ -110,7 +111,7 @@ def create_app(
             await state.revocations.load(session)
         revocations = asyncio.create_task(state.revocations.refresh_forever(state.session))
         app.state.work_source = role
-        app.state.file_source = NSFiles(state)  # copy-file tasks' files (taskserver.file_api)
+        app.state.file_source = NSFiles(state)  # copy-file tasks' files (agent_endpoints.files)
         refresher = asyncio.create_task(role.refresh_forever())
         # PostgreSQL: the hub's changes cross to the other replicas (None on SQLite).
         link = await replicas.start(state.hub, engine)
@@ -171,7 +172,7 @@ def create_app(
     app.include_router(api_history.router)  # after api_work: /runs/{id}/output/...
     app.include_router(api_users.router)
     app.include_router(agent_api.router)
-    app.include_router(file_api.router)
+    app.include_router(agent_files.router)
     app.include_router(api_files.router)
     app.include_router(api_task_types.router)
     app.include_router(api_inventory.router)

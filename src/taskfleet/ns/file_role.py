@@ -6,10 +6,10 @@ checks its SHA-256 before writing, as it does with a task server's copy.
 
 from __future__ import annotations
 
+from taskfleet.agent_endpoints.files import Opened
 from taskfleet.errors import Forbidden
 from taskfleet.ns import files
 from taskfleet.ns.state import NSState
-from taskfleet.taskserver.file_cache import Opened
 
 
 class NSFiles:

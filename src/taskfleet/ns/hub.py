@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from taskfleet.taskserver.source import Tickler
+from taskfleet.agent_endpoints.tickle import Tickler
 
 # Versions and epochs handed out by replicas stay below 2**53, so that any JSON
 # reader keeps them exact.

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from taskfleet.agent_endpoints.tickle import Tickler
 from taskfleet.errors import NotAssigned
 from taskfleet.ns import audit, cancel, runs, status_intake
 from taskfleet.ns.assigner import agent_settings
@@ -14,7 +15,6 @@ from taskfleet.ns.auth import authenticate_agent
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import AgentSettings, StatusAck, StatusEvent, WorkItem
 from taskfleet.storage.models import Computer
-from taskfleet.taskserver.source import Tickler
 
 log = logging.getLogger("taskfleet.ns.local_role")
 CONTACT_WRITE_EVERY_S = 30.0

@@ -29,13 +29,13 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from taskfleet.agent_endpoints.channels import UNLIMITED
 from taskfleet.ns import figures
 from taskfleet.ns.auth import Viewer
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Assignment, StatusAck, WorkBatch
 from taskfleet.server.metrics import BATCH_BUCKETS, ServerMetrics, count_requests
-from taskfleet.taskserver.channels import UNLIMITED
 
 PREFIX = "taskfleet_ns"
 router = APIRouter(tags=["metrics"])

@@ -18,7 +18,7 @@ So at start the soft limit is raised to the hard limit, and the limit is split:
   connection closed, and past ``drop_above`` (half the reserve further) it is
   closed at once, so a flood never eats the reserve;
 - ``channels``: of the connections, how many notification channels may be open
-  (``taskserver.channels.ChannelGate``); the remainder stays free for polls and
+  (``agent_endpoints.channels.ChannelGate``); the remainder stays free for polls and
   status, so those keep being answered when every channel is taken.
 
 A connection that sends nothing is closed after ``FIRST_REQUEST_S``, as uvicorn

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, Response
 
 from taskfleet import __version__
+from taskfleet.agent_endpoints import api as agent_api
+from taskfleet.agent_endpoints import files as agent_files
+from taskfleet.agent_endpoints.channels import UNLIMITED, ChannelGate
 from taskfleet.protocol.messages import STATUS_BODY_BYTES
 from taskfleet.server import errors
 from taskfleet.server.limits import BodyLimit
 from taskfleet.server.metrics import count_requests
 from taskfleet.server.serve import on_stop
-from taskfleet.taskserver import agent_api, file_api
-from taskfleet.taskserver.channels import UNLIMITED, ChannelGate
 from taskfleet.taskserver.metrics import TaskServerMetrics
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.relay import Relay
@@ -47,7 +48,7 @@ def create_app(settings: TaskServerSettings, tls: ssl.SSLContext | None = None) 
         metrics.watch_relay(relay, settings)
         await relay.start()
         app.state.work_source = relay
-        app.state.file_source = relay.files  # copy-file tasks' files (file_api)
+        app.state.file_source = relay.files  # copy-file tasks' files (agent_endpoints.files)
         print(
             f"taskfleet: task server {relay.link.name} ({relay.approval}) "
             f"listening on {settings.url}",
@@ -75,7 +76,7 @@ def create_app(settings: TaskServerSettings, tls: ssl.SSLContext | None = None) 
     on_stop(app, answer_channels)
     errors.install(app)
     app.include_router(agent_api.router)
-    app.include_router(file_api.router)
+    app.include_router(agent_files.router)
 
     async def export_metrics(request: Request) -> Response:
         # Open, like /hello: aggregate numbers only, and no users here to check (README).

@@ -29,10 +29,10 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from taskfleet.agent_endpoints.files import Opened
 from taskfleet.errors import Forbidden, Unavailable
 from taskfleet.protocol.jobs import JOB_TASK_TYPE, task_steps
 from taskfleet.protocol.messages import TaskType, WorkItem
@@ -44,15 +44,6 @@ GRANT_GRACE_S = 3600.0
 Fetch = Callable[[str, IO[bytes]], Awaitable[None]]
 # Asks the NS whether a computer may fetch a file (by SHA-256): True, or False when not.
 Confirm = Callable[[int, str], Awaitable[bool]]
-
-
-@dataclass
-class Opened:
-    """A verified file, ready to be streamed once."""
-
-    sha256: str
-    size: int
-    chunks: AsyncIterator[bytes]
 
 
 def sha256_of(fh: IO[bytes]) -> str:

@@ -1,7 +1,7 @@
 """What this task server refused its own agents, on its way to the NS's audit log.
 
 An authenticated agent that names another computer in a request (a status event
-for another computer, say) is refused 403 at once (``agent_api``). The task server
+for another computer, say) is refused 403 at once (``agent_endpoints.api``). The task server
 has no audit log of its own, so each refusal is logged here and kept until the
 next heartbeat sends it to the NS (``/api/ts/refusals``), which audits it. Kept in
 memory and bounded: a misbehaving agent costs a counter, not memory, and the log

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 
+from taskfleet.agent_endpoints.tickle import Tickler
 from taskfleet.errors import (
     NotApproved,
     NotAssigned,
@@ -43,7 +44,6 @@ from taskfleet.taskserver.forbidden import ForbiddenReports
 from taskfleet.taskserver.lookups import LookupLimit, Refusals
 from taskfleet.taskserver.ns_link import NSLink
 from taskfleet.taskserver.settings import TaskServerSettings
-from taskfleet.taskserver.source import Tickler
 from taskfleet.taskserver.status_relay import StatusRelay
 from taskfleet.taskserver.work_cache import WorkCache
 
@@ -183,7 +183,7 @@ class Relay:
         # Acknowledge only once the events are on disk: from here on they are ours (R8).
         # Concurrent agents' events share one write and one fsync.
         await self.spool.put_soon(events)
-        self.status_relay.checked_at_the_edge(events)  # (agent_api checked every field)
+        self.status_relay.checked_at_the_edge(events)  # (agent_endpoints.api checked every field)
         self.work.settled(computer_id, {e.instance_id for e in events})
         self.work.stopped(computer_id, {e.instance_id for e in events if _final(e.state)})
         if any(e.live for e in events):

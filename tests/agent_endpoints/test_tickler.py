@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from taskfleet.taskserver.source import Tickler
+from taskfleet.agent_endpoints.tickle import Tickler
 
 
 async def test_a_tickle_wakes_the_parked_channel() -> None:

@@ -20,6 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import TypeAdapter
 
+from taskfleet.agent_endpoints.channels import ChannelGate
+from taskfleet.agent_endpoints.work_source import WorkSource
 from taskfleet.errors import Forbidden, InvalidInput, Unauthenticated
 from taskfleet.protocol.messages import (
     AgentSettings,
@@ -32,8 +34,6 @@ from taskfleet.protocol.transport import parse_credential
 from taskfleet.server.metrics import ServerMetrics
 from taskfleet.server.peers import check_peer, peer_of
 from taskfleet.server.validation import parse_json
-from taskfleet.taskserver.channels import ChannelGate
-from taskfleet.taskserver.source import WorkSource
 
 MAX_WAIT_S = 300.0
 MIN_HOLD_S = 10.0  # inside the agent's own timeout: it waits for wait + 15 s

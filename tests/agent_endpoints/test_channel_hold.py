@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from taskfleet.taskserver.agent_api import MIN_HOLD_S, held_for
+from taskfleet.agent_endpoints.api import MIN_HOLD_S, held_for
 
 WAIT = 50.0
 AGENTS = range(1, 10_001)

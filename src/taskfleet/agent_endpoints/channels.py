@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import random
 
+from taskfleet.agent_endpoints.tickle import Tickler
 from taskfleet.errors import Busy
 from taskfleet.server.capacity import FULL_RETRY_S
-from taskfleet.taskserver.source import Tickler
 
 UNLIMITED = 1 << 62
 RECONNECT_MIN_S = 2.0  # about what a restart takes: sooner would find the port closed

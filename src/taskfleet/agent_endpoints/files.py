@@ -6,22 +6,32 @@ GET /agent/files/{sha256}   the file's bytes, streamed, with its SHA-256 in
                             the SHA-256 itself before it writes anything.
 
 Each app puts a ``FileSource`` in ``app.state.file_source``: a task server its
-``file_cache.FileCache``, the NS (serving agents itself, R3) ``ns.file_role``.
+``taskserver.file_cache.FileCache``, the NS (serving agents itself, R3) ``ns.file_role``.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from taskfleet.agent_endpoints.api import authenticated
 from taskfleet.errors import InvalidInput
-from taskfleet.taskserver.agent_api import authenticated
-from taskfleet.taskserver.file_cache import Opened
 
 SHA256_HEADER = "X-Taskfleet-SHA256"
 _HEX = frozenset("0123456789abcdef")
+
+
+@dataclass
+class Opened:
+    """A verified file, ready to be streamed once."""
+
+    sha256: str
+    size: int
+    chunks: AsyncIterator[bytes]
 
 
 class FileSource(Protocol):
@@ -44,5 +54,5 @@ async def get_file(request: Request) -> Response:
 
 
 router = APIRouter(tags=["agent"])
-# A plain route like the other agent endpoints (taskserver.agent_api): documented here.
+# A plain route like the other agent endpoints (agent_endpoints.api): documented here.
 router.add_route("/agent/files/{sha256}", get_file, methods=["GET"], include_in_schema=False)
