@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from taskfleet.app import create_app
 from taskfleet.ns import (
     api_files,
     api_history,
@@ -24,7 +25,6 @@ from taskfleet.ns import (
     api_task_types,
     api_work,
 )
-from taskfleet.ns.app import create_app
 from taskfleet.ns.settings import NSSettings
 from tests.cli.test_cli import taskfleet
 from tests.fleet import Fleet

@@ -56,7 +56,7 @@ def ns_serve(
     ] = "4MiB",
 ) -> None:
     """Run the notification server over HTTPS with its own CA (migrates the database first)."""
-    from taskfleet.ns.app import create_app
+    from taskfleet.app import create_app
     from taskfleet.ns.settings import NSSettings
     from taskfleet.server.serve import check_http_server, parse_bind, run
     from taskfleet.storage.database import async_url

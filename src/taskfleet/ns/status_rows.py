@@ -23,7 +23,7 @@ from taskfleet.storage.models import Instance, StatusSeen
 
 # The most output stored per instance, in characters: the NS's own cap (``ns serve
 # --max-output``), below what agents are configured to send if the admin wants; longer
-# output is cut with the truncation marker. Set once at start (ns.app), per process.
+# output is cut with the truncation marker. Set once at start (taskfleet.app), per process.
 stored_output_limit = MAX_OUTPUT_LIMIT
 CHUNK = 1000  # rows per statement: well inside both stores' bound-parameter limits
 

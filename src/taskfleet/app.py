@@ -1,4 +1,11 @@
-"""The notification server's ASGI application."""
+"""The notification server's ASGI application: the composition root of the NS process.
+
+It puts together what the packages provide and imports nothing back: the NS's API and
+services (``taskfleet.ns``), the agent endpoints it serves as the last fallback of R3
+(``taskfleet.agent_endpoints``, shared with the task server) and the console
+(``taskfleet.console``, pages over the NS services). ``console`` imports ``ns``,
+never the reverse; ``tests/test_import_graph.py`` holds the package edges.
+"""
 
 from __future__ import annotations
 
