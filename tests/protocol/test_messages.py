@@ -13,7 +13,9 @@ from taskfleet.errors import InvalidInput
 from taskfleet.protocol.fields import bounded_list
 from taskfleet.protocol.messages import (
     AgentSettings,
+    Approval,
     Facts,
+    HeartbeatReply,
     InventoryReport,
     PollReply,
     RunTask,
@@ -98,6 +100,21 @@ def test_list_fields_build_each_item_and_keep_plain_lists() -> None:
     # Then the messages are built and the plain list is kept as it came
     assert outer.many == [Inner(1)]
     assert outer.plain == [4, 5]
+
+
+def test_enum_fields_take_their_strings_and_refuse_others() -> None:
+    # Given a heartbeat reply as the NS sends it: the approval as a plain string
+    data = {"approval": "approved", "enabled": True, "agents_epoch": 3}
+    # When it is read, the approval is the enum, still equal to the stored string
+    reply = from_json(HeartbeatReply, data)
+    assert reply.approval is Approval.APPROVED and reply.approval == "approved"
+    assert to_json(reply)["approval"] == "approved"
+    # And a value that is no approval is InvalidInput, saying which there are
+    with pytest.raises(InvalidInput) as raised:
+        from_json(HeartbeatReply, {**data, "approval": "maybe"})
+    assert raised.value.message == (
+        "HeartbeatReply.approval: 'maybe' is not one of pending, approved, revoked"
+    )
 
 
 def test_unknown_keys_are_ignored() -> None:

@@ -15,7 +15,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.ns import advice, documents, registry, runs
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.state import ns_state
-from taskfleet.protocol.messages import InstanceState
+from taskfleet.protocol.messages import Approval, InstanceState
 from taskfleet.storage.models import Computer, Instance, Run
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -79,7 +79,7 @@ async def dashboard(request: Request, user: Viewing) -> HTMLResponse:
         "scale_warnings": [a for a in scale if a.warnings],
         "fleet": await fleet_health(request),
         "servers": servers,
-        "pending": [s for s in servers if s.approval == "pending"],
+        "pending": [s for s in servers if s.approval == Approval.PENDING],
         "in_progress": await runs_in_progress(request),
     }
     return await render(request, "dashboard.html", context, page="dashboard")

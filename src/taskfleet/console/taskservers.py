@@ -9,9 +9,10 @@ from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.ns import registry
 from taskfleet.ns.state import ns_state
+from taskfleet.protocol.messages import Approval
 
 router = APIRouter(prefix=PREFIX + "/taskservers", include_in_schema=False)
-ORDER = {"pending": 0, "revoked": 1, "approved": 2}
+ORDER: dict[str, int] = {Approval.PENDING: 0, Approval.REVOKED: 1, Approval.APPROVED: 2}
 
 
 async def _page(request: Request, notice: str = "") -> HTMLResponse:
@@ -30,14 +31,14 @@ async def task_servers(request: Request, user: Viewing) -> HTMLResponse:
 @router.post("/{name}/approve")
 async def approve(request: Request, name: str, user: Changing) -> HTMLResponse:
     user.require("admin")
-    ts = await registry.set_approval(ns_state(request), name, "approved", user.name)
+    ts = await registry.set_approval(ns_state(request), name, Approval.APPROVED, user.name)
     return await _page(request, f"Task server {ts.name} is approved: it may now serve agents.")
 
 
 @router.post("/{name}/revoke")
 async def revoke(request: Request, name: str, user: Changing) -> HTMLResponse:
     user.require("admin")
-    ts = await registry.set_approval(ns_state(request), name, "revoked", user.name)
+    ts = await registry.set_approval(ns_state(request), name, Approval.REVOKED, user.name)
     return await _page(
         request, f"Task server {ts.name} is revoked: every call it makes is refused from now on."
     )

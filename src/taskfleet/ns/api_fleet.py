@@ -21,6 +21,7 @@ from taskfleet.ns.fleet_replies import (
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import ShortText
+from taskfleet.protocol.messages import Approval
 from taskfleet.storage.models import (
     AuditEntry,
 )
@@ -39,13 +40,13 @@ async def list_task_servers(request: Request, _: Viewer) -> list[registry.TaskSe
 
 @router.post("/taskservers/{key:path}/approve")
 async def approve(request: Request, key: str, admin: Administrator) -> TaskServerApproval:
-    ts = await registry.set_approval(ns_state(request), key, "approved", admin.name)
+    ts = await registry.set_approval(ns_state(request), key, Approval.APPROVED, admin.name)
     return TaskServerApproval(ts.name, ts.approval)
 
 
 @router.post("/taskservers/{key:path}/revoke")
 async def revoke(request: Request, key: str, admin: Administrator) -> TaskServerApproval:
-    ts = await registry.set_approval(ns_state(request), key, "revoked", admin.name)
+    ts = await registry.set_approval(ns_state(request), key, Approval.REVOKED, admin.name)
     return TaskServerApproval(ts.name, ts.approval)
 
 

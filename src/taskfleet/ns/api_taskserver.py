@@ -32,6 +32,7 @@ from taskfleet.protocol.messages import (
     MAX_STATUS_EVENTS,
     AgentEntry,
     AgentMap,
+    Approval,
     Events,
     Heartbeat,
     HeartbeatReply,
@@ -96,7 +97,7 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
         # below would write it first), so the row lock that assignments to this task
         # server also take (PostgreSQL) is held only from here to the commit.
         now = time.time()
-        if body.seen and ts.approval == "approved":
+        if body.seen and ts.approval == Approval.APPROVED:
             # (keys are digits, values finite times: protocol.fields checked them)
             seen = {int(k): v for k, v in body.seen.items() if 0 < int(k) <= MAX_ID}
             mine = set(
@@ -121,7 +122,7 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
         changed = registry.report(ts, body.client_limit, body.heartbeat_period_s)
         if changed:  # it restarted with new values: say so in the audit log
             audit.record(session, f"taskserver:{ts.name}", "taskserver.report", ts.name, **changed)
-        reply = HeartbeatReply(ts.approval, ts.enabled, state.agents_epoch)
+        reply = HeartbeatReply(Approval(ts.approval), ts.enabled, state.agents_epoch)
         if state.authority is not None:
             reply.crl_number = state.revocations.number
             reply.ca_bundle_id = pki.sha256_hex(state.authority.bundle_pem)

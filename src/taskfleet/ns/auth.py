@@ -18,6 +18,7 @@ from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
 from taskfleet.ns import audit
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import ROLES
+from taskfleet.protocol.messages import Approval
 from taskfleet.protocol.transport import Credential, parse_credential, secret_matches
 from taskfleet.server.peers import check_peer, peer_of
 from taskfleet.storage.models import ApiUser, Computer, TaskServer
@@ -97,7 +98,7 @@ async def _task_server(request: Request, approved: bool) -> int:
         raise Unauthenticated("task server credential not recognised; register again")
     if not approved:
         return credential.principal
-    if ts.approval != "approved":
+    if ts.approval != Approval.APPROVED:
         raise NotApproved(
             f"task server {ts.name!r} is {ts.approval}, not approved: it may not serve "
             "agents or read data until an admin runs 'taskfleet taskserver approve "

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.ns.authority import Authority, Issued, key_id, read_csr
 from taskfleet.ns.state import NSState, after_commit
+from taskfleet.protocol.messages import Approval
 from taskfleet.storage.models import Certificate, TaskServer
 
 log = logging.getLogger("taskfleet.ns")
@@ -122,7 +123,7 @@ async def for_task_server(
 ) -> str:
     """The certificate an approved task server should serve with, if it is not the one
     it reports (``serving``): the one approval signed, or a renewal near expiry."""
-    if ts.approval != "approved" or not ts.enabled or not ts.csr:
+    if ts.approval != Approval.APPROVED or not ts.enabled or not ts.csr:
         return ""
     current = await latest(session, "taskserver", ts.id)
     now = time.time()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.ns import registry
 from taskfleet.ns.advice import TaskServerCapacity, task_server_capacities
 from taskfleet.ns.state import NSState
-from taskfleet.protocol.messages import InstanceState
+from taskfleet.protocol.messages import Approval, InstanceState
 from taskfleet.storage.models import Computer, Instance, Run, TaskServer
 
 log = logging.getLogger("taskfleet.ns.metrics")
@@ -52,7 +52,7 @@ def availability(ts: TaskServer, now: float) -> str:
     available, _ = registry.availability(ts, now)
     if available:
         return "available"
-    if ts.approval != "approved":
+    if ts.approval != Approval.APPROVED:
         return ts.approval if ts.approval in AVAILABILITY else "pending"
     return "disabled" if not ts.enabled else "stale"  # stale: also no heartbeat yet
 

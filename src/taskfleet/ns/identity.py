@@ -32,6 +32,7 @@ from taskfleet.errors import Conflict
 from taskfleet.ns import audit, certificates, computers
 from taskfleet.ns.identity_replies import ComputerReset
 from taskfleet.ns.state import NSState
+from taskfleet.protocol.messages import Approval
 from taskfleet.protocol.transport import (
     Credential,
     PrincipalKind,
@@ -146,7 +147,7 @@ async def reset_computer(state: NSState, key: str, actor: str) -> ComputerReset:
             ts.credential_hash = ""  # matches no secret
             ts.key_id = None
             detail.update(task_server=ts.name, approval_was=ts.approval)
-            ts.approval = "pending"
+            ts.approval = Approval.PENDING.value
         # Its certificates go on the CRL: whoever holds the old key is refused in the
         # handshake's aftermath on every server (server.peers).
         reason = f"computer reset by {actor}"

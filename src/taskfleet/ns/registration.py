@@ -26,7 +26,7 @@ from taskfleet.errors import Conflict, InvalidInput, TaskfleetError
 from taskfleet.ns import audit, computers, identity, registry, tokens
 from taskfleet.ns.identity import Presented
 from taskfleet.ns.state import NSState
-from taskfleet.protocol.messages import Registered, Registration
+from taskfleet.protocol.messages import Approval, Registered, Registration
 from taskfleet.protocol.transport import Credential, hash_secret, new_secret
 from taskfleet.storage.models import Computer, TaskServer
 
@@ -55,7 +55,7 @@ async def register(state: NSState, body: Registration, presented: Presented) -> 
                 by=how,
                 peer=presented.peer,
             )
-            registered = Registered(ts.id, ts.name, str(credential), ts.approval)
+            registered = Registered(ts.id, ts.name, str(credential), Approval(ts.approval))
     except _Refused as refused:
         async with state.session() as session:
             identity.audit_refusal(
@@ -117,14 +117,14 @@ async def _register(
         await session.flush()
         ts = TaskServer(computer_id=computer.id, name=facts.name, registered_at=now)
         session.add(ts)
-        ts.approval = "pending"  # R1
+        ts.approval = Approval.PENDING.value  # R1
         how = "new"
     else:
         computer = computer or await session.get(Computer, ts.computer_id)
         assert computer is not None
         how = await _grant(session, ts, computer, presented, secret)
         if how == "reset" or ts.url != body.url:
-            ts.approval = "pending"  # R1: an admin approves the new address or holder
+            ts.approval = Approval.PENDING.value  # R1: an admin approves the new address or holder
         if computer.hardware_id != facts.hardware_id:
             computer.hardware_id = facts.hardware_id  # a reset task server's replacement
         computers.apply_facts(computer, facts)
@@ -150,7 +150,7 @@ async def _claim_agent_computer(
     computer.reset_at = None
     ts = TaskServer(computer_id=computer.id, name=name, registered_at=time.time())
     session.add(ts)
-    ts.approval = "pending"
+    ts.approval = Approval.PENDING.value
     await session.flush()
     return ts
 

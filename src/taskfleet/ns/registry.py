@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.errors import InvalidInput, NotFound
 from taskfleet.ns import audit, certificates
 from taskfleet.ns.state import NSState
+from taskfleet.protocol.messages import Approval
 from taskfleet.storage.models import Computer, TaskServer, is_id
 
 STALE_AFTER_PERIODS = 3  # R2
@@ -28,7 +29,7 @@ SETTINGS = ("client_limit", "heartbeat_period_s")
 def availability(ts: TaskServer, now: float | None = None) -> tuple[bool, str]:
     """R2: approved, enabled and a heartbeat within 3 heartbeat periods."""
     now = time.time() if now is None else now
-    if ts.approval != "approved":
+    if ts.approval != Approval.APPROVED:
         return False, f"{ts.approval}, not approved"
     if not ts.enabled:
         return False, "disabled"
@@ -119,15 +120,15 @@ async def find(session: AsyncSession, key: str) -> TaskServer:
     return ts
 
 
-async def set_approval(state: NSState, key: str, approval: str, actor: str) -> TaskServer:
+async def set_approval(state: NSState, key: str, approval: Approval, actor: str) -> TaskServer:
     """Approve or revoke (R1), audited; task servers learn it at their next call."""
     async with state.session() as session:
         ts = await find(session, key)
-        ts.approval = approval
-        action = "taskserver.approve" if approval == "approved" else "taskserver.revoke"
+        ts.approval = approval.value
+        action = "taskserver.approve" if approval is Approval.APPROVED else "taskserver.revoke"
         audit.record(session, actor, action, ts.name)
         # The same audited step signs its certificate, or revokes it (the CRL).
-        if approval == "approved":
+        if approval is Approval.APPROVED:
             await certificates.approved(state, session, ts)
         else:
             await certificates.revoke(state, session, "taskserver", ts.id, f"{action} by {actor}")

@@ -24,6 +24,7 @@ from typing import Any
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns.assignment import Interface, Network, interfaces, networks, within
+from taskfleet.protocol.messages import Approval
 
 RULE_KEYS = {"name_pattern", "cidr", "os", "fact", "include", "exclude"}
 BUILTIN_ALL = "all"
@@ -153,7 +154,7 @@ class Evaluator:
         if builtin == BUILTIN_TASK_SERVERS:
             return computer.id in self.task_servers
         if builtin == BUILTIN_APPROVED_TASK_SERVERS:
-            return self.task_servers.get(computer.id) == "approved"
+            return self.task_servers.get(computer.id) == Approval.APPROVED
         if computer.id in self.static.get(collection_id, set()):
             return True
         if name not in matched:

@@ -94,6 +94,16 @@ _RANK = {
 }
 
 
+class Approval(enum.StrEnum):
+    """A task server's standing with the NS (R1): registered ``pending``, then an
+    admin's ``approved`` or ``revoked``. Only an approved one serves agents. Stored and
+    sent as these strings (``task_server.approval``, Registered, HeartbeatReply)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REVOKED = "revoked"
+
+
 class TaskType(enum.StrEnum):
     RUN_SCRIPT = "run-script"
     RESTART_AGENT = "restart-agent"
@@ -425,7 +435,7 @@ class Registered:
     task_server_id: int
     name: str
     credential: str
-    approval: str
+    approval: Approval
 
 
 @dataclass
@@ -451,7 +461,7 @@ class Heartbeat:
 
 @dataclass
 class HeartbeatReply:
-    approval: str
+    approval: Approval
     enabled: bool
     agents_epoch: int
     certificate: str = ""  # PEM chain, when the task server should start using it

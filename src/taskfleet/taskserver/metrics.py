@@ -27,7 +27,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from taskfleet.errors import TaskfleetError
-from taskfleet.protocol.messages import StatusAck, WorkBatch
+from taskfleet.protocol.messages import Approval, StatusAck, WorkBatch
 from taskfleet.server.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, ServerMetrics
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 PREFIX = "taskfleet_ts"
 CALLS = frozenset({"register", "heartbeat", "events", "agents", "work", "status"})
-APPROVALS = ("unknown", "pending", "approved", "revoked", "disabled")
+# Approval's states, and the task server's own: before its first heartbeat, and disabled.
+APPROVALS = ("unknown", *(a.value for a in Approval), "disabled")
 
 
 class TaskServerMetrics(ServerMetrics):

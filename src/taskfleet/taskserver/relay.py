@@ -30,6 +30,7 @@ from taskfleet.errors import (
 from taskfleet.protocol.messages import (
     AgentEntry,
     AgentSettings,
+    Approval,
     Heartbeat,
     InstanceState,
     StatusAck,
@@ -98,7 +99,7 @@ class Relay:
         entry = self.agents.get(computer_id)
         if (
             entry is None
-            or self.approval != "approved"
+            or self.approval != Approval.APPROVED
             or not secret_matches(secret, entry.credential_hash)
         ):
             return None  # authenticate() decides, with the NS if need be
@@ -106,9 +107,9 @@ class Relay:
         return entry.settings
 
     async def authenticate(self, computer_id: int, secret: str, source: str) -> AgentSettings:
-        if self.approval != "approved":
+        if self.approval != Approval.APPROVED:
             await self._check_approval()
-        if self.approval != "approved":
+        if self.approval != Approval.APPROVED:
             raise NotApproved(
                 f"task server {self.link.name or '?'} is not approved by the notification "
                 "server; ask the notification server for another task server"
@@ -251,17 +252,17 @@ class Relay:
         except Exception:
             self.seen.update(seen)
             raise
-        if reply.approval == "approved" and reply.enabled:
+        if reply.approval == Approval.APPROVED and reply.enabled:
             await self.forbidden.flush()
         was = self.approval
         self.approval = reply.approval if reply.enabled else "disabled"
         if was != self.approval:
             log.info("approval: %s", self.approval)
-            if self.approval != "approved":
+            if self.approval != Approval.APPROVED:
                 self._lost_approval(self.approval)
             else:
                 self._fetch.set()
-        if reply.agents_epoch != self._agents_epoch and self.approval == "approved":
+        if reply.agents_epoch != self._agents_epoch and self.approval == Approval.APPROVED:
             await self._refresh_agents()
 
     def _lost_approval(self, approval: str) -> None:
@@ -298,13 +299,13 @@ class Relay:
         version = -1
         backoff = 0.5
         while True:
-            if self.approval != "approved":
+            if self.approval != Approval.APPROVED:
                 await asyncio.sleep(min(1.0, self.settings.heartbeat_period_s))
                 continue
             try:
                 events = await self.link.events(since=version, wait=25.0)
             except NotApproved:
-                self._lost_approval("revoked")
+                self._lost_approval(Approval.REVOKED)
                 continue
             except TaskfleetError as exc:
                 log.warning("events from the NS failed: %s", exc)
@@ -329,7 +330,7 @@ class Relay:
             try:
                 await self._fetch_all()
             except NotApproved:
-                self._lost_approval("revoked")
+                self._lost_approval(Approval.REVOKED)
             except TaskfleetError as exc:
                 log.warning("fetching work from the NS failed: %s", exc)
                 await asyncio.sleep(backoff)
@@ -339,7 +340,7 @@ class Relay:
             backoff = 0.5
 
     async def _fetch_all(self) -> None:
-        while self.approval == "approved":
+        while self.approval == Approval.APPROVED:
             started = time.monotonic()
             batch = await self.link.work(WORK_BATCH, self.work.known_runs())
             self.metrics.fetched(batch, time.monotonic() - started)
@@ -362,7 +363,7 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     async def _drain(self) -> None:
-        while self.approval == "approved":
+        while self.approval == Approval.APPROVED:
             events = self.spool.pending(STATUS_BATCH)
             if not events:
                 return
