@@ -50,6 +50,7 @@ class FakeNS:
     status_batches: list[list[str]] = field(default_factory=list)  # event ids per request
     delay_s: float = 0.0  # how long each answer takes
     news: asyncio.Event = field(default_factory=asyncio.Event)  # ends the events long poll
+    epoch: int = 1  # the agents epoch: moves when assignments change
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -58,11 +59,11 @@ class FakeNS:
         await asyncio.sleep(self.delay_s)
         if path == "/api/ts/heartbeat":
             return httpx.Response(
-                200, json={"approval": self.approval, "enabled": True, "agents_epoch": 1}
+                200, json={"approval": self.approval, "enabled": True, "agents_epoch": self.epoch}
             )
         if path == "/api/ts/agents":
             agents = [entry(c, s) for c, s in self.agent_map.items()]
-            return httpx.Response(200, json={"agents_epoch": 1, "agents": agents})
+            return httpx.Response(200, json={"agents_epoch": self.epoch, "agents": agents})
         if found := ONE_AGENT.fullmatch(path):
             computer_id = int(found[1])
             if computer_id not in self.assigned:
@@ -73,7 +74,11 @@ class FakeNS:
         if path == "/api/ts/events":
             await self.news.wait()
             self.news.clear()
-            return httpx.Response(200, json={"version": 1, "agents_epoch": 1, "work_waiting": True})
+            if self.approval != "approved":
+                message = "task server ts3 is not approved"
+                return httpx.Response(403, json={"error": "not_approved", "message": message})
+            news = {"version": 1, "agents_epoch": self.epoch, "work_waiting": bool(self.work)}
+            return httpx.Response(200, json=news)
         if path == "/api/ts/work":
             batch = self.work.pop(0) if self.work else {"work": [], "runs": []}
             return httpx.Response(200, json=batch)
@@ -240,6 +245,59 @@ async def test_a_herd_right_after_approval_costs_one_heartbeat_and_is_served(
     # Then all are served after one heartbeat and one map load, none looked up alone
     assert all(a is not None for a in answers)
     assert ns.requests == ["POST /api/ts/heartbeat", "GET /api/ts/agents"]
+
+
+async def test_agents_polling_while_the_map_loads_wait_for_it_instead_of_asking_alone(
+    make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a running task server, and computer 8 assigned to it since its map was loaded
+    monkeypatch.setattr(relay, "AGENT_MAP_MIN_INTERVAL_S", 0.0)
+    ns = FakeNS()
+    server = await make_relay(ns)
+    await server.start()
+    try:
+        ns.agent_map[8] = "s-8"
+        ns.epoch = 2
+
+        # When the NS says the agents epoch moved, and computer 8 polls while the new
+        # map is on its way (the NS is slow)
+        ns.delay_s = 0.05
+        ns.news.set()
+        async with asyncio.timeout(1.0):
+            while ns.requests.count("GET /api/ts/agents") < 2:
+                await asyncio.sleep(0.001)
+        settings = await server.authenticate(8, "s-8", SOURCE)
+    finally:
+        await server.stop()
+
+    # Then it was served from the new map, not looked up on its own
+    assert settings is not None and ns.lookups() == []
+
+
+async def test_a_task_server_that_loses_its_approval_answers_open_channels_at_once(
+    make_relay: RelayFactory,
+) -> None:
+    # Given a running task server with computer 7's notification channel open
+    ns = FakeNS()
+    server = await make_relay(ns)
+    await server.start()
+    try:
+        channel = asyncio.create_task(server.tickler.wait(7, timeout=30.0))
+        await asyncio.sleep(0.01)
+
+        # When the NS revokes its approval (its events long poll says so)
+        ns.approval = "revoked"
+        ns.news.set()
+
+        # Then the channel answers now (untickled), not in 30 s, and the agent, asking
+        # again, is told the server is not approved
+        async with asyncio.timeout(1.0):
+            assert await channel is False
+        assert server.known(7, "s-7") is None
+        with pytest.raises(NotApproved):
+            await server.authenticate(7, "s-7", SOURCE)
+    finally:
+        await server.stop()
 
 
 # --- work and status ------------------------------------------------------------------
