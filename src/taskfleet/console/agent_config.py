@@ -17,6 +17,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import advice, documents
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection
 
 router = APIRouter(prefix=PREFIX + "/agent-config", include_in_schema=False)
@@ -73,7 +74,7 @@ async def set_entry(
     inv: Text = "",
     out: Text = "",
 ) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     form = {"collection": collection, "tri": tri, "ssi": ssi, "inv": inv, "out": out}
     try:
         entry: dict[str, Any] = {
@@ -107,7 +108,7 @@ async def set_entry(
 
 
 async def _reorder(request: Request, user: Changing, change: Any) -> RedirectResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         entries = list((await documents.draft_document(session, KIND))["entries"])
         change(entries)
@@ -141,7 +142,7 @@ async def remove(request: Request, user: Changing, collection: Text) -> Redirect
 
 @router.post("/apply")
 async def apply(request: Request, user: Changing) -> RedirectResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     state = ns_state(request)
     async with state.session() as session:
         version = await documents.apply(session, KIND, user.name)
@@ -151,7 +152,7 @@ async def apply(request: Request, user: Changing) -> RedirectResponse:
 
 @router.post("/discard")
 async def discard(request: Request, user: Changing) -> RedirectResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         await documents.discard_draft(session, KIND, user.name)
     return RedirectResponse(f"{HERE}?notice=Unapplied+changes+discarded", status_code=303)

@@ -15,6 +15,7 @@ from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import audit, computers
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection, is_id
 
 router = APIRouter(prefix=PREFIX + "/collections", include_in_schema=False)
@@ -67,7 +68,7 @@ async def create(
     name_pattern: Text = "",
     cidr: Text = "",
 ) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     form = {"name": name, "description": description, "name_pattern": name_pattern, "cidr": cidr}
     rules: dict[str, object] = {}
     if name_pattern.strip():
@@ -111,7 +112,7 @@ async def collection_page(request: Request, name: str, user: Viewing) -> HTMLRes
 async def _change(
     request: Request, name: str, user: Changing, keys: list[str], add: bool
 ) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     state = ns_state(request)
     try:
         if not any(keys):

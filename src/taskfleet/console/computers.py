@@ -11,6 +11,7 @@ from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.ns import computer_views
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 
 router = APIRouter(prefix=PREFIX + "/computers", include_in_schema=False)
 PAGE_SIZE = 50
@@ -55,5 +56,5 @@ async def computer_list(
 @router.get("/{key}")
 async def computer_page(request: Request, key: str, user: Viewing) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        computer = await computer_views.detail(session, key, identity=user.can("admin"))
+        computer = await computer_views.detail(session, key, identity=user.can(Role.ADMIN))
     return await render(request, "computer.html", {"c": computer}, page="computers")

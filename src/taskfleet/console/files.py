@@ -13,6 +13,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import files
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 
 router = APIRouter(prefix=PREFIX + "/files", include_in_schema=False)
 HERE = PREFIX + "/files"
@@ -44,7 +45,7 @@ async def _pieces(upload: UploadFile) -> AsyncIterator[bytes]:
 
 @router.post("")
 async def upload(request: Request, user: Changing) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     form = await request.form()  # (parsed already by Changing; files spooled to disk)
     chosen, name = form.get("file"), form.get("name")
     state = ns_state(request)
@@ -65,7 +66,7 @@ async def upload(request: Request, user: Changing) -> Response:
 
 @router.post("/{file_id}/remove")
 async def remove(request: Request, file_id: int, user: Changing) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     try:
         async with ns_state(request).session() as session:
             await files.remove(session, str(file_id), user.name)

@@ -22,6 +22,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import job_plans, jobs, runs
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection, Job, Task
 
 router = APIRouter(prefix=PREFIX + "/jobs", include_in_schema=False)
@@ -135,7 +136,7 @@ async def _list(request: Request, status_code: int = 200, **extra: Any) -> HTMLR
 
 @router.get("/new")
 async def new_job(request: Request, user: Viewing) -> HTMLResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     return await _editor(
         request, {"name": "", "kind": "client", "timeout_s": "3600", "rows": []}, None
     )
@@ -143,7 +144,7 @@ async def new_job(request: Request, user: Viewing) -> HTMLResponse:
 
 @router.get("/{job_id}/edit")
 async def edit_job(request: Request, job_id: int, user: Viewing) -> HTMLResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         job = await jobs.find(session, str(job_id))
         views = await jobs.step_views(session, job)
@@ -173,7 +174,7 @@ async def save_job(
     on_failure: Texts = [],  # noqa: B006
     on_code: Texts = [],  # noqa: B006
 ) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     form: dict[str, Any] = {"name": name, "kind": kind, "timeout_s": timeout_s, "rows": []}
     editing = int(job_id) if job_id.isdigit() else None
     try:
@@ -203,7 +204,7 @@ async def run_job(
     targets: Texts = [],  # noqa: B006
     computers: Text = "",
 ) -> Response:
-    user.require("operator")
+    user.require(Role.OPERATOR)
     chosen = run_form.chosen(targets, computers)
     state = ns_state(request)
     try:
@@ -226,12 +227,12 @@ async def _subject(request: Request, job_id: int) -> run_form.Subject:
 
 @router.get("/{job_id}/run")
 async def job_run_form(request: Request, job_id: int, user: Viewing) -> HTMLResponse:
-    user.require("operator")
+    user.require(Role.OPERATOR)
     return await run_form.page(request, await _subject(request, job_id))
 
 
 @router.post("/{job_id}/run-with")
 async def job_run_with(request: Request, job_id: int, user: Changing) -> Response:
     """Start the job from the run form, or schedule it."""
-    user.require("operator")
+    user.require(Role.OPERATOR)
     return await run_form.submit(request, await _subject(request, job_id), user)

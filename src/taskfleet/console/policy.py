@@ -19,6 +19,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import documents
 from taskfleet.ns.state import NSState, ns_state
+from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection, TaskServer
 
 router = APIRouter(prefix=PREFIX + "/policy", include_in_schema=False)
@@ -55,7 +56,7 @@ async def _edit(
 
     A mistake comes back to the page, shown by the form it came from (``form``).
     """
-    user.require("admin")
+    user.require(Role.ADMIN)
     try:
         async with state.session() as session:
             entries = [dict(e) for e in (await documents.draft_document(session, KIND))["entries"]]
@@ -158,7 +159,7 @@ async def move_collection(
 
 @router.post("/apply")
 async def apply(request: Request, user: Changing) -> RedirectResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     state = ns_state(request)
     async with state.session() as session:
         version = await documents.apply(session, KIND, user.name)
@@ -168,7 +169,7 @@ async def apply(request: Request, user: Changing) -> RedirectResponse:
 
 @router.post("/discard")
 async def discard(request: Request, user: Changing) -> RedirectResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         await documents.discard_draft(session, KIND, user.name)
     return RedirectResponse(f"{HERE}?notice=Unapplied+changes+discarded", status_code=303)
@@ -208,7 +209,7 @@ def _compare(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
 
 @router.post("/versions/{number}/reapply")
 async def reapply(request: Request, number: int, user: Changing) -> RedirectResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     state = ns_state(request)
     async with state.session() as session:
         version = await documents.reapply(session, KIND, number, user.name)

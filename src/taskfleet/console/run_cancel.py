@@ -12,6 +12,7 @@ from taskfleet.console.sessions import Changing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.ns import cancel, runs
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.protocol.messages import InstanceState
 
 router = APIRouter(prefix=PREFIX + "/runs", include_in_schema=False)
@@ -19,7 +20,7 @@ router = APIRouter(prefix=PREFIX + "/runs", include_in_schema=False)
 
 @router.post("/{run_id}/cancel")
 async def cancel_run(request: Request, run_id: int, user: Changing) -> HTMLResponse:
-    user.require("operator")
+    user.require(Role.OPERATOR)
     form = await request.form()
     computer = str(form.get("computer", "")).strip() or None
     state = ns_state(request)

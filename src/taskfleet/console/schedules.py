@@ -23,6 +23,7 @@ from taskfleet.ns import collections as collections_
 from taskfleet.ns import expiry, schedules
 from taskfleet.ns.api_schedules import set_windows, windows_view
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.ns.windows import zone
 from taskfleet.storage.models import Collection, Schedule, Task, is_id
 
@@ -125,7 +126,7 @@ async def schedule_list(request: Request, user: Viewing) -> HTMLResponse:
 
 @router.post("/schedules")
 async def add_schedule(request: Request, user: Changing) -> Response:
-    user.require("operator")
+    user.require(Role.OPERATOR)
     raw = await request.form()
     form: dict[str, Any] = {k: str(raw.get(k, "")) for k in FIELDS}
     form["targets"] = [str(t) for t in raw.getlist("targets") if t]
@@ -148,7 +149,7 @@ async def add_schedule(request: Request, user: Changing) -> Response:
 async def change_schedule(
     request: Request, schedule_id: int, action: str, user: Changing
 ) -> Response:
-    user.require("operator")
+    user.require(Role.OPERATOR)
     async with ns_state(request).session() as session:
         if action in ("pause", "resume"):
             await schedules.set_paused(session, schedule_id, action == "pause", user.name)
@@ -194,7 +195,7 @@ async def windows_page(request: Request, key: str, user: Viewing) -> HTMLRespons
 
 @router.post("/collections/{key}/windows")
 async def save_windows(request: Request, key: str, user: Changing, windows: Text = "") -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     try:
         async with ns_state(request).session() as session:
             collection = await _collection(session, key)

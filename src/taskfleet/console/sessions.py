@@ -39,8 +39,9 @@ WINDOW_S = 300.0
 class ConsoleUser(Admin):
     csrf: str = ""
 
-    def can(self, role: str) -> bool:
-        return users.ROLES.index(self.role) >= users.ROLES.index(role)
+    def can(self, role: users.Role | str) -> bool:
+        # Templates ask with the role's string: user.can("admin").
+        return self.role.allows(users.Role(role))
 
 
 class LoginBrake:
@@ -123,7 +124,7 @@ async def log_in(request: Request, response: Response, name: str, password: str)
             )
             user.last_login = now
             audit.record(session, user.name, "console.login", user.name)
-            logged_in = ConsoleUser(user.name, user.role, csrf)
+            logged_in = ConsoleUser(user.name, users.Role(user.role), csrf)
     if logged_in is None:
         raise Unauthenticated("wrong user name or password")
     response.set_cookie(
@@ -169,7 +170,7 @@ async def _current(request: Request) -> ConsoleUser:
         ).first()
     if row is None or row[0].expires_at < time.time() or row[1].disabled:
         raise Unauthenticated("your session ended; log in again")
-    user = ConsoleUser(row[1].name, row[1].role, row[0].csrf_token)
+    user = ConsoleUser(row[1].name, users.Role(row[1].role), row[0].csrf_token)
     request.state.console_user = user
     return user
 

@@ -15,6 +15,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import TaskfleetError
 from taskfleet.ns import audit, sites
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.storage.models import Computer, Site, TaskServer, is_id
 
 router = APIRouter(prefix=PREFIX + "/sites", include_in_schema=False)
@@ -85,7 +86,7 @@ async def site_list(request: Request, user: Viewing) -> HTMLResponse:
 
 @router.post("")
 async def create(request: Request, user: Changing, name: Text = "", subnets: Text = "") -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     try:
         async with ns_state(request).session() as session:
             listed = [s for s in subnets.split(",") if s.strip()]
@@ -98,7 +99,7 @@ async def create(request: Request, user: Changing, name: Text = "", subnets: Tex
 
 @router.post("/{name}/subnets")
 async def add_subnet(request: Request, name: str, user: Changing, subnet: Text = "") -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     site_name = name  # until the site is found: the error is shown by its form
     try:
         async with ns_state(request).session() as session:
@@ -113,7 +114,7 @@ async def add_subnet(request: Request, name: str, user: Changing, subnet: Text =
 
 @router.post("/{name}/subnets/remove")
 async def remove_subnet(request: Request, name: str, user: Changing, subnet: Text = "") -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         site = await _find(session, name)
         await sites.remove_subnet(session, site, subnet)

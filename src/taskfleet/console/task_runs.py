@@ -22,6 +22,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import TaskfleetError
 from taskfleet.ns import parameters, preview, tasks
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 
 router = APIRouter(prefix=PREFIX + "/tasks", include_in_schema=False)
 
@@ -40,7 +41,7 @@ async def _page(request: Request, key: str) -> HTMLResponse:
 
 @router.get("/{key}/run")
 async def run_form(request: Request, key: str, user: Viewing) -> HTMLResponse:
-    user.require("operator")
+    user.require(Role.OPERATOR)
     return await _page(request, key)
 
 
@@ -72,5 +73,5 @@ async def run_preview(
 @router.post("/{key}/run-with")
 async def run_with(request: Request, key: str, user: Changing) -> Response:
     """Start a run from the run form, or schedule it (``console.run_form``)."""
-    user.require("operator")
+    user.require(Role.OPERATOR)
     return await form_.submit(request, await _subject(request, key), user)

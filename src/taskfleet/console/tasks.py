@@ -18,6 +18,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import parameters, runs, task_retries, tasks
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
 from taskfleet.storage.models import Collection, Task
 
@@ -91,7 +92,7 @@ async def task_list(request: Request, user: Viewing) -> HTMLResponse:
 
 @router.get("/new")
 async def new_task(request: Request, user: Viewing) -> HTMLResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     return await _editor(request, _form(), None)
 
 
@@ -106,7 +107,7 @@ async def create_task(
     retries: Text = "0",
     retry_backoff_s: Text = "10",
 ) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     form = _form(name, script, interpreter, timeout_s, retries, retry_backoff_s)
     options = task_params.form_from_fields(await request.form())
     state = ns_state(request)
@@ -131,7 +132,7 @@ async def create_task(
 
 @router.get("/{key}/edit")
 async def edit_task(request: Request, key: str, user: Viewing) -> HTMLResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         task = await tasks.find(session, key)
     form = _form(
@@ -157,7 +158,7 @@ async def save_task(
     retries: Text = "0",
     retry_backoff_s: Text = "10",
 ) -> Response:
-    user.require("admin")
+    user.require(Role.ADMIN)
     form = _form(name, script, interpreter, timeout_s, retries, retry_backoff_s)
     options = task_params.form_from_fields(await request.form())
     task_id: int | None = None
@@ -185,7 +186,7 @@ async def run_now(
     computers: Text = "",
     exclude: Text = "",
 ) -> Response:
-    user.require("operator")
+    user.require(Role.OPERATOR)
     chosen = [t for t in targets if t] + [c.strip() for c in computers.split(",") if c.strip()]
     left_out = [c.strip() for c in exclude.split(",") if c.strip()]  # ns.targets
     state = ns_state(request)

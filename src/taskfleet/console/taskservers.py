@@ -9,6 +9,7 @@ from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.ns import registry
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.protocol.messages import Approval
 
 router = APIRouter(prefix=PREFIX + "/taskservers", include_in_schema=False)
@@ -30,14 +31,14 @@ async def task_servers(request: Request, user: Viewing) -> HTMLResponse:
 
 @router.post("/{name}/approve")
 async def approve(request: Request, name: str, user: Changing) -> HTMLResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     ts = await registry.set_approval(ns_state(request), name, Approval.APPROVED, user.name)
     return await _page(request, f"Task server {ts.name} is approved: it may now serve agents.")
 
 
 @router.post("/{name}/revoke")
 async def revoke(request: Request, name: str, user: Changing) -> HTMLResponse:
-    user.require("admin")
+    user.require(Role.ADMIN)
     ts = await registry.set_approval(ns_state(request), name, Approval.REVOKED, user.name)
     return await _page(
         request, f"Task server {ts.name} is revoked: every call it makes is refused from now on."

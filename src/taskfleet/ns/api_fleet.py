@@ -20,6 +20,7 @@ from taskfleet.ns.fleet_replies import (
 )
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
+from taskfleet.ns.users import Role
 from taskfleet.protocol.fields import ShortText
 from taskfleet.protocol.messages import Approval
 from taskfleet.storage.models import (
@@ -86,7 +87,7 @@ async def list_computers(
 ) -> ComputerPage:
     async with ns_state(request).session() as session:
         total, rows = await computer_views.search(
-            session, search, sort, descending, limit, offset, identity=user.role == "admin"
+            session, search, sort, descending, limit, offset, identity=user.role == Role.ADMIN
         )
         return ComputerPage(total, rows)
 
@@ -95,7 +96,7 @@ async def list_computers(
 async def show_computer(request: Request, key: str, user: Viewer) -> ComputerDetail:
     """One computer; its hardware id for admins only."""
     async with ns_state(request).session() as session:
-        return await computer_views.detail(session, key, identity=user.role == "admin")
+        return await computer_views.detail(session, key, identity=user.role == Role.ADMIN)
 
 
 # --- audit ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api", tags=["users"])
 
 Password = Annotated[str, text(users.MAX_PASSWORD, users.MIN_PASSWORD)]
 # The roles as the document's enum; ns.users checks them and says which there are.
-Role = Annotated[ShortText, Field(json_schema_extra={"enum": list(users.ROLES)})]
+Role = Annotated[ShortText, Field(json_schema_extra={"enum": [r.value for r in users.Role]})]
 
 
 @dataclass

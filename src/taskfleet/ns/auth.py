@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.errors import Forbidden, NotApproved, Unauthenticated
 from taskfleet.ns import audit
 from taskfleet.ns.state import ns_state
-from taskfleet.ns.users import ROLES
+from taskfleet.ns.users import Role
 from taskfleet.protocol.messages import Approval
 from taskfleet.protocol.transport import Credential, parse_credential, secret_matches
 from taskfleet.server.peers import check_peer, peer_of
@@ -27,10 +27,10 @@ from taskfleet.storage.models import ApiUser, Computer, TaskServer
 @dataclass(frozen=True)
 class Admin:
     name: str
-    role: str
+    role: Role
 
-    def require(self, role: str) -> None:
-        if ROLES.index(self.role) < ROLES.index(role):
+    def require(self, role: Role) -> None:
+        if not self.role.allows(role):
             raise Forbidden(f"{self.name} has role {self.role}; this needs role {role}")
 
 
@@ -52,7 +52,7 @@ async def _admin(request: Request) -> Admin:
         user = await session.get(ApiUser, credential.principal)
     if user is None or user.disabled or not secret_matches(credential.secret, user.credential_hash):
         raise Unauthenticated("admin credential not recognised; check the credential file")
-    return Admin(user.name, user.role)
+    return Admin(user.name, Role(user.role))
 
 
 async def _viewer(request: Request) -> Admin:
@@ -61,13 +61,13 @@ async def _viewer(request: Request) -> Admin:
 
 async def _operator(request: Request) -> Admin:
     admin = await _admin(request)
-    admin.require("operator")
+    admin.require(Role.OPERATOR)
     return admin
 
 
 async def _administrator(request: Request) -> Admin:
     admin = await _admin(request)
-    admin.require("admin")
+    admin.require(Role.ADMIN)
     return admin
 
 

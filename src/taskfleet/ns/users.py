@@ -9,6 +9,7 @@ everything. Passwords are stored as scrypt hashes (``cryptography``).
 from __future__ import annotations
 
 import base64
+import enum
 import hmac
 import os
 import re
@@ -25,12 +26,25 @@ from taskfleet.errors import Conflict, InvalidInput, NotFound
 from taskfleet.protocol.transport import Credential, hash_secret, new_secret
 from taskfleet.storage.models import ApiUser, ConsoleSession, is_id
 
-ROLES = ("viewer", "operator", "admin")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 # scrypt cost: about 50 ms here, so a guessed password costs an attacker as much.
 _N, _R, _P = 2**14, 8, 1
+
+
+class Role(enum.StrEnum):
+    """What a person may do; each role may do all the ones before it may (module doc).
+    Stored and sent as these strings (``api_user.role``)."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what ``needed`` may."""
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
 
 
 @dataclass
@@ -56,10 +70,12 @@ def view(user: ApiUser) -> UserView:
     )
 
 
-def check_role(role: str) -> str:
-    if role not in ROLES:
-        raise InvalidInput(f"role {role!r} must be one of: {', '.join(ROLES)}", field="role")
-    return role
+def check_role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        choices = ", ".join(Role)
+        raise InvalidInput(f"role {role!r} must be one of: {choices}", field="role") from None
 
 
 def check_password(password: str) -> str:
@@ -121,13 +137,13 @@ async def create(
             "starting with a letter or digit, not digits only",
             field="name",
         )
-    check_role(role)
+    checked = check_role(role)
     if await session.scalar(select(ApiUser.id).where(ApiUser.name == name)) is not None:
         raise Conflict(f"a user named {name!r} exists already")
     secret = new_secret()
     user = ApiUser(
         name=name,
-        role=role,
+        role=checked.value,
         credential_hash=hash_secret(secret),
         created_at=time.time(),
         password_hash=hash_password(check_password(password)) if password else None,
@@ -138,10 +154,10 @@ async def create(
 
 
 async def set_role(session: AsyncSession, user: ApiUser, role: str) -> None:
-    check_role(role)
-    if user.role == "admin" and role != "admin":
+    new = check_role(role)
+    if user.role == Role.ADMIN and new is not Role.ADMIN:
         await _keep_an_admin(session, user)
-    user.role = role
+    user.role = new.value
 
 
 async def set_password(session: AsyncSession, user: ApiUser, password: str) -> None:
@@ -150,7 +166,7 @@ async def set_password(session: AsyncSession, user: ApiUser, password: str) -> N
 
 
 async def disable(session: AsyncSession, user: ApiUser) -> None:
-    if user.role == "admin":
+    if user.role == Role.ADMIN:
         await _keep_an_admin(session, user)
     user.disabled = True
     await end_sessions(session, user)
@@ -163,7 +179,7 @@ async def end_sessions(session: AsyncSession, user: ApiUser) -> None:
 async def _keep_an_admin(session: AsyncSession, user: ApiUser) -> None:
     others = await session.scalar(
         select(ApiUser.id)
-        .where(ApiUser.role == "admin", ApiUser.disabled.is_(False), ApiUser.id != user.id)
+        .where(ApiUser.role == Role.ADMIN.value, ApiUser.disabled.is_(False), ApiUser.id != user.id)
         .limit(1)
     )
     if others is None:
