@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import ssl
 import time
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from taskfleet.protocol.messages import (
     from_json,
     to_json,
 )
+from taskfleet.protocol.private_file import write_private_json
 from taskfleet.protocol.trust import NodeTrust
 
 log = logging.getLogger("taskfleet.agent")
@@ -124,11 +124,9 @@ class NsLink:
         self.credential = transport.parse_credential(reply.credential)
         self.trust.store_certificate(reply.certificate, reply.ca_bundle)
         self._reopen()
-        tmp = self.identity_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"computer_id": reply.computer_id, "credential": reply.credential}, fh)
-        os.replace(tmp, self.identity_path)
+        write_private_json(
+            self.identity_path, {"computer_id": reply.computer_id, "credential": reply.credential}
+        )
         log.info("enrolled as computer %s", reply.computer_id)
 
     async def assignment(self, failed: int | None, reason: str) -> Assignment:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import ssl
-from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -34,6 +32,7 @@ from taskfleet.protocol.messages import (
     from_json,
     to_json,
 )
+from taskfleet.protocol.private_file import write_private_json
 from taskfleet.protocol.trust import NodeTrust
 from taskfleet.taskserver.metrics import TaskServerMetrics
 from taskfleet.taskserver.settings import TaskServerSettings
@@ -152,7 +151,7 @@ class NSLink:
         self.credential = transport.parse_credential(reply.credential)
         self.name = reply.name
         self._use_credential()
-        _write_private(
+        write_private_json(
             self.identity_path,
             {
                 "credential": reply.credential,
@@ -255,14 +254,3 @@ class NSLink:
             task.cancel()
         for client in (self._client, self._events, self._bulk):
             await client.aclose()
-
-
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
