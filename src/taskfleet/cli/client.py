@@ -15,12 +15,23 @@ from taskfleet.protocol.transport import Credential, parse_credential
 
 
 class Context:
-    """Options given before the command: ``--ns``, ``--credential``, ``--json``."""
+    """The global options, typed before or after the command (``cli.global_options``):
+    ``--ns``, ``--credential``, ``--json``; the environment fills in the first two."""
 
-    def __init__(self, ns: str | None, credential: str | None, as_json: bool) -> None:
-        self.ns = (ns or os.environ.get("TASKFLEET_NS") or "").rstrip("/")
-        self.credential_source = credential or os.environ.get("TASKFLEET_CREDENTIAL") or ""
+    def __init__(
+        self, ns: str | None = None, credential: str | None = None, as_json: bool = False
+    ) -> None:
+        self.given_ns = ns
+        self.given_credential = credential
         self.as_json = as_json
+
+    @property
+    def ns(self) -> str:
+        return (self.given_ns or os.environ.get("TASKFLEET_NS") or "").rstrip("/")
+
+    @property
+    def credential_source(self) -> str:
+        return self.given_credential or os.environ.get("TASKFLEET_CREDENTIAL") or ""
 
     def credential(self) -> Credential:
         source = self.credential_source

@@ -21,25 +21,44 @@ from taskfleet.cli import (
     users,
     work,
 )
-from taskfleet.cli.client import Context
+from taskfleet.cli.global_options import PANEL, GlobalOptionsGroup, begin, record
 
 app = typer.Typer(
     help="taskfleet: deliver tasks to every computer through relay task servers, and bring every "
     "result back.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=GlobalOptionsGroup,  # the options below, before or after the command
 )
 
 
 @app.callback()
 def root(
     ctx: typer.Context,
-    ns: Annotated[str | None, typer.Option(help="NS URL (or TASKFLEET_NS)")] = None,
-    credential: Annotated[
-        str | None, typer.Option(help="admin credential file (or TASKFLEET_CREDENTIAL)")
+    ns: Annotated[
+        str | None,
+        typer.Option(
+            "--ns", help="NS URL (or TASKFLEET_NS)", callback=record, rich_help_panel=PANEL
+        ),
     ] = None,
+    credential: Annotated[
+        str | None,
+        typer.Option(
+            "--credential",
+            help="admin credential file (or TASKFLEET_CREDENTIAL)",
+            callback=record,
+            rich_help_panel=PANEL,
+        ),
+    ] = None,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="print JSON instead of a table", callback=record, rich_help_panel=PANEL
+        ),
+    ] = False,
 ) -> None:
-    ctx.obj = Context(ns, credential, as_json=False)
+    # The values are on the Context already: record() keeps them wherever they are typed.
+    begin(ctx)
 
 
 fleet.taskserver.command("serve")(services.taskserver_serve)
