@@ -5,26 +5,21 @@ the statuses the API returns. Real NS (and task server) processes; the CLI as a 
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import Route
 
+from taskfleet import ns as ns_package
 from taskfleet.app import create_app
-from taskfleet.ns import (
-    api_files,
-    api_history,
-    api_inventory,
-    api_jobs,
-    api_lifecycle,
-    api_schedules,
-    api_scripts,
-    api_task_types,
-    api_work,
-)
+from taskfleet.ns import agent_openapi
 from taskfleet.ns.settings import NSSettings
 from tests.cli.test_cli import taskfleet
 from tests.fleet import Fleet
@@ -141,11 +136,13 @@ def test_the_openapi_document_lists_the_statuses_the_api_returns(fleet: Fleet) -
     assert operations[("GET", "/api/me")] == {"200", "401", "403"}
 
 
-# The work-model API (issue 9): every reply is described by a model, never a bare object.
-WORK_MODULES = (
-    api_work, api_jobs, api_schedules, api_scripts, api_task_types, api_lifecycle,
-    api_history, api_files, api_inventory,
-)  # fmt: skip
+# Every module of the NS's API (issues 9 and 10): each reply is described by a model,
+# never a bare object. Found by name, so a new module is checked without being listed.
+API_MODULES = [
+    importlib.import_module(f"taskfleet.ns.{found.name}")
+    for found in pkgutil.iter_modules(ns_package.__path__)
+    if found.name.startswith("api_")
+]
 
 
 def reply_schema_fault(schema: dict[str, Any], components: dict[str, Any]) -> str | None:
@@ -159,16 +156,19 @@ def reply_schema_fault(schema: dict[str, Any], components: dict[str, Any]) -> st
     return None if model.get("properties") else f"{ref} lists no properties"
 
 
-def test_every_work_model_reply_has_a_schema_in_the_openapi_document(tmp_path: Path) -> None:
+def test_every_api_reply_has_a_schema_in_the_openapi_document(tmp_path: Path) -> None:
     # Given the NS app's OpenAPI document
     settings = NSSettings("sqlite://", "127.0.0.1:0", tmp_path, insecure_http=True)
     document = create_app(settings).openapi()
     components = document["components"]["schemas"]
     faults, seen = [], 0
-    for module in WORK_MODULES:
+    assert len(API_MODULES) >= 17  # the modules were found
+    for module in API_MODULES:
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
-            for method in route.methods:
+            if not route.include_in_schema:  # (only /api/ts/refusals, a task server's report)
+                continue
+            for method in route.methods or ():
                 operation = document["paths"][route.path_format][method.lower()]
                 for code, response in operation["responses"].items():
                     if not code.startswith("2") or code == "204":
@@ -184,5 +184,63 @@ def test_every_work_model_reply_has_a_schema_in_the_openapi_document(tmp_path: P
                             fault = None if schema else f"{media} without a schema"
                         if fault:
                             faults.append(f"{method} {route.path_format} {code}: {fault}")
-    assert seen > 30  # the modules' routes were found
+    assert seen > 70  # the modules' routes were found
     assert not faults, "\n".join(faults)
+
+
+def test_the_agents_plain_routes_are_in_the_openapi_document(tmp_path: Path) -> None:
+    # Given the NS app (it serves agents itself, R3) and its OpenAPI document
+    settings = NSSettings("sqlite://", "127.0.0.1:0", tmp_path, insecure_http=True)
+    app = create_app(settings)
+    document = app.openapi()
+    # When the plain Starlette routes agents call are listed (no FastAPI description)
+    plain = {
+        (method, route.path_format): route.original_route
+        for route in iter_route_contexts(list(app.routes))
+        if not isinstance(route.original_route, APIRoute)
+        and (route.path_format or "").startswith("/agent/")
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+    assert set(plain) == {
+        ("GET", "/agent/poll"),
+        ("GET", "/agent/channel"),
+        ("POST", "/agent/status"),
+        ("GET", "/agent/files/{sha256}"),
+    }
+    # Then each is in the document, with its request and reply by the protocol's types
+    for method, path in plain:
+        operation = document["paths"][path][method.lower()]
+        assert {"401", "403", "409", "503"} <= set(operation["responses"]), path
+        names = [p["name"] for p in operation.get("parameters", [])]
+        assert "Authorization" in names, path
+
+    def reply(method: str, path: str) -> dict[str, Any]:
+        content: dict[str, Any] = document["paths"][path][method]["responses"]["200"]["content"]
+        return content
+
+    ref = "#/components/schemas/"
+    assert reply("get", "/agent/poll")["application/json"]["schema"] == {"$ref": ref + "PollReply"}
+    channel = reply("get", "/agent/channel")["application/json"]["schema"]
+    assert channel == {"$ref": ref + "ChannelReply"}
+    status = document["paths"]["/agent/status"]["post"]
+    assert status["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": ref + "StatusBatch"
+    }
+    assert reply("post", "/agent/status")["application/json"]["schema"] == {
+        "$ref": ref + "StatusAck"
+    }
+    assert "application/octet-stream" in reply("get", "/agent/files/{sha256}")
+    for name in ("PollReply", "ChannelReply", "StatusBatch", "StatusEvent", "WorkItem"):
+        assert document["components"]["schemas"][name]["properties"], name
+    # And the limits it states are the endpoints' own
+    channel_route, files_route = (
+        plain[("GET", "/agent/channel")],
+        plain[("GET", "/agent/files/{sha256}")],
+    )
+    assert isinstance(channel_route, Route) and isinstance(files_route, Route)
+    channel_module = sys.modules[channel_route.endpoint.__module__]
+    files_module = sys.modules[files_route.endpoint.__module__]
+    assert agent_openapi.MAX_WAIT_S == channel_module.MAX_WAIT_S
+    assert agent_openapi.DEFAULT_WAIT_S == channel_module.DEFAULT_WAIT_S
+    assert channel_module.MAX_EVENTS_PER_BATCH == 1000  # as the status operation says
+    assert agent_openapi.SHA256_HEADER == files_module.SHA256_HEADER

@@ -139,9 +139,9 @@ async def _tickle_with_work(source: WorkSource, computer_id: int) -> Response:
     return Response(json.dumps(to_json(reply)), media_type="application/json")
 
 
-# Plain Starlette routes, documented in this module's docstring rather than in OpenAPI:
-# they skip FastAPI's request handling, which bench/poll.py measured at about 15 % of
-# the poll rate and 5 KiB of every open channel.
+# Plain Starlette routes: they skip FastAPI's request handling, which bench/poll.py
+# measured at about 15 % of the poll rate and 5 KiB of every open channel. So FastAPI
+# does not describe them: ns.agent_openapi does, in the NS's OpenAPI document.
 router.add_route("/hello", hello, methods=["GET"], include_in_schema=False)
 router.add_route("/agent/poll", poll, methods=["GET"], include_in_schema=False)
 router.add_route("/agent/channel", channel, methods=["GET"], include_in_schema=False)

@@ -15,6 +15,9 @@ each operation lists, from what it takes:
 plus what an operation declares with ``responses=errors(...)``: 409 where it may clash
 with what is stored, 404 where its body names something, 401/403 where it checks a
 credential itself. Every error has the one body of the error tree (``Error``).
+
+The agents' hot-path endpoints, plain Starlette routes FastAPI cannot describe, are in
+the document too: ``ns.agent_openapi`` describes them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
+
+from taskfleet.ns import agent_openapi
 
 AUTH_MODULE = "taskfleet.ns.auth"
 DESCRIPTIONS = {
@@ -120,13 +125,14 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            routes = [*app.routes, *agent_openapi.router.routes]
             schema = get_openapi(
                 title=app.title,
                 version=app.version,
                 description=app.description,
-                routes=app.routes,
+                routes=routes,
             )
-            document_errors(schema, app.routes)
+            document_errors(schema, routes)
             app.openapi_schema = schema
         return app.openapi_schema
 
