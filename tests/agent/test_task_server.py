@@ -293,12 +293,6 @@ async def test_calls_of_an_old_generation_do_not_fail_over_again(
     assert agent.host == "ts2.test" and agent.task_server.generation == 2
 
 
-@pytest.mark.xfail(
-    reason="bug: TaskServer.call counts a failure of the old task server, arriving after "
-    "the switch, against the new one (failures += 1 without comparing generations), so "
-    "the new one is left after fewer than three failures of its own",
-    strict=True,
-)
 async def test_failures_of_the_old_task_server_do_not_count_against_the_new_one(
     make_agent: AgentFactory,
 ) -> None:

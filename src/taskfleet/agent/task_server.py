@@ -69,6 +69,8 @@ class TaskServer:
         try:
             result = await call(self.client, method, path, **kwargs)
         except Unavailable as exc:
+            if generation != self.generation:
+                raise  # the task server we already left: its failures are not the new one's
             self.failures += 1
             if self.failures >= FAILOVER_AFTER:
                 await self._reassign(generation, self.assignment.task_server_id, str(exc)[:200])
@@ -80,7 +82,8 @@ class TaskServer:
             if self.assignment.task_server_id == before:
                 await asyncio.sleep(jittered(1.0))  # the same one again: do not hammer either
             raise
-        self.failures = 0
+        if generation == self.generation:  # an answer from the one we left says nothing
+            self.failures = 0
         return result
 
     async def _reassign(self, generation: int, failed: int | None, reason: str) -> None:
