@@ -27,6 +27,7 @@ from taskfleet.errors import InvalidInput, NotFound
 from taskfleet.ns import audit
 from taskfleet.ns import collections as collections_
 from taskfleet.ns.collections import Membership
+from taskfleet.ns.state import agents_changed
 from taskfleet.protocol.fields import DEFAULT_OUTPUT_LIMIT, MAX_OUTPUT_LIMIT
 from taskfleet.protocol.messages import AgentSettings
 from taskfleet.storage.models import AppliedVersion, Computer, Draft, TaskServer
@@ -234,6 +235,7 @@ async def apply(session: AsyncSession, kind: str, actor: str) -> AppliedVersion:
     if draft is not None:
         await session.delete(draft)
     audit.record(session, actor, f"{kind}.apply", kind, version=number, document=document)
+    agents_changed(session)  # task servers refresh their agents' settings once committed
     await session.flush()
     return version
 

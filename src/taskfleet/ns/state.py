@@ -37,16 +37,21 @@ class NSState:
         return self.hub.agents_epoch
 
     def agents_changed(self) -> None:
+        """Bump the epoch now; a change made in a transaction uses ``agents_changed(session)``
+        instead, which bumps only once that transaction has committed."""
         self.hub.agents_changed()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction; ``after_commit`` callbacks run once it committed."""
+        """A session in a transaction; after it commits, the agents epoch moves if the
+        transaction changed agents (``agents_changed``), then ``after_commit`` callbacks run."""
         callbacks: list[Callable[[], Awaitable[None]]] = []
         async with self.sessions() as session:
             session.info["after_commit"] = callbacks
             async with session.begin():
                 yield session
+        if session.info.get(AGENTS_CHANGED):
+            self.hub.agents_changed()
         for callback in callbacks:
             await callback()
 
@@ -57,6 +62,21 @@ def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]])
     Notifications go out only then, so a task server woken by one reads committed data.
     """
     session.info["after_commit"].append(callback)
+
+
+AGENTS_CHANGED = "agents_changed"
+
+
+def agents_changed(session: AsyncSession) -> None:
+    """This transaction changes what task servers hold in their agent map (an assignment,
+    a credential, membership or the agent configuration): the agents epoch moves once
+    it has committed, once however many changes it holds, and never if it rolls back.
+
+    Never before the commit: a task server that saw the new epoch and fetched its map
+    at once would read the old rows and keep them under the new epoch. (A session
+    that ``NSState.session`` did not open, as in some tests, has no epoch to move.)
+    """
+    session.info[AGENTS_CHANGED] = True
 
 
 def ns_state(request: Request) -> NSState:
