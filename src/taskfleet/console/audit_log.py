@@ -6,13 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select
 
 from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, render
-from taskfleet.errors import InvalidInput
+from taskfleet.ns import audit_queries
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import AuditEntry
 
 router = APIRouter(prefix=PREFIX + "/audit", include_in_schema=False)
 PAGE_SIZE = 100
@@ -27,23 +25,12 @@ async def audit_page(
     target: Annotated[str, Query(max_length=255)] = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    if "\x00" in actor + action + target:
-        raise InvalidInput("a filter cannot hold a NUL character")
-    query = select(AuditEntry)
-    if actor.strip():
-        query = query.where(AuditEntry.actor == actor.strip())
-    if action.strip():
-        query = query.where(AuditEntry.action.startswith(action.strip(), autoescape=True))
-    if target.strip():
-        query = query.where(AuditEntry.target == target.strip())
+    filters = {"actor": actor.strip(), "action": action.strip(), "target": target.strip()}
     async with ns_state(request).session() as session:
-        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = (
-            await session.scalars(
-                query.order_by(AuditEntry.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-            )
-        ).all()
-        actions = (await session.scalars(select(AuditEntry.action).distinct())).all()
+        total = await audit_queries.count(session, **filters)
+        offset = (page - 1) * PAGE_SIZE
+        rows = await audit_queries.entries(session, **filters, limit=PAGE_SIZE, offset=offset)
+        actions = await audit_queries.actions(session)
     context = {
         "entries": rows,
         "total": total,
@@ -52,6 +39,6 @@ async def audit_page(
         "actor": actor,
         "action": action,
         "target": target,
-        "actions": sorted(actions),
+        "actions": actions,
     }
     return await render(request, "audit.html", context, page="audit")

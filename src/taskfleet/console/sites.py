@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
@@ -16,58 +13,17 @@ from taskfleet.errors import TaskfleetError
 from taskfleet.ns import audit, sites
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
-from taskfleet.storage.models import Computer, Site, TaskServer, is_id
 
 router = APIRouter(prefix=PREFIX + "/sites", include_in_schema=False)
-
-
-async def _find(session: AsyncSession, key: str) -> Site:
-    """By id (the console's forms), else by name: a name may hold '/', '?' or '#'."""
-    if is_id(key):
-        found = await session.get(Site, int(key))
-        if found is not None:
-            return found
-    return await sites.get(session, key)
-
-
 Text = Annotated[str, Form()]
 HERE = PREFIX + "/sites"
-
-
-def _inside(addresses: list[str], subnets: list[Any]) -> bool:
-    for text in addresses:
-        try:
-            ip = ipaddress.ip_interface(text).ip
-        except ValueError:
-            continue
-        if any(ip.version == net.version and ip in net for net in subnets):
-            return True
-    return False
 
 
 async def _page(
     request: Request, error: TaskfleetError | None = None, form: dict[str, str] | None = None
 ) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        rows = (await session.scalars(select(Site).order_by(Site.name))).all()
-        served = await sites.served_by(session)
-        servers = (await session.scalars(select(TaskServer))).all()
-        fleet = (await session.scalars(select(Computer))).all()
-    by_computer = {ts.computer_id: ts for ts in servers}
-    shown = []
-    for site in rows:
-        nets = [ipaddress.ip_network(s) for s in site.subnets]
-        inside = [c for c in fleet if _inside(c.addresses, nets)]
-        explicit = {ts.name for ts in servers if site.id in served.get(ts.id, set())}
-        local = {by_computer[c.id].name for c in inside if c.id in by_computer}
-        shown.append(
-            {
-                "site": site,
-                "computers": [c for c in inside if c.id not in by_computer],
-                "serving": sorted(explicit | local),
-                "explicit": explicit,
-            }
-        )
+        shown = await sites.overview(session)
     context = {
         "sites": shown,
         "form": form or {},
@@ -103,7 +59,7 @@ async def add_subnet(request: Request, name: str, user: Changing, subnet: Text =
     site_name = name  # until the site is found: the error is shown by its form
     try:
         async with ns_state(request).session() as session:
-            site = await _find(session, name)
+            site = await sites.find(session, name)
             site_name = site.name
             await sites.add_subnet(session, site, subnet)
             audit.record(session, user.name, "site.add-subnet", site.name, subnet=subnet)
@@ -116,7 +72,7 @@ async def add_subnet(request: Request, name: str, user: Changing, subnet: Text =
 async def remove_subnet(request: Request, name: str, user: Changing, subnet: Text = "") -> Response:
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
-        site = await _find(session, name)
+        site = await sites.find(session, name)
         await sites.remove_subnet(session, site, subnet)
         audit.record(session, user.name, "site.remove-subnet", site.name, subnet=subnet)
     return RedirectResponse(HERE, status_code=303)

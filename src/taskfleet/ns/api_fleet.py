@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
-from sqlalchemy import select
 
-from taskfleet.ns import computer_views, registry
+from taskfleet.ns import audit_queries, computer_views, registry
 from taskfleet.ns.auth import Administrator, Viewer
 from taskfleet.ns.fleet_replies import (
     AuditRow,
@@ -23,9 +22,6 @@ from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 from taskfleet.protocol.fields import ShortText
 from taskfleet.protocol.messages import Approval
-from taskfleet.storage.models import (
-    AuditEntry,
-)
 
 router = APIRouter(prefix="/api", tags=["fleet"])
 
@@ -111,12 +107,4 @@ async def audit_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditRow]:
     async with ns_state(request).session() as session:
-        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-        if action:
-            query = query.where(AuditEntry.action.startswith(action))
-        if actor:
-            query = query.where(AuditEntry.actor == actor)
-        return [
-            AuditRow(e.at, e.actor, e.action, e.target, e.detail)
-            for e in (await session.scalars(query)).all()
-        ]
+        return await audit_queries.entries(session, actor=actor, action=action, limit=limit)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy import select
 
 from taskfleet.ns import audit, computer_views, registry, sites
 from taskfleet.ns.auth import Administrator, Viewer
@@ -52,10 +51,7 @@ async def list_sites(
     async with ns_state(request).session() as session:
         served = await sites.served_by(session)
         names = await computer_views.task_server_names(session)
-        query = select(Site).order_by(Site.name)
-        if name is not None:
-            query = query.where(Site.name == name)
-        rows = (await session.scalars(query)).all()
+        rows = await sites.listed(session, name)
         return [
             view(
                 s,

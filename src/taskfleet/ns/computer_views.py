@@ -6,7 +6,7 @@ from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import collections, computers
+from taskfleet.ns import collections, computers, like
 from taskfleet.ns.fleet_replies import ComputerDetail, ComputerRow
 from taskfleet.storage.models import Computer, Instance, Job, Run, Task, TaskServer
 
@@ -53,11 +53,6 @@ async def task_server_names(session: AsyncSession) -> dict[int, str]:
     return dict((await session.execute(select(TaskServer.id, TaskServer.name))).all())
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 async def search(
     session: AsyncSession,
     text: str = "",
@@ -74,12 +69,12 @@ async def search(
         raise InvalidInput(f"search text: at most {MAX_SEARCH} characters")
     query = select(Computer)
     if text:
-        like = _like(text)
+        pattern = like.containing(text)
         query = query.where(
             or_(
-                Computer.name.ilike(like, escape="\\"),
-                Computer.os.ilike(like, escape="\\"),
-                cast(Computer.addresses, Text).ilike(like, escape="\\"),
+                Computer.name.ilike(pattern, escape=like.ESCAPE),
+                Computer.os.ilike(pattern, escape=like.ESCAPE),
+                cast(Computer.addresses, Text).ilike(pattern, escape=like.ESCAPE),
             )
         )
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0

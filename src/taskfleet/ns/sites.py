@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
-from taskfleet.ns.assignment import SiteInfo
-from taskfleet.storage.models import Site, TaskServer, TaskServerSite
+from taskfleet.ns.assignment import SiteInfo, interfaces, networks, within
+from taskfleet.storage.models import Computer, Site, TaskServer, TaskServerSite, is_id
 
 
 def normalise_subnet(text: str) -> str:
@@ -33,6 +34,23 @@ async def get(session: AsyncSession, name: str) -> Site:
     if site is None:
         raise NotFound(f"no site named {name!r}; 'taskfleet site list' shows them")
     return site
+
+
+async def find(session: AsyncSession, key: str) -> Site:
+    """By id (the console's forms), else by name: a name may hold '/', '?' or '#'."""
+    if is_id(key):
+        found = await session.get(Site, int(key))
+        if found is not None:
+            return found
+    return await get(session, key)
+
+
+async def listed(session: AsyncSession, name: str | None = None) -> list[Site]:
+    """Every site by name, or the one of this name."""
+    query = select(Site).order_by(Site.name)
+    if name is not None:
+        query = query.where(Site.name == name)
+    return list((await session.scalars(query)).all())
 
 
 async def create(session: AsyncSession, name: str, subnets: list[str]) -> Site:
@@ -91,3 +109,33 @@ async def layout(session: AsyncSession) -> tuple[list[SiteInfo], dict[int, set[i
         if ts_id is not None:
             served.setdefault(ts_id, set()).add(site_id)
     return list(found.values()), served
+
+
+@dataclass
+class SiteOverview:
+    """A site as the console shows it: the computers in it and who serves them."""
+
+    site: Site
+    computers: list[Computer]  # in one of its subnets, task servers left out
+    serving: list[str]  # names of task servers serving it, explicitly or from inside
+    explicit: set[str]  # of those, the ones told to serve it
+
+
+async def overview(session: AsyncSession) -> list[SiteOverview]:
+    """Every site by name with its computers: "in the site" is assignment's test (R3
+    step 2), so loopback and link-local addresses put no computer in any site."""
+    rows = await listed(session)
+    served = await served_by(session)
+    servers = (await session.scalars(select(TaskServer))).all()
+    fleet = (await session.scalars(select(Computer))).all()
+    by_computer = {ts.computer_id: ts for ts in servers}
+    found = [(c, interfaces(c.addresses)) for c in fleet]
+    shown = []
+    for site in rows:
+        nets = networks(site.subnets)
+        inside = [c for c, mine in found if within(mine, nets)]
+        explicit = {ts.name for ts in servers if site.id in served.get(ts.id, set())}
+        local = {by_computer[c.id].name for c in inside if c.id in by_computer}
+        computers = [c for c in inside if c.id not in by_computer]
+        shown.append(SiteOverview(site, computers, sorted(explicit | local), explicit))
+    return shown
