@@ -88,8 +88,8 @@ async def seed(state: NSState, count: int) -> dict[str, int]:
         await bootstrap.ensure_builtins(session)
     async with state.session() as session:
         for name, rules in RULES.items():
-            await collections_.create(session, name, "", dict(rules))
-        await collections_.create(session, "Pilot", "static members", {})
+            await collections_.create(session, name, "", dict(rules), "bench")
+        await collections_.create(session, "Pilot", "static members", {}, "bench")
     async with state.session() as session:
         ids = {}
         for n in (1, 2):
@@ -119,7 +119,7 @@ async def seed(state: NSState, count: int) -> dict[str, int]:
     async with state.session() as session:
         pilot = await collections_.get(session, "Pilot")
         members = (await session.scalars(select(Computer).order_by(Computer.id).limit(PILOT))).all()
-        await collections_.set_static(session, pilot, list(members), add=True)
+        await collections_.set_static(session, pilot, list(members), add=True, actor="bench")
         policy = [("Web servers", ["ts-1"]), ("Subnet 10.1", ["ts-2"])]
         config = [("Pilot", 2), ("Web servers", 10), ("Windows", 15)]
         documents_ = {
@@ -231,7 +231,9 @@ async def measure(url: str, count: int, repeat: int) -> list[tuple[str, float, s
 
         async def new_collection() -> None:
             async with state.sessions() as session, session.begin():
-                await collections_.create(session, "Racks 1-9", "", {"fact": {"rack": "1"}})
+                await collections_.create(
+                    session, "Racks 1-9", "", {"fact": {"rack": "1"}}, "bench"
+                )
                 await session.flush()
                 await session.rollback()
 

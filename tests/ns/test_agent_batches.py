@@ -82,7 +82,7 @@ async def collection_names(state: NSState, computer_id: int) -> set[str]:
 def test_a_batch_of_enrolments_each_with_its_own_outcome(db_url: str, tmp_path: Path) -> None:
     async def body(state: NSState) -> None:
         async with state.session() as session:
-            await collections.create(session, "Web", "", {"name_pattern": "web-*"})
+            await collections.create(session, "Web", "", {"name_pattern": "web-*"}, "test")
         # Given a token with 4 uses, and pc-b enrolled before
         secret = await token(state, 4)
         [earlier] = await enrol(state, Enrolment(await token(state, None), facts("pc-b")))
@@ -190,7 +190,7 @@ def test_a_re_ask_that_keeps_its_server_tells_no_task_server(db_url: str, tmp_pa
         assert await counts(state) == {"ts-1": (1, 1)}
         # When it comes back with another name: stored, membership and settings follow
         async with state.session() as session:
-            await collections.create(session, "Web", "", {"name_pattern": "web-*"})
+            await collections.create(session, "Web", "", {"name_pattern": "web-*"}, "test")
             await documents.set_entry(
                 session,
                 documents.AGENT_CONFIG,
@@ -223,7 +223,7 @@ def test_applied_documents_are_cached_until_any_replica_applies(
                 assert await documents.applied_document(session, documents.POLICY) is first
             # When the other replica applies a new agent configuration
             async with other_sessions() as session, session.begin():
-                await collections.create(session, "Lab", "", {})
+                await collections.create(session, "Lab", "", {}, "test")
                 await documents.set_entry(
                     session, documents.AGENT_CONFIG, {"collection": "Lab"}, None, "test"
                 )

@@ -101,7 +101,7 @@ def test_an_inventory_that_changes_a_fact_moves_the_computer(db_url: str) -> Non
     async def body(sessions: Sessions) -> None:
         async with sessions() as session, session.begin():
             await collections.ensure_builtins(session)
-            web = await collections.create(session, "Web", "", {"fact": {"role": "web"}})
+            web = await collections.create(session, "Web", "", {"fact": {"role": "web"}}, "test")
             pc, _ = await computers.upsert(session, Facts(name="pc", hardware_id="hw-pc"))
         facts = Facts(name="pc", hardware_id="hw-pc", facts={"role": "web"})
         async with sessions() as session, session.begin():

@@ -46,7 +46,7 @@ def run(db_url: str, body: Callable[[Sessions], Awaitable[None]]) -> None:
             async with sessions() as session, session.begin():
                 await collections.ensure_builtins(session)
                 for name, rules in RULES.items():
-                    await collections.create(session, name, "", dict(rules))
+                    await collections.create(session, name, "", dict(rules), "test")
             await body(sessions)
         finally:
             await engine.dispose()
@@ -134,7 +134,7 @@ def test_membership_follows_computers_static_members_and_task_servers(db_url: st
         async with sessions() as session, session.begin():
             pilot = await collections.get(session, "Pilot")
             pc = await computers.find(session, "pc-1")
-            await collections.set_static(session, pilot, [pc], add=True)
+            await collections.set_static(session, pilot, [pc], add=True, actor="test")
         await check(
             sessions,
             {"Pilot": {"pc-1"}, "Pilot or web": {"pc-1"}, "Subnet 10.1 but not Pilot": set()},
@@ -142,7 +142,7 @@ def test_membership_follows_computers_static_members_and_task_servers(db_url: st
         async with sessions() as session, session.begin():
             pilot = await collections.get(session, "Pilot")
             pc = await computers.find(session, "pc-1")
-            await collections.set_static(session, pilot, [pc], add=False)
+            await collections.set_static(session, pilot, [pc], add=False, actor="test")
         await check(sessions, {"Pilot": set(), "Subnet 10.1 but not Pilot": {"pc-1"}})
 
         async with sessions() as session, session.begin():
@@ -176,13 +176,15 @@ def test_a_new_collection_is_evaluated_over_the_fleet_and_rollback_keeps_nothing
         for n in range(30):
             await enrol(sessions, f"pc-{n:02}", f"10.{n % 3}.0.{n}/16", rack=str(n % 4))
         async with sessions() as session, session.begin():
-            await collections.create(session, "Rack 1", "", {"fact": {"rack": "1"}})
-            await collections.create(session, "Rack 1 or Pilot", "", {"include": ["Rack 1"]})
+            await collections.create(session, "Rack 1", "", {"fact": {"rack": "1"}}, "test")
+            await collections.create(
+                session, "Rack 1 or Pilot", "", {"include": ["Rack 1"]}, "test"
+            )
         rack1 = {f"pc-{n:02}" for n in range(30) if n % 4 == 1}
         await check(sessions, {"Rack 1": rack1, "Rack 1 or Pilot": rack1})
 
         async with sessions() as session, session.begin():
-            await collections.create(session, "Rack 2", "", {"fact": {"rack": "2"}})
+            await collections.create(session, "Rack 2", "", {"fact": {"rack": "2"}}, "test")
             pc = await computers.find(session, "pc-01")
             pc.name = "web-01"
             await session.flush()
@@ -334,7 +336,7 @@ def test_an_enrolment_waits_for_a_collection_being_created(db_url: str) -> None:
     async def body(sessions: Sessions) -> None:
         async with sessions() as first:
             await first.begin()
-            await collections.create(first, "Rack 7", "", {"fact": {"rack": "7"}})
+            await collections.create(first, "Rack 7", "", {"fact": {"rack": "7"}}, "test")
 
             other = asyncio.create_task(enrol(sessions, "pc-7", "10.7.0.7/16", rack="7"))
             await asyncio.sleep(0.5)

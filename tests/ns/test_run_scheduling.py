@@ -43,7 +43,7 @@ def scenario(db_url: str, tmp_path: Path, body: Callable[[NSState], Awaitable[No
             await migrate.upgrade(state.engine)
             async with state.session() as session:
                 await collections_.ensure_builtins(session)
-                await collections_.create(session, "Office", "", {"name_pattern": "pc-*"})
+                await collections_.create(session, "Office", "", {"name_pattern": "pc-*"}, "test")
                 for name in PCS:
                     await computers.upsert(session, Facts(name=name, hardware_id=f"hw-{name}"))
                 script = {"script": "echo hi", "interpreter": "sh"}

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import audit, computers
 from taskfleet.ns import collections as collections_
+from taskfleet.ns import computers
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection, is_id
@@ -77,8 +77,7 @@ async def create(
         rules["cidr"] = [c.strip() for c in cidr.split(",") if c.strip()]
     try:
         async with ns_state(request).session() as session:
-            made = await collections_.create(session, name, description.strip(), rules)
-            audit.record(session, user.name, "collection.create", made.name, rules=made.rules)
+            made = await collections_.create(session, name, description.strip(), rules, user.name)
     except TaskfleetError as exc:
         return await _list(request, form, exc)
     return RedirectResponse(f"{PREFIX}/collections/{made.id}", status_code=303)
@@ -121,14 +120,9 @@ async def _change(
             collection = await _find(session, name)
             collection_id = collection.id
             found = [await computers.find(session, key) for key in keys if key]
-            await collections_.set_static(session, collection, found, add)
-            action = "collection.add" if add else "collection.remove"
-            audit.record(
-                session, user.name, action, collection.name, computers=[c.name for c in found]
-            )
+            await collections_.set_static(session, collection, found, add, user.name)
     except TaskfleetError as exc:
         return await _page(request, name, exc.message, ", ".join(keys))
-    state.agents_changed()  # settings may follow membership
     return RedirectResponse(f"{PREFIX}/collections/{collection_id}", status_code=303)
 
 

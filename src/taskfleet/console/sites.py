@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import TaskfleetError
-from taskfleet.ns import audit, sites
+from taskfleet.ns import sites
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 
@@ -46,8 +46,7 @@ async def create(request: Request, user: Changing, name: Text = "", subnets: Tex
     try:
         async with ns_state(request).session() as session:
             listed = [s for s in subnets.split(",") if s.strip()]
-            site = await sites.create(session, name, listed)
-            audit.record(session, user.name, "site.create", site.name, subnets=site.subnets)
+            await sites.create(session, name, listed, user.name)
     except TaskfleetError as exc:
         return await _page(request, exc, {"for": "", "name": name, "subnets": subnets})
     return RedirectResponse(HERE, status_code=303)
@@ -61,8 +60,7 @@ async def add_subnet(request: Request, name: str, user: Changing, subnet: Text =
         async with ns_state(request).session() as session:
             site = await sites.find(session, name)
             site_name = site.name
-            await sites.add_subnet(session, site, subnet)
-            audit.record(session, user.name, "site.add-subnet", site.name, subnet=subnet)
+            await sites.add_subnet(session, site, subnet, user.name)
     except TaskfleetError as exc:
         return await _page(request, exc, {"for": site_name, "subnet": subnet})
     return RedirectResponse(HERE, status_code=303)
@@ -73,6 +71,5 @@ async def remove_subnet(request: Request, name: str, user: Changing, subnet: Tex
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         site = await sites.find(session, name)
-        await sites.remove_subnet(session, site, subnet)
-        audit.record(session, user.name, "site.remove-subnet", site.name, subnet=subnet)
+        await sites.remove_subnet(session, site, subnet, user.name)
     return RedirectResponse(HERE, status_code=303)

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import select
 
-from taskfleet.ns import audit, computers
 from taskfleet.ns import collections as collections_
+from taskfleet.ns import computers
 from taskfleet.ns.auth import Administrator, Viewer
 from taskfleet.ns.collection_replies import (
     CollectionDetail,
@@ -65,9 +65,8 @@ async def create_collection(
 ) -> CollectionView:
     """Create a collection; the rules may include or exclude other collections by name."""
     async with ns_state(request).session() as session:
-        collection = await collections_.create(session, body.name, body.description, body.rules)
-        audit.record(
-            session, admin.name, "collection.create", collection.name, rules=collection.rules
+        collection = await collections_.create(
+            session, body.name, body.description, body.rules, admin.name
         )
         return collection_view(collection, 0)
 
@@ -92,17 +91,8 @@ async def _members(
     async with state.session() as session:
         collection = await collections_.by_id(session, collection_id)
         found = [await computers.find(session, key) for key in body.computers]
-        await collections_.set_static(session, collection, found, add)
-        audit.record(
-            session,
-            actor,
-            "collection.add" if add else "collection.remove",
-            collection.name,
-            computers=[c.name for c in found],
-        )
-        changed = MembersChanged(collection.id, collection.name, [c.name for c in found])
-    state.agents_changed()  # settings may follow membership; once committed
-    return changed
+        await collections_.set_static(session, collection, found, add, actor)
+        return MembersChanged(collection.id, collection.name, [c.name for c in found])
 
 
 @router.post("/collections/{collection_id}/members", responses=errors(409))

@@ -57,17 +57,6 @@ async def create_token(request: Request, body: TokenRequest, admin: Administrato
             session, body.kind, body.label, body.uses, body.ttl_s, admin.name
         )
         never = token.expires_at is None
-        audit.record(
-            session,
-            admin.name,
-            "token.create",
-            body.label or f"token {token.id}",
-            token_id=token.id,
-            kind=body.kind,
-            uses=body.uses,
-            expires_at=token.expires_at,
-            **({"never_expires": True} if never else {}),
-        )
         out = TokenCreated(**tokens.view(token, time.time()), token=secret)
     if never:
         out.warning = (
@@ -89,13 +78,6 @@ async def revoke_token(request: Request, key: ShortText, admin: Administrator) -
     """Revoke a token by id: every enrolment with it is refused from now on (audited)."""
     async with ns_state(request).session() as session:
         token = await tokens.revoke(session, key, admin.name)
-        audit.record(
-            session,
-            admin.name,
-            "token.revoke",
-            token.label or f"token {token.id}",
-            token_id=token.id,
-        )
         return TokenView(**tokens.view(token, time.time()))
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from taskfleet.ns import audit, computer_views, registry, sites
+from taskfleet.ns import computer_views, registry, sites
 from taskfleet.ns.auth import Administrator, Viewer
 from taskfleet.ns.collection_replies import SiteServer, SiteSubnets, SiteView, site_subnets
 from taskfleet.ns.openapi import errors
@@ -64,8 +64,7 @@ async def list_sites(
 @router.post("/sites", status_code=201, responses=errors(409))
 async def create_site(request: Request, body: SiteRequest, admin: Administrator) -> SiteView:
     async with ns_state(request).session() as session:
-        site = await sites.create(session, body.name, body.subnets)
-        audit.record(session, admin.name, "site.create", site.name, subnets=site.subnets)
+        site = await sites.create(session, body.name, body.subnets, admin.name)
         return view(site, [])
 
 
@@ -75,8 +74,7 @@ async def add_subnet(
 ) -> SiteSubnets:
     async with ns_state(request).session() as session:
         site = await sites.by_id(session, site_id)
-        await sites.add_subnet(session, site, body.subnet)
-        audit.record(session, admin.name, "site.add-subnet", site.name, subnet=body.subnet)
+        await sites.add_subnet(session, site, body.subnet, admin.name)
         return site_subnets(site)
 
 
@@ -86,8 +84,7 @@ async def remove_subnet(
 ) -> SiteSubnets:
     async with ns_state(request).session() as session:
         site = await sites.by_id(session, site_id)
-        await sites.remove_subnet(session, site, body.subnet)
-        audit.record(session, admin.name, "site.remove-subnet", site.name, subnet=body.subnet)
+        await sites.remove_subnet(session, site, body.subnet, admin.name)
         return site_subnets(site)
 
 
@@ -99,6 +96,5 @@ async def add_site_server(
     async with ns_state(request).session() as session:
         site = await sites.by_id(session, site_id)
         ts = await registry.find(session, body.task_server)
-        await sites.serve(session, site, ts, True)
-        audit.record(session, admin.name, "site.add-taskserver", site.name, task_server=ts.name)
+        await sites.serve(session, site, ts, True, admin.name)
         return SiteServer(site.id, site.name, ts.name)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from sqlalchemy import select
 
-from taskfleet.ns import audit, users
+from taskfleet.ns import users
 from taskfleet.ns.auth import Administrator, Viewer
 from taskfleet.ns.identity_replies import Caller, UserCreated
 from taskfleet.ns.openapi import errors
@@ -57,8 +57,9 @@ async def list_users(request: Request, _: Administrator) -> list[users.UserView]
 @router.post("/users", status_code=201, responses=errors(409))
 async def create_user(request: Request, body: UserRequest, admin: Administrator) -> UserCreated:
     async with ns_state(request).session() as session:
-        user, credential = await users.create(session, body.name, body.role, body.password)
-        audit.record(session, admin.name, "user.create", user.name, role=user.role)
+        user, credential = await users.create(
+            session, body.name, body.role, body.password, admin.name
+        )
         # The credential's secret is shown this once; only its hash is kept.
         return UserCreated(**asdict(users.view(user)), credential=str(credential))
 
@@ -69,9 +70,7 @@ async def set_role(
 ) -> users.UserView:
     async with ns_state(request).session() as session:
         user = await users.find(session, key)
-        before = user.role
-        await users.set_role(session, user, body.role)
-        audit.record(session, admin.name, "user.set-role", user.name, before=before, to=user.role)
+        await users.set_role(session, user, body.role, admin.name)
         return users.view(user)
 
 
@@ -81,8 +80,7 @@ async def set_password(
 ) -> users.UserView:
     async with ns_state(request).session() as session:
         user = await users.find(session, key)
-        await users.set_password(session, user, body.password)
-        audit.record(session, admin.name, "user.set-password", user.name)
+        await users.set_password(session, user, body.password, admin.name)
         return users.view(user)
 
 
@@ -90,6 +88,5 @@ async def set_password(
 async def disable(request: Request, key: str, admin: Administrator) -> users.UserView:
     async with ns_state(request).session() as session:
         user = await users.find(session, key)
-        await users.disable(session, user)
-        audit.record(session, admin.name, "user.disable", user.name)
+        await users.disable(session, user, admin.name)
         return users.view(user)

@@ -27,7 +27,7 @@ async def ensure_admin(session: AsyncSession, data_dir: Path) -> tuple[Path, Pat
     if await session.scalar(select(ApiUser.id).limit(1)) is not None:
         return None
     password = users.new_password()
-    _, credential = await users.create(session, "admin", "admin", password)
+    _, credential = await users.create(session, "admin", "admin", password, None)
     data_dir.mkdir(parents=True, exist_ok=True)
     credential_file = write_private(data_dir / ADMIN_CREDENTIAL_FILE, f"{credential}\n")
     password_file = write_private(data_dir / ADMIN_PASSWORD_FILE, f"{password}\n")

@@ -18,13 +18,14 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
-from taskfleet.ns import membership
+from taskfleet.ns import audit, membership
 from taskfleet.ns.rules import (
     BUILTIN_ALL,
     BUILTIN_APPROVED_TASK_SERVERS,
     BUILTIN_TASK_SERVERS,
     validate_rules,
 )
+from taskfleet.ns.state import agents_changed
 from taskfleet.storage.models import (
     Collection,
     CollectionMember,
@@ -170,7 +171,7 @@ async def get(session: AsyncSession, name: str) -> Collection:
 
 
 async def create(
-    session: AsyncSession, name: str, description: str, rules: dict[str, Any]
+    session: AsyncSession, name: str, description: str, rules: dict[str, Any], actor: str
 ) -> Collection:
     name = name.strip()
     if not name or len(name) > 255 or "\x00" in name:
@@ -185,12 +186,15 @@ async def create(
     collection = Collection(name=name, description=description, rules=rules, created_at=time.time())
     session.add(collection)
     await session.flush()
+    audit.record(session, actor, "collection.create", collection.name, rules=collection.rules)
     return collection
 
 
 async def set_static(
-    session: AsyncSession, collection: Collection, computers: list[Computer], add: bool
+    session: AsyncSession, collection: Collection, computers: list[Computer], add: bool, actor: str
 ) -> None:
+    """Add or remove static members, audited; agents' settings may follow membership, so
+    task servers refresh their agent maps once this has committed."""
     if collection.builtin:
         raise InvalidInput(f"{collection.name!r} is built in; its members follow from its rule")
     current = set(
@@ -211,3 +215,6 @@ async def set_static(
             if member is not None:
                 await session.delete(member)
             current.discard(computer.id)
+    action = "collection.add" if add else "collection.remove"
+    audit.record(session, actor, action, collection.name, computers=[c.name for c in computers])
+    agents_changed(session)

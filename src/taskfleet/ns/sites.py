@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
+from taskfleet.ns import audit
 from taskfleet.ns.assignment import SiteInfo, interfaces, networks, within
 from taskfleet.storage.models import Computer, Site, TaskServer, TaskServerSite, is_id
 
@@ -53,7 +54,7 @@ async def listed(session: AsyncSession, name: str | None = None) -> list[Site]:
     return list((await session.scalars(query)).all())
 
 
-async def create(session: AsyncSession, name: str, subnets: list[str]) -> Site:
+async def create(session: AsyncSession, name: str, subnets: list[str], actor: str) -> Site:
     name = name.strip()
     if not name or len(name) > 255:
         raise InvalidInput("a site name must be 1 to 255 characters", field="name")
@@ -62,26 +63,33 @@ async def create(session: AsyncSession, name: str, subnets: list[str]) -> Site:
     site = Site(name=name, subnets=sorted({normalise_subnet(s) for s in subnets}))
     session.add(site)
     await session.flush()
+    audit.record(session, actor, "site.create", site.name, subnets=site.subnets)
     return site
 
 
-async def add_subnet(session: AsyncSession, site: Site, subnet: str) -> None:
+async def add_subnet(session: AsyncSession, site: Site, subnet: str, actor: str) -> None:
     site.subnets = sorted({*site.subnets, normalise_subnet(subnet)})
+    audit.record(session, actor, "site.add-subnet", site.name, subnet=subnet)
 
 
-async def remove_subnet(session: AsyncSession, site: Site, subnet: str) -> None:
+async def remove_subnet(session: AsyncSession, site: Site, subnet: str, actor: str) -> None:
     normal = normalise_subnet(subnet)
     if normal not in site.subnets:
         raise NotFound(f"site {site.name!r} has no subnet {normal}")
     site.subnets = [s for s in site.subnets if s != normal]
+    audit.record(session, actor, "site.remove-subnet", site.name, subnet=subnet)
 
 
-async def serve(session: AsyncSession, site: Site, ts: TaskServer, serving: bool) -> None:
+async def serve(
+    session: AsyncSession, site: Site, ts: TaskServer, serving: bool, actor: str
+) -> None:
     link = await session.get(TaskServerSite, (ts.id, site.id))
     if serving and link is None:
         session.add(TaskServerSite(task_server_id=ts.id, site_id=site.id))
     elif not serving and link is not None:
         await session.delete(link)
+    action = "site.add-taskserver" if serving else "site.remove-taskserver"
+    audit.record(session, actor, action, site.name, task_server=ts.name)
 
 
 async def served_by(session: AsyncSession) -> dict[int, set[int]]:

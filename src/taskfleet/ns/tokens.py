@@ -24,6 +24,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound, TokenRefused, Unauthenticated
+from taskfleet.ns import audit
 from taskfleet.protocol.transport import hash_secret, new_secret
 from taskfleet.storage.models import MAX_ID, EnrolmentToken
 
@@ -64,7 +65,8 @@ async def create(
     ttl_s: float | None,
     created_by: str,
 ) -> tuple[EnrolmentToken, str]:
-    """A new token and its secret. ``ttl_s``: None for the default (24 h), 0 for never."""
+    """A new token and its secret, audited. ``ttl_s``: None for the default (24 h), 0 for
+    never (the audit entry says so)."""
     check_request(kind, label, uses, ttl_s)
     ttl = DEFAULT_TTL_S if ttl_s is None else ttl_s
     secret = f"tfe-{kind}-{new_secret()}"
@@ -80,6 +82,17 @@ async def create(
     )
     session.add(token)
     await session.flush()
+    audit.record(
+        session,
+        created_by,
+        "token.create",
+        label or f"token {token.id}",
+        token_id=token.id,
+        kind=kind,
+        uses=uses,
+        expires_at=token.expires_at,
+        **({"never_expires": True} if token.expires_at is None else {}),
+    )
     return token, secret
 
 
@@ -117,7 +130,7 @@ async def list_all(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def revoke(session: AsyncSession, key: str, actor: str) -> EnrolmentToken:
-    """Revoke a token by id: every enrolment with it is refused from now on."""
+    """Revoke a token by id: every enrolment with it is refused from now on (audited)."""
     key = key.strip().removeprefix("#")
     if not (key.isascii() and key.isdigit() and int(key) <= MAX_ID):
         raise InvalidInput(f"token {key!r}: give its id, as 'taskfleet token list' shows it")
@@ -129,6 +142,8 @@ async def revoke(session: AsyncSession, key: str, actor: str) -> EnrolmentToken:
     token.revoked_at = time.time()
     token.revoked_by = actor
     await session.flush()
+    label = token.label or f"token {token.id}"
+    audit.record(session, actor, "token.revoke", label, token_id=token.id)
     return token
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
+from taskfleet.ns import audit
 from taskfleet.protocol.transport import Credential, hash_secret, new_secret
 from taskfleet.storage.models import ApiUser, ConsoleSession, is_id
 
@@ -128,9 +129,10 @@ async def find(session: AsyncSession, key: str) -> ApiUser:
 
 
 async def create(
-    session: AsyncSession, name: str, role: str, password: str | None
+    session: AsyncSession, name: str, role: str, password: str | None, actor: str | None
 ) -> tuple[ApiUser, Credential]:
-    """A new user and its API credential (the only time the secret is known)."""
+    """A new user and its API credential (the only time the secret is known), audited as
+    made by ``actor``; None only for the first admin the NS makes for itself at start."""
     if not _NAME.fullmatch(name) or name.isdigit():
         raise InvalidInput(
             f"user name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-', "
@@ -150,26 +152,31 @@ async def create(
     )
     session.add(user)
     await session.flush()
+    if actor is not None:
+        audit.record(session, actor, "user.create", user.name, role=user.role)
     return user, Credential("admin", user.id, secret)
 
 
-async def set_role(session: AsyncSession, user: ApiUser, role: str) -> None:
+async def set_role(session: AsyncSession, user: ApiUser, role: str, actor: str) -> None:
     new = check_role(role)
     if user.role == Role.ADMIN and new is not Role.ADMIN:
         await _keep_an_admin(session, user)
-    user.role = new.value
+    before, user.role = user.role, new.value
+    audit.record(session, actor, "user.set-role", user.name, before=before, to=user.role)
 
 
-async def set_password(session: AsyncSession, user: ApiUser, password: str) -> None:
+async def set_password(session: AsyncSession, user: ApiUser, password: str, actor: str) -> None:
     user.password_hash = hash_password(check_password(password))
     await end_sessions(session, user)
+    audit.record(session, actor, "user.set-password", user.name)
 
 
-async def disable(session: AsyncSession, user: ApiUser) -> None:
+async def disable(session: AsyncSession, user: ApiUser, actor: str) -> None:
     if user.role == Role.ADMIN:
         await _keep_an_admin(session, user)
     user.disabled = True
     await end_sessions(session, user)
+    audit.record(session, actor, "user.disable", user.name)
 
 
 async def end_sessions(session: AsyncSession, user: ApiUser) -> None:
