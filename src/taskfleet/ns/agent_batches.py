@@ -24,7 +24,7 @@ from taskfleet.ns import assigner, audit, certificates, computers, enrolment
 from taskfleet.ns.assigner import Asker
 from taskfleet.ns.batches import Batcher
 from taskfleet.ns.enrolment import EnrolRequest
-from taskfleet.ns.state import NSState, ns_state
+from taskfleet.ns.state import NSState, agents_changed, ns_state
 from taskfleet.protocol.messages import Assignment, Enrolled, Facts
 from taskfleet.protocol.transport import secret_matches
 from taskfleet.storage.models import Computer
@@ -86,8 +86,8 @@ async def enrol(
             results.append(enrolled)
         if keys:  # the key its certificate names: proof of this computer from now on
             await session.execute(update(Computer), keys)
-    if outcome.renewed:  # committed: task servers drop the old credentials they hold
-        state.agents_changed()
+        if outcome.renewed:  # once committed, task servers drop the old credentials they hold
+            agents_changed(session)
     return results
 
 

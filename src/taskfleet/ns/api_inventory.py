@@ -23,8 +23,5 @@ router = APIRouter(prefix="/api/agent", tags=["agent"])
 async def report_inventory(
     request: Request, computer_id: AgentComputer, body: InventoryReport
 ) -> None:
-    state = ns_state(request)
-    async with state.session() as session:
-        changed = await inventory.store(session, computer_id, body)
-    if changed:  # its collections, so maybe its agent configuration, may have changed
-        state.agents_changed()
+    async with ns_state(request).session() as session:
+        await inventory.store(session, computer_id, body)

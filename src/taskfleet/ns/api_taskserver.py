@@ -153,6 +153,10 @@ async def events(
 
 async def _entries(request: Request, ts_id: int, computer_id: int | None) -> AgentMap:
     state = ns_state(request)
+    # The epoch before the rows: it moves only after a change has committed, so a map
+    # read after it holds every change up to it. Read after the rows, it could be newer
+    # than they are, and the task server would keep the old rows under the new epoch.
+    epoch = state.agents_epoch
     async with state.session() as session:
         query = select(Computer).where(Computer.task_server_id == ts_id)
         if computer_id is not None:
@@ -169,7 +173,7 @@ async def _entries(request: Request, ts_id: int, computer_id: int | None) -> Age
             for c in computers
             if c.credential_hash
         ]
-    return AgentMap(agents_epoch=state.agents_epoch, agents=agents)
+    return AgentMap(agents_epoch=epoch, agents=agents)
 
 
 @router.get("/agents", response_model=AgentMap)

@@ -109,8 +109,7 @@ async def apply(request: Request, kind: Kind, admin: Administrator) -> AppliedNo
     async with state.session() as session:
         version = await documents.apply(session, kind, admin.name)
         made = AppliedNow(kind, version.version, content(version.document))
-    state.agents_changed()  # once committed: a task server refreshing now reads it
-    return made
+    return made  # documents.apply moved the agents epoch once this committed
 
 
 @router.get("/advice")

@@ -33,7 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from taskfleet.ns import documents, registry, sites
 from taskfleet.ns.assignment import Candidate, Decision, PolicyEntry, SiteInfo, choose
-from taskfleet.ns.state import NSState, after_commit
+from taskfleet.ns.state import NSState, after_commit, agents_changed
 from taskfleet.protocol.messages import AgentSettings, Assignment
 from taskfleet.storage.models import (
     AssignmentRecord,
@@ -275,9 +275,9 @@ async def assign_many(
     moved = [a for a in askers if a.changed or previous[a.id] != a.holds]
     if moved:
         told = {ts for a in moved for ts in (previous[a.id], a.holds) if ts is not None}
+        agents_changed(session)
 
         async def tell() -> None:
-            state.agents_changed()
             for ts_id in sorted(told):
                 await state.hub.bump(ts_id)
 

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.errors import Conflict
 from taskfleet.ns import audit, certificates, computers
 from taskfleet.ns.identity_replies import ComputerReset
-from taskfleet.ns.state import NSState
+from taskfleet.ns.state import NSState, agents_changed
 from taskfleet.protocol.messages import Approval
 from taskfleet.protocol.transport import (
     Credential,
@@ -155,9 +155,8 @@ async def reset_computer(state: NSState, key: str, actor: str) -> ComputerReset:
         if ts is not None:
             await certificates.revoke(state, session, "taskserver", ts.id, reason)
         audit.record(session, actor, "computer.reset", computer.name, **detail)
-        out = ComputerReset(
+        # After the commit: task servers drop the old credential from their agent maps.
+        agents_changed(session)
+        return ComputerReset(
             computer.id, computer.name, computer.reset_at, ts.name if ts is not None else None
         )
-    # After the commit: task servers drop the old credential from their agent maps.
-    state.agents_changed()
-    return out

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Forbidden
 from taskfleet.ns import audit, computers
+from taskfleet.ns.state import agents_changed
 from taskfleet.protocol.messages import InventoryReport, TaskType
 from taskfleet.storage.models import Computer, Task
 
@@ -59,6 +60,8 @@ async def store(session: AsyncSession, computer_id: int, report: InventoryReport
     changed = computers.facts_of(computer) != report.facts
     if changed:
         computers.apply_facts(computer, report.facts)  # flush hooks: ns/membership.py
+        # Its collections, so maybe its agent configuration, may have changed.
+        agents_changed(session)
     computer.inventory = measurements(report)
     computer.inventory_at = time.time()
     await session.flush()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.errors import Conflict, InvalidInput, TaskfleetError
 from taskfleet.ns import audit, computers, identity, registry, tokens
 from taskfleet.ns.identity import Presented
-from taskfleet.ns.state import NSState
+from taskfleet.ns.state import NSState, agents_changed
 from taskfleet.protocol.messages import Approval, Registered, Registration
 from taskfleet.protocol.transport import Credential, hash_secret, new_secret
 from taskfleet.storage.models import Computer, TaskServer
@@ -56,6 +56,8 @@ async def register(state: NSState, body: Registration, presented: Presented) -> 
                 peer=presented.peer,
             )
             registered = Registered(ts.id, ts.name, str(credential), Approval(ts.approval))
+            if how != "new":  # its old credential is void once this commits
+                agents_changed(session)
     except _Refused as refused:
         async with state.session() as session:
             identity.audit_refusal(
@@ -67,8 +69,6 @@ async def register(state: NSState, body: Registration, presented: Presented) -> 
                 **refused.detail,
             )
         raise refused.error from None
-    if how != "new":  # committed: its old credential is void
-        state.agents_changed()
     return registered
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
 from taskfleet.ns import audit, certificates
-from taskfleet.ns.state import NSState
+from taskfleet.ns.state import NSState, agents_changed
 from taskfleet.protocol.messages import Approval
 from taskfleet.storage.models import Computer, TaskServer, is_id
 
@@ -132,7 +132,7 @@ async def set_approval(state: NSState, key: str, approval: Approval, actor: str)
             await certificates.approved(state, session, ts)
         else:
             await certificates.revoke(state, session, "taskserver", ts.id, f"{action} by {actor}")
-    state.agents_changed()  # after the commit: a poll in between must not cache the old state
+        agents_changed(session)  # after the commit: a poll in between must not cache the old state
     return ts
 
 
