@@ -6,8 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
@@ -16,18 +14,8 @@ from taskfleet.ns import collections as collections_
 from taskfleet.ns import computers
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
-from taskfleet.storage.models import Collection, is_id
 
 router = APIRouter(prefix=PREFIX + "/collections", include_in_schema=False)
-
-
-async def _find(session: AsyncSession, key: str) -> Collection:
-    """By id (the console's links), else by name: a name may hold '/', '?' or '#'."""
-    if is_id(key):
-        found = await session.get(Collection, int(key))
-        if found is not None:
-            return found
-    return await collections_.get(session, key)
 
 
 Text = Annotated[str, Form()]
@@ -38,7 +26,7 @@ async def _list(
     request: Request, form: dict[str, str] | None = None, error: TaskfleetError | None = None
 ) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        rows = (await session.scalars(select(Collection).order_by(Collection.name))).all()
+        rows = await collections_.listed(session)
         stored = await collections_.counts(session)
     counts = {c.name: stored.get(c.id, 0) for c in rows}
     context = {
@@ -85,7 +73,7 @@ async def create(
 
 async def _page(request: Request, name: str, error: str = "", typed: str = "") -> HTMLResponse:
     async with ns_state(request).session() as session:
-        collection = await _find(session, name)
+        collection = await collections_.find(session, name)
         members = await collections_.members(session, collection, limit=SHOWN_MEMBERS)
         total = (await collections_.counts(session, collection)).get(collection.id, 0)
         membership = await collections_.load_membership(session, [m.id for m in members])
@@ -117,7 +105,7 @@ async def _change(
         if not any(keys):
             raise InvalidInput("give one or more computer names, separated by commas")
         async with state.session() as session:
-            collection = await _find(session, name)
+            collection = await collections_.find(session, name)
             collection_id = collection.id
             found = [await computers.find(session, key) for key in keys if key]
             await collections_.set_static(session, collection, found, add, user.name)

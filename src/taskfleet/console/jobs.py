@@ -14,16 +14,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from taskfleet.console import run_form
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import job_plans, jobs, runs
+from taskfleet.ns import collections, job_plans, jobs, runs, tasks
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
-from taskfleet.storage.models import Collection, Job, Task
 
 router = APIRouter(prefix=PREFIX + "/jobs", include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -82,8 +80,8 @@ def _steps_from_form(
 
 async def _choices(session: Any) -> list[tuple[str, str]]:
     """What a step may run, as (value, label): every task, then every job."""
-    task_names = (await session.scalars(select(Task.name).order_by(Task.name))).all()
-    job_names = (await session.scalars(select(Job.name).order_by(Job.name))).all()
+    task_names = await tasks.names(session)
+    job_names = await jobs.names(session)
     return [(f"task:{n}", f"task {n}") for n in task_names] + [
         (f"job:{n}", f"job {n}") for n in job_names
     ]
@@ -125,12 +123,10 @@ async def job_list(request: Request, user: Viewing) -> HTMLResponse:
 
 async def _list(request: Request, status_code: int = 200, **extra: Any) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        found = (await session.scalars(select(Job).order_by(Job.name))).all()
+        found = await jobs.listed(session)
         shown = [(job, await jobs.step_views(session, job)) for job in found]
-        collections = (
-            await session.scalars(select(Collection.name).order_by(Collection.name))
-        ).all()
-    context = {"jobs": shown, "collections": collections, **extra}
+        targets = await collections.names(session)
+    context = {"jobs": shown, "collections": targets, **extra}
     return await render(request, "jobs.html", context, status_code=status_code, page="jobs")
 
 

@@ -17,16 +17,15 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from taskfleet.console import task_params
 from taskfleet.console.schedules import names, options_of, requirements_of, timing_of
 from taskfleet.console.sessions import ConsoleUser
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.ns import collections as collections_
 from taskfleet.ns import expiry, runs, schedules
 from taskfleet.ns.state import ns_state
-from taskfleet.storage.models import Collection
 
 NEEDS = ("min_wait_s", "max_wait_s", "min_count", "min_share")  # completion requirements
 WHEN = ("now", "at", "cron")
@@ -74,9 +73,7 @@ async def page(
     error: TaskfleetError | None = None,
 ) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        collections = (
-            await session.scalars(select(Collection.name).order_by(Collection.name))
-        ).all()
+        collections = await collections_.names(session)
     context = {
         "subject": subject,
         "declared": subject.declared,

@@ -9,16 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from sqlalchemy import select
 
 from taskfleet.console.run_windows import held
 from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, SECURITY_HEADERS, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import run_queries, runs
+from taskfleet.ns import run_queries, runs, tasks
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import InstanceState
-from taskfleet.storage.models import Task
 
 router = APIRouter(prefix=PREFIX + "/runs", include_in_schema=False)
 STATES = [s.value for s in InstanceState]
@@ -58,7 +56,7 @@ async def run_list(
     page = run_queries.RunPage([], None)
     error, error_field = "", ""
     async with ns_state(request).session() as session:
-        task_names = list((await session.scalars(select(Task.name).order_by(Task.name))).all())
+        task_names = await tasks.names(session)
         try:
             filters = run_queries.RunFilter(
                 states,

@@ -13,19 +13,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import collections as collections_
-from taskfleet.ns import expiry, schedules
+from taskfleet.ns import expiry, schedules, tasks
 from taskfleet.ns.api_schedules import set_windows, windows_view
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
-from taskfleet.ns.windows import zone
-from taskfleet.storage.models import Collection, Schedule, Task, is_id
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -85,31 +81,21 @@ def timing_of(form: dict[str, Any]) -> tuple[dt.datetime | None, str | None, str
         raise InvalidInput(f"{shown} a date and time, e.g. 2026-11-28T22:00", field="at") from None
 
 
-def saved_text(schedule: Schedule) -> str:
-    """When a schedule just added runs first, on its own time zone's clock."""
-    if schedule.next_fire_at is None:
-        return ""
-    when = dt.datetime.fromtimestamp(schedule.next_fire_at, zone(schedule.timezone))
-    return f"{when:%Y-%m-%d %H:%M} {schedule.timezone}"
-
-
 async def _page(
     request: Request, form: dict[str, Any] | None = None, error: TaskfleetError | None = None
 ) -> HTMLResponse:
     async with ns_state(request).session() as session:
         rows = await schedules.all_schedules(session)
-        tasks = (await session.scalars(select(Task.name).order_by(Task.name))).all()
-        collections = (
-            await session.scalars(select(Collection.name).order_by(Collection.name))
-        ).all()
+        task_names = await tasks.names(session)
+        collections = await collections_.names(session)
     field = (error.field or "").removeprefix("requirements.") if error else ""
     saved = request.query_params.get("saved", "")
     just_added = [s for s, _ in rows if str(s.id) == saved]
     context = {
         "saved": just_added[0] if just_added else None,
-        "saved_next": saved_text(just_added[0]) if just_added else "",
+        "saved_next": schedules.first_fire_text(just_added[0]) if just_added else "",
         "schedules": rows,
-        "tasks": tasks,
+        "tasks": task_names,
         "collections": collections,
         "form": form or {"when": "at", "timezone": "UTC", "targets": []},
         "field_errors": {field: error.message} if error and field else {},
@@ -163,20 +149,11 @@ async def change_schedule(
 # --- maintenance windows ------------------------------------------------------------
 
 
-async def _collection(session: AsyncSession, key: str) -> Collection:
-    """By id (the console's links), else by name."""
-    if is_id(key):
-        found = await session.get(Collection, int(key))
-        if found is not None:
-            return found
-    return await collections_.get(session, key)
-
-
 async def _windows_page(
     request: Request, key: str, typed: str | None = None, error: TaskfleetError | None = None
 ) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        collection = await _collection(session, key)
+        collection = await collections_.find(session, key)
         shown = await windows_view(session, collection)
     context = {
         "c": collection,
@@ -198,7 +175,7 @@ async def save_windows(request: Request, key: str, user: Changing, windows: Text
     user.require(Role.ADMIN)
     try:
         async with ns_state(request).session() as session:
-            collection = await _collection(session, key)
+            collection = await collections_.find(session, key)
             lines = [line.strip() for line in windows.splitlines() if line.strip()]
             await set_windows(session, collection, lines, user.name)
     except TaskfleetError as exc:

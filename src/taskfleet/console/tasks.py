@@ -10,17 +10,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from taskfleet.console import task_params
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import parameters, runs, task_retries, tasks
+from taskfleet.ns import collections, parameters, runs, task_retries, tasks
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
-from taskfleet.storage.models import Collection, Task
 
 router = APIRouter(prefix=PREFIX + "/tasks", include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -45,23 +43,22 @@ def _seconds(text: str, field: str = "timeout_s") -> float:
         raise InvalidInput(f"{text!r} is not a number of seconds", field=field) from None
 
 
-def _retries(task: Task, form: dict[str, str]) -> None:
-    """The task's retries and back-off, checked by ns.task_retries as the API does."""
+def _retries(form: dict[str, str]) -> tuple[int, float]:
+    """The task's retries and back-off as typed, for ns.task_retries to check and apply
+    as the API does."""
     try:
         retries = int(form["retries"].strip() or "0")
     except ValueError:
         raise InvalidInput(f"{form['retries']!r} is not a whole number", field="retries") from None
     backoff = _seconds(form["retry_backoff_s"].strip() or "10", "retry_backoff_s")
-    task_retries.apply(task, retries, backoff)
+    return retries, backoff
 
 
 async def _list(request: Request, status_code: int = 200, **extra: Any) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        rows = (await session.scalars(select(Task).order_by(Task.name))).all()
-        collections = (
-            await session.scalars(select(Collection.name).order_by(Collection.name))
-        ).all()
-    context = {"tasks": rows, "collections": collections, **extra}
+        rows = await tasks.listed(session)
+        targets = await collections.names(session)
+    context = {"tasks": rows, "collections": targets, **extra}
     return await render(request, "tasks.html", context, status_code=status_code, page="tasks")
 
 
@@ -124,7 +121,7 @@ async def create_task(
                 user.name,
                 box=state.secrets,
             )
-            _retries(task, form)
+            task_retries.apply(task, *_retries(form))
     except TaskfleetError as exc:
         return await _editor(request, form, None, exc, options)
     return RedirectResponse(f"{PREFIX}/tasks?saved={task.id}", status_code=303)
@@ -171,7 +168,7 @@ async def save_task(
             params |= task_params.params_from_form(options)
             seconds = _seconds(timeout_s)
             await tasks.update(session, task, name, params, seconds, user.name, box=state.secrets)
-            _retries(task, form)
+            task_retries.apply(task, *_retries(form))
     except TaskfleetError as exc:
         return await _editor(request, form, task_id, exc, options)
     return RedirectResponse(f"{PREFIX}/tasks?saved={task_id}", status_code=303)

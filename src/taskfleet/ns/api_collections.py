@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy import select
 
 from taskfleet.ns import collections as collections_
 from taskfleet.ns import computers
@@ -23,7 +22,6 @@ from taskfleet.ns.collection_replies import (
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import MAX_ID, LongText, Name, bounded_list
-from taskfleet.storage.models import Collection
 
 router = APIRouter(prefix="/api", tags=["collections"])
 MAX_MEMBERS_PER_CALL = 10_000
@@ -52,10 +50,7 @@ async def list_collections(
 ) -> list[CollectionView]:
     async with ns_state(request).session() as session:
         counts = await collections_.counts(session)
-        query = select(Collection).order_by(Collection.name)
-        if name is not None:
-            query = query.where(Collection.name == name)
-        rows = (await session.scalars(query)).all()
+        rows = await collections_.listed(session, name)
         return [collection_view(c, counts.get(c.id, 0)) for c in rows]
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 
 from taskfleet.ns import jobs
 from taskfleet.ns.auth import Administrator, Viewer
@@ -112,7 +111,7 @@ async def edit_job(request: Request, key: str, body: JobRequest, admin: Administ
 @router.get("/jobs")
 async def list_jobs(request: Request, _: Viewer) -> list[JobView]:
     async with ns_state(request).sessions() as session:
-        found = (await session.scalars(select(Job).order_by(Job.name))).all()
+        found = await jobs.listed(session)
         return [await _view(session, job) for job in found]
 
 

@@ -32,6 +32,7 @@ from taskfleet.storage.models import (
     CollectionMembership,
     Computer,
     TaskServer,
+    is_id,
 )
 
 ALL_COMPUTERS = "All Computers"
@@ -218,3 +219,28 @@ async def set_static(
     action = "collection.add" if add else "collection.remove"
     audit.record(session, actor, action, collection.name, computers=[c.name for c in computers])
     agents_changed(session)
+
+
+# --- reading (the console, the API and the CLI alike) -------------------------------
+
+
+async def find(session: AsyncSession, key: str) -> Collection:
+    """By id (the console's links), else by name: a name may hold '/', '?' or '#'."""
+    if is_id(key):
+        found = await session.get(Collection, int(key))
+        if found is not None:
+            return found
+    return await get(session, key)
+
+
+async def listed(session: AsyncSession, name: str | None = None) -> list[Collection]:
+    """Every collection by name, or the one of this name."""
+    query = select(Collection).order_by(Collection.name)
+    if name is not None:
+        query = query.where(Collection.name == name)
+    return list((await session.scalars(query)).all())
+
+
+async def names(session: AsyncSession) -> list[str]:
+    """Every collection's name, sorted: what a form's targets are chosen from."""
+    return list((await session.scalars(select(Collection.name).order_by(Collection.name))).all())

@@ -232,3 +232,12 @@ async def step_views(session: AsyncSession, job: Job) -> list[StepView]:
             )
         )
     return views
+
+
+async def listed(session: AsyncSession) -> list[Job]:
+    """Every job by name."""
+    return list((await session.scalars(select(Job).order_by(Job.name))).all())
+
+
+async def names(session: AsyncSession) -> list[str]:
+    return list((await session.scalars(select(Job.name).order_by(Job.name))).all())

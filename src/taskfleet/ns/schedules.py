@@ -93,6 +93,14 @@ class Plan:
     options: dict[str, Any]
 
 
+def first_fire_text(schedule: Schedule) -> str:
+    """When a schedule runs next, on its own time zone's clock ("" when never again)."""
+    if schedule.next_fire_at is None:
+        return ""
+    when = dt.datetime.fromtimestamp(schedule.next_fire_at, zone(schedule.timezone))
+    return f"{when:%Y-%m-%d %H:%M} {schedule.timezone}"
+
+
 async def create(
     session: AsyncSession,
     plan: Plan,

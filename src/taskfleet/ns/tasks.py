@@ -138,3 +138,12 @@ async def update(
     task.name, task.timeout_s = name, timeout_s
     audit.record(session, actor, "task.edit", name)
     return task
+
+
+async def listed(session: AsyncSession) -> list[Task]:
+    """Every task by name."""
+    return list((await session.scalars(select(Task).order_by(Task.name))).all())
+
+
+async def names(session: AsyncSession) -> list[str]:
+    return list((await session.scalars(select(Task.name).order_by(Task.name))).all())
