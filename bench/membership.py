@@ -180,10 +180,9 @@ async def measure(url: str, count: int, repeat: int) -> list[tuple[str, float, s
                 computer = await session.get(Computer, one.id)
                 assert computer is not None
                 found = await collections_.load_membership(session, [computer.id])
-                policy = await documents.applied_document(session, documents.POLICY)
-                config = await documents.applied_document(session, documents.AGENT_CONFIG)
-                documents.settings_for(config, found, computer)
-                return sum(found.contains(e["collection"], computer) for e in policy["entries"])
+                applied = await documents.applied(session)
+                applied.agent_config.settings_for(found, computer)
+                return sum(found.contains(e.collection, computer) for e in applied.policy.entries)
 
         ms, hits = await timed(repeat, membership_of_one)
         out.append(("assignment: membership of one computer", ms, f"in {hits} policy collection"))

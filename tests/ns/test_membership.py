@@ -242,10 +242,10 @@ def test_readers_use_the_stored_membership(db_url: str) -> None:
             document = {"entries": [{"collection": "Web", "task_request_interval_min": 9}]}
             await documents.save_draft(session, documents.AGENT_CONFIG, document, "test")
             await documents.apply(session, documents.AGENT_CONFIG, "test")
-            config = await documents.applied_document(session, documents.AGENT_CONFIG)
+            config = (await documents.applied(session)).agent_config
             everyone = await collections.load_membership(session)
             for computer in (await session.scalars(select(Computer))).all():
-                settings = documents.settings_for(config, everyone, computer)
+                settings = config.settings_for(everyone, computer)
                 minutes = 9 if computer.name.startswith("web-") else 5
                 assert settings.task_request_interval_s == minutes * 60
 

@@ -6,6 +6,7 @@ the intervals they are about to apply mean for their fleet.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -14,8 +15,9 @@ from sqlalchemy import select
 
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
-from taskfleet.errors import InvalidInput, TaskfleetError
+from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
 from taskfleet.ns import advice, documents
+from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TRI_MIN
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection
@@ -31,12 +33,12 @@ async def _page(
 ) -> HTMLResponse:
     state = ns_state(request)
     async with state.session() as session:
-        draft = await documents.draft_document(session, KIND)
+        draft = await documents.draft_agent_config(session)
         latest = await documents.latest(session, KIND)
         names = (await session.scalars(select(Collection.name).order_by(Collection.name))).all()
         found = await advice.fleet_advice(session, state.settings.ts_capacity_rps, draft=True)
     context = {
-        "entries": draft["entries"],
+        "entries": draft.entries,
         "latest": latest,
         "collections": names,
         "advice": found,
@@ -44,7 +46,7 @@ async def _page(
         "field_errors": {error.field: error.message} if error and error.field else {},
         "error": error.message if error and not error.field else "",
         "notice": request.query_params.get("notice", ""),
-        "defaults": (documents.DEFAULT_TRI_MIN, documents.DEFAULT_SSI_S),
+        "defaults": (DEFAULT_TRI_MIN, DEFAULT_SSI_S),
     }
     status = error.status_code if error else 200
     return await render(
@@ -83,17 +85,16 @@ async def set_entry(
             "send_status_interval_s": _number(ssi, "ssi", "Send Status Interval"),
         }
         async with ns_state(request).session() as session:
-            draft = await documents.draft_document(session, KIND)
-            kept = [e for e in draft["entries"] if e["collection"] == collection]
+            draft = await documents.draft_agent_config(session)
+            kept = [e for e in draft.entries if e.collection == collection]
             if inv.strip():
                 entry["inventory_interval_h"] = _number(inv, "inv", "Inventory interval")
-            else:  # (left empty, e.g. by the R7 advice's button: the entry's own, if any)
-                if kept and "inventory_interval_h" in kept[0]:
-                    entry["inventory_interval_h"] = kept[0]["inventory_interval_h"]
+            elif kept:  # (left empty, e.g. by the R7 advice's button: the entry's own)
+                entry["inventory_interval_h"] = kept[0].inventory_interval_h
             if out.strip():  # output kept per instance, KiB (docs/work-model.md, "Output")
                 entry["output_limit_kib"] = _number(out, "out", "Output kept")
-            elif kept and "output_limit_kib" in kept[0]:  # left empty: the entry's own
-                entry["output_limit_kib"] = kept[0]["output_limit_kib"]
+            elif kept:  # left empty: the entry's own
+                entry["output_limit_kib"] = kept[0].output_limit_kib
             await documents.set_entry(session, KIND, entry, None, user.name)
     except TaskfleetError as exc:
         # The documents layer names the JSON keys; the form's fields are shorter.
@@ -107,37 +108,23 @@ async def set_entry(
     return RedirectResponse(HERE, status_code=303)
 
 
-async def _reorder(request: Request, user: Changing, change: Any) -> RedirectResponse:
-    user.require(Role.ADMIN)
-    async with ns_state(request).session() as session:
-        entries = list((await documents.draft_document(session, KIND))["entries"])
-        change(entries)
-        await documents.save_draft(session, KIND, {"entries": entries}, user.name)
-    return RedirectResponse(HERE, status_code=303)
-
-
 @router.post("/move")
 async def move(
     request: Request, user: Changing, collection: Text, direction: Text
 ) -> RedirectResponse:
-    def change(entries: list[dict[str, Any]]) -> None:
-        names = [e["collection"] for e in entries]
-        if collection not in names or direction not in ("up", "down"):
-            raise InvalidInput(f"cannot move {collection!r} {direction}")
-        i = names.index(collection)
-        j = i - 1 if direction == "up" else i + 1
-        if 0 <= j < len(entries):
-            entries[i], entries[j] = entries[j], entries[i]
-
-    return await _reorder(request, user, change)
+    user.require(Role.ADMIN)
+    async with ns_state(request).session() as session:
+        await documents.move_entry(session, KIND, collection, direction, user.name)
+    return RedirectResponse(HERE, status_code=303)
 
 
 @router.post("/remove")
 async def remove(request: Request, user: Changing, collection: Text) -> RedirectResponse:
-    def change(entries: list[dict[str, Any]]) -> None:
-        entries[:] = [e for e in entries if e["collection"] != collection]
-
-    return await _reorder(request, user, change)
+    user.require(Role.ADMIN)
+    async with ns_state(request).session() as session:
+        with contextlib.suppress(NotFound):  # gone already (another tab): nothing to do
+            await documents.remove_entry(session, KIND, collection, user.name)
+    return RedirectResponse(HERE, status_code=303)
 
 
 @router.post("/apply")

@@ -7,17 +7,20 @@ Applied versions can be compared and an older one applied again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.console.sessions import Changing, ConsoleUser, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import documents
+from taskfleet.ns.policy import Policy
 from taskfleet.ns.state import NSState, ns_state
 from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection, TaskServer
@@ -31,14 +34,14 @@ HERE = PREFIX + "/policy"
 @router.get("")
 async def policy_page(request: Request, user: Viewing) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        draft = await documents.draft_document(session, KIND)
+        draft = await documents.draft_policy(session)
         latest = await documents.latest(session, KIND)
         collections = (
             await session.scalars(select(Collection.name).order_by(Collection.name))
         ).all()
         servers = (await session.scalars(select(TaskServer.name).order_by(TaskServer.name))).all()
     context = {
-        "entries": draft["entries"],
+        "entries": draft.entries,
         "latest": latest,
         "collections": collections,
         "servers": servers,
@@ -50,55 +53,31 @@ async def policy_page(request: Request, user: Viewing) -> HTMLResponse:
 
 
 async def _edit(
-    state: NSState, user: ConsoleUser, change: Any, form: str = "list"
+    state: NSState,
+    user: ConsoleUser,
+    change: Callable[[AsyncSession], Awaitable[object]],
+    form: str = "list",
 ) -> RedirectResponse:
-    """Load the draft's entries, let ``change`` edit them in place, save the draft.
+    """Run one of the NS's editing steps (``ns.documents``) on the draft.
 
     A mistake comes back to the page, shown by the form it came from (``form``).
     """
     user.require(Role.ADMIN)
     try:
         async with state.session() as session:
-            entries = [dict(e) for e in (await documents.draft_document(session, KIND))["entries"]]
-            change(entries)
-            entries = [e for e in entries if e["task_servers"]]  # an empty list says nothing
-            await documents.save_draft(session, KIND, {"entries": entries}, user.name)
+            await change(session)
     except TaskfleetError as exc:
         query = urlencode({"error": exc.message, "form": form})
         return RedirectResponse(f"{HERE}?{query}", status_code=303)
     return RedirectResponse(HERE, status_code=303)
 
 
-def _entry(entries: list[dict[str, Any]], collection: str) -> dict[str, Any]:
-    for entry in entries:
-        if entry["collection"] == collection:
-            entry["task_servers"] = list(entry["task_servers"])
-            return entry
-    raise InvalidInput(f"the policy has no list for collection {collection!r}")
-
-
-def _move(items: list[Any], index: int, direction: str) -> None:
-    target = index - 1 if direction == "up" else index + 1
-    if direction not in ("up", "down"):
-        raise InvalidInput("direction must be up or down")
-    if 0 <= target < len(items):
-        items[index], items[target] = items[target], items[index]
-
-
 @router.post("/add")
 async def add(
     request: Request, user: Changing, collection: Text = "", task_server: Text = ""
 ) -> RedirectResponse:
-    def change(entries: list[dict[str, Any]]) -> None:
-        if not collection or not task_server:
-            raise InvalidInput("choose a collection and a task server to add")
-        found = [e for e in entries if e["collection"] == collection]
-        if not found:
-            entries.append({"collection": collection, "task_servers": []})
-        entry = _entry(entries, collection)
-        if task_server in entry["task_servers"]:
-            raise InvalidInput(f"{task_server} is on the list for {collection!r} already")
-        entry["task_servers"].append(task_server)
+    def change(session: AsyncSession) -> Awaitable[object]:
+        return documents.add_task_server(session, collection, task_server, user.name)
 
     return await _edit(ns_state(request), user, change, form="add")
 
@@ -107,11 +86,8 @@ async def add(
 async def move(
     request: Request, user: Changing, collection: Text, task_server: Text, direction: Text
 ) -> RedirectResponse:
-    def change(entries: list[dict[str, Any]]) -> None:
-        servers = _entry(entries, collection)["task_servers"]
-        if task_server not in servers:
-            raise InvalidInput(f"{task_server} is not on the list for {collection!r}")
-        _move(servers, servers.index(task_server), direction)
+    def change(session: AsyncSession) -> Awaitable[object]:
+        return documents.move_task_server(session, collection, task_server, direction, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -121,13 +97,10 @@ async def order(
     request: Request, user: Changing, collection: Text, order: Text
 ) -> RedirectResponse:
     """The whole list in a new order, as dragging leaves it."""
+    wanted = [name for name in order.split(",") if name]
 
-    def change(entries: list[dict[str, Any]]) -> None:
-        entry = _entry(entries, collection)
-        wanted = [name for name in order.split(",") if name]
-        if sorted(wanted) != sorted(entry["task_servers"]):
-            raise InvalidInput("the new order must hold the same task servers; reload the page")
-        entry["task_servers"] = wanted
+    def change(session: AsyncSession) -> Awaitable[object]:
+        return documents.order_task_servers(session, collection, wanted, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -136,10 +109,8 @@ async def order(
 async def remove(
     request: Request, user: Changing, collection: Text, task_server: Text
 ) -> RedirectResponse:
-    def change(entries: list[dict[str, Any]]) -> None:
-        servers = _entry(entries, collection)["task_servers"]
-        if task_server in servers:
-            servers.remove(task_server)
+    def change(session: AsyncSession) -> Awaitable[object]:
+        return documents.remove_task_server(session, collection, task_server, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -148,11 +119,8 @@ async def remove(
 async def move_collection(
     request: Request, user: Changing, collection: Text, direction: Text
 ) -> RedirectResponse:
-    def change(entries: list[dict[str, Any]]) -> None:
-        names = [e["collection"] for e in entries]
-        if collection not in names:
-            raise InvalidInput(f"the policy has no list for collection {collection!r}")
-        _move(entries, names.index(collection), direction)
+    def change(session: AsyncSession) -> Awaitable[object]:
+        return documents.move_entry(session, KIND, collection, direction, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -193,8 +161,8 @@ async def versions(
 
 def _compare(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     """Per collection, in the newer order: its list before and after."""
-    before = {e["collection"]: e["task_servers"] for e in old["entries"]}
-    after = {e["collection"]: e["task_servers"] for e in new["entries"]}
+    before = {e.collection: list(e.task_servers) for e in Policy.from_json(old).entries}
+    after = {e.collection: list(e.task_servers) for e in Policy.from_json(new).entries}
     names = list(after) + [n for n in before if n not in after]
     return [
         {

@@ -35,8 +35,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.ns import documents
+from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TRI_MIN, AgentConfig
 from taskfleet.ns.collections import load_membership
-from taskfleet.ns.documents import DEFAULT_SSI_S, DEFAULT_TRI_MIN
 from taskfleet.server.capacity import open_files_for
 from taskfleet.storage.models import Computer, TaskServer
 
@@ -172,28 +172,29 @@ async def fleet_advice(
 ) -> list[Advice]:
     """Advice for every configuration entry (and the defaults) and every task server,
     for the applied agent configuration, or for the draft as if it were applied."""
-    kind = documents.AGENT_CONFIG
-    document = await (documents.draft_document if draft else documents.applied_document)(
-        session, kind
+    config: AgentConfig = (
+        await documents.draft_agent_config(session)
+        if draft
+        else (await documents.applied(session)).agent_config
     )
     membership = await load_membership(session)  # the whole fleet: no id list
-    governed: dict[str, list[Computer]] = {e["collection"]: [] for e in document["entries"]}
+    governed: dict[str, list[Computer]] = {e.collection: [] for e in config.entries}
     governed[DEFAULTS] = []
     per_server: dict[int, list[float]] = {}
     for computer in await session.scalars(select(Computer)):
         if computer.id in membership.task_servers:
             continue  # a task server's own computer runs no agent
-        entry = documents.entry_for(document, membership, computer)
-        governed[entry["collection"] if entry else DEFAULTS].append(computer)
-        tri_min = entry["task_request_interval_min"] if entry else DEFAULT_TRI_MIN
+        entry = config.entry_for(membership, computer)
+        governed[entry.collection if entry else DEFAULTS].append(computer)
+        tri_min = entry.task_request_interval_min if entry else DEFAULT_TRI_MIN
         if computer.task_server_id is not None:
             per_server.setdefault(computer.task_server_id, []).append(tri_min * 60.0)
-    intervals = {e["collection"]: e for e in document["entries"]}
+    intervals = {e.collection: e for e in config.entries}
     out = []
     for name, members in governed.items():
-        entry = intervals.get(name, {})
-        tri = entry.get("task_request_interval_min", DEFAULT_TRI_MIN)
-        ssi = entry.get("send_status_interval_s", DEFAULT_SSI_S)
+        known = intervals.get(name)
+        tri = known.task_request_interval_min if known else DEFAULT_TRI_MIN
+        ssi = known.send_status_interval_s if known else DEFAULT_SSI_S
         found = for_collection(name, len(members), tri, ssi)
         if name == DEFAULTS:
             found.collection = "All Computers"  # the defaults are set on All Computers

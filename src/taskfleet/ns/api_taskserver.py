@@ -21,7 +21,7 @@ from taskfleet.ns import (
 )
 from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
 from taskfleet.ns.collections import load_membership
-from taskfleet.ns.documents import AGENT_CONFIG, applied_document, settings_for
+from taskfleet.ns.documents import applied
 from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.openapi import errors
@@ -162,14 +162,14 @@ async def _entries(request: Request, ts_id: int, computer_id: int | None) -> Age
         if computer_id is not None:
             query = query.where(Computer.id == computer_id)
         computers = (await session.scalars(query)).all()
-        document = await applied_document(session, AGENT_CONFIG)
+        config = (await applied(session)).agent_config
         membership = await load_membership(
             session,
             query.with_only_columns(Computer.id),
-            names=[entry["collection"] for entry in document["entries"]],
+            names=[entry.collection for entry in config.entries],
         )
         agents = [
-            AgentEntry(c.id, c.credential_hash or "", settings_for(document, membership, c))
+            AgentEntry(c.id, c.credential_hash or "", config.settings_for(membership, c))
             for c in computers
             if c.credential_hash
         ]

@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
@@ -35,7 +35,7 @@ from taskfleet.ns.work_replies import (
 )
 from taskfleet.protocol.fields import Finite, Int32, Name, ShortText, bounded_list, text
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
-from taskfleet.storage.models import AppliedVersion, Draft
+from taskfleet.storage.models import AppliedVersion, Draft, Task
 
 router = APIRouter(prefix="/api", tags=["work"])
 Kind = Annotated[str, Path(pattern="^(policy|agent-config)$", description="policy or agent-config")]
@@ -61,6 +61,32 @@ class EntryKey:
     collection: Name  # whose entry
 
 
+Direction = Literal["up", "down"]
+
+
+@dataclass
+class EntryMove:
+    collection: Name  # whose entry moves: in policy order, or in priority
+    direction: Direction  # up: earlier (higher priority)
+
+
+@dataclass
+class ListedServer:
+    collection: Name  # whose list in the draft policy
+    task_server: Name
+
+
+@dataclass
+class ServerMove(ListedServer):
+    direction: Direction  # up: chosen before the one above it now
+
+
+@dataclass
+class ServerOrder:
+    collection: Name  # whose list in the draft policy
+    task_servers: Annotated[list[Name], bounded_list(MAX_ENTRIES)]  # the same, in a new order
+
+
 @router.get("/documents/{kind}")
 async def show_document(request: Request, kind: Kind, _: Viewer) -> DocumentView:
     async with ns_state(request).session() as session:
@@ -69,7 +95,7 @@ async def show_document(request: Request, kind: Kind, _: Viewer) -> DocumentView
         return DocumentView(
             kind,
             None if latest is None else applied(latest),
-            content(await documents.draft_document(session, kind)),
+            content(kind, await documents.draft_document(session, kind)),
             await documents.unapplied(session, kind),
             draft.updated_by if draft else None,
         )
@@ -80,7 +106,7 @@ async def put_draft(
     request: Request, kind: Kind, body: Document, admin: Administrator
 ) -> DocumentContent:
     async with ns_state(request).session() as session:
-        return content(await documents.save_draft(session, kind, asdict(body), admin.name))
+        return content(kind, await documents.save_draft(session, kind, asdict(body), admin.name))
 
 
 @router.post("/documents/{kind}/draft/entries", responses=errors(409))
@@ -91,7 +117,7 @@ async def set_entry(
         raise InvalidInput("position counts from 1", field="position")
     async with ns_state(request).session() as session:
         saved = await documents.set_entry(session, kind, body.entry, body.position, admin.name)
-        return content(saved)
+        return content(kind, saved)
 
 
 @router.post("/documents/{kind}/draft/entries/remove")
@@ -100,7 +126,67 @@ async def remove_entry(
 ) -> DocumentContent:
     async with ns_state(request).session() as session:
         await documents.remove_entry(session, kind, body.collection, admin.name)
-        return content(await documents.draft_document(session, kind))
+        return content(kind, await documents.draft_document(session, kind))
+
+
+@router.post("/documents/{kind}/draft/entries/move", responses=errors(409))
+async def move_entry(
+    request: Request, kind: Kind, body: EntryMove, admin: Administrator
+) -> DocumentContent:
+    async with ns_state(request).session() as session:
+        saved = await documents.move_entry(
+            session, kind, body.collection, body.direction, admin.name
+        )
+        return content(kind, saved)
+
+
+# The Task Servers policy's editing steps, as the console offers them (ns.documents).
+@router.post("/documents/policy/draft/task-servers", responses=errors(404, 409))
+async def add_task_server(
+    request: Request, body: ListedServer, admin: Administrator
+) -> DocumentContent:
+    """Put a task server last on a collection's list (a new list if it has none)."""
+    async with ns_state(request).session() as session:
+        saved = await documents.add_task_server(
+            session, body.collection, body.task_server, admin.name
+        )
+        return content(documents.POLICY, saved)
+
+
+@router.post("/documents/policy/draft/task-servers/move", responses=errors(409))
+async def move_task_server(
+    request: Request, body: ServerMove, admin: Administrator
+) -> DocumentContent:
+    """Move a task server one place up or down on its collection's list."""
+    async with ns_state(request).session() as session:
+        saved = await documents.move_task_server(
+            session, body.collection, body.task_server, body.direction, admin.name
+        )
+        return content(documents.POLICY, saved)
+
+
+@router.post("/documents/policy/draft/task-servers/order", responses=errors(409))
+async def order_task_servers(
+    request: Request, body: ServerOrder, admin: Administrator
+) -> DocumentContent:
+    """A collection's whole list in a new order: the same task servers."""
+    async with ns_state(request).session() as session:
+        saved = await documents.order_task_servers(
+            session, body.collection, body.task_servers, admin.name
+        )
+        return content(documents.POLICY, saved)
+
+
+@router.post("/documents/policy/draft/task-servers/remove", responses=errors(409))
+async def remove_task_server(
+    request: Request, body: ListedServer, admin: Administrator
+) -> DocumentContent:
+    """Take a task server off a collection's list; a list left empty goes."""
+    async with ns_state(request).session() as session:
+        saved = await documents.remove_task_server(
+            session, body.collection, body.task_server, admin.name
+        )
+        return content(documents.POLICY, saved)
 
 
 @router.post("/documents/{kind}/apply")
@@ -108,7 +194,7 @@ async def apply(request: Request, kind: Kind, admin: Administrator) -> AppliedNo
     state = ns_state(request)
     async with state.session() as session:
         version = await documents.apply(session, kind, admin.name)
-        made = AppliedNow(kind, version.version, content(version.document))
+        made = AppliedNow(kind, version.version, content(kind, version.document))
     return made  # documents.apply moved the agents epoch once this committed
 
 
@@ -192,7 +278,9 @@ async def edit_task(
 @router.get("/tasks")
 async def list_tasks(request: Request, _: Viewer) -> list[TaskView]:
     async with ns_state(request).session() as session:
-        return [task_view(t) for t in await tasks.listed(session)]
+        return [
+            task_view(t) for t in (await session.scalars(select(Task).order_by(Task.name))).all()
+        ]
 
 
 @router.get("/tasks/{key:path}")

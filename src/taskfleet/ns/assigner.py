@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from taskfleet.ns import documents, registry, sites
+from taskfleet.ns.agent_config import AgentConfig
 from taskfleet.ns.assignment import Candidate, Decision, PolicyEntry, SiteInfo, choose
 from taskfleet.ns.state import NSState, after_commit, agents_changed
 from taskfleet.protocol.messages import AgentSettings, Assignment
@@ -67,7 +68,7 @@ class Picture:
     urls: dict[int, str]
     policy: list[PolicyEntry]
     sites: list[SiteInfo]
-    config: dict[str, Any]  # the applied agent configuration
+    config: AgentConfig  # the applied agent configuration
     # Task servers found at their limit when taking places in this transaction.
     full: set[int] = field(default_factory=set)
 
@@ -108,12 +109,12 @@ async def picture(session: AsyncSession) -> Picture:
         )
         urls[ts.id] = ts.url
         by_name[ts.name] = ts.id
-    applied = await documents.applied_documents(session)
+    applied = await documents.applied(session)
     policy = [
-        PolicyEntry(e["collection"], tuple(by_name[n] for n in e["task_servers"] if n in by_name))
-        for e in applied[documents.POLICY]["entries"]
+        PolicyEntry(e.collection, tuple(by_name[n] for n in e.task_servers if n in by_name))
+        for e in applied.policy.entries
     ]
-    return Picture(servers, urls, policy, site_list, applied[documents.AGENT_CONFIG])
+    return Picture(servers, urls, policy, site_list, applied.agent_config)
 
 
 async def decide(
@@ -293,7 +294,7 @@ async def assign_many(
                 task_server_name=decision.task_server_name,
                 step=decision.step,
                 reason=reason,
-                settings=documents.settings_in(seen.config, asker.collections),
+                settings=seen.config.settings_in(asker.collections),
             )
         )
     return out
@@ -343,5 +344,4 @@ async def assign(
 
 async def agent_settings(session: AsyncSession, computer: Computer) -> AgentSettings:
     collections = (await collections_of(session, [computer.id])).get(computer.id, set())
-    config = await documents.applied_document(session, documents.AGENT_CONFIG)
-    return documents.settings_in(config, collections)
+    return (await documents.applied(session)).agent_config.settings_in(collections)

@@ -8,6 +8,13 @@ version, which is what assignment and agents use from then on.
                                  "send_status_interval_s": 60,
                                  "output_limit_kib": 1024,
                                  "inventory_interval_h": 24}]}   (list order = priority)
+
+That JSON is what is stored and what the API shows. Each document is checked here once
+(``validate``, when a draft is saved or applied), as the typed ``Policy`` (``ns.policy``)
+or ``AgentConfig`` (``ns.agent_config``); readers get those (``applied``, ``draft_policy``,
+``draft_agent_config``), made once per applied version. The policy's editing steps
+(add, move, reorder, remove a task server; move a collection) run here on the draft, so
+the console, the API and the CLI edit it alike.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Container
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -24,21 +31,25 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput, NotFound
-from taskfleet.ns import audit
+from taskfleet.ns import agent_config as agent_config_
+from taskfleet.ns import audit, policy
 from taskfleet.ns import collections as collections_
-from taskfleet.ns.collections import Membership
+from taskfleet.ns.agent_config import (
+    DEFAULT_INVENTORY_H,
+    DEFAULT_OUTPUT_KIB,
+    DEFAULT_SSI_S,
+    DEFAULT_TRI_MIN,
+    AgentConfig,
+    ConfigEntry,
+)
+from taskfleet.ns.policy import Policy, PolicyEntry
 from taskfleet.ns.state import agents_changed
-from taskfleet.protocol.fields import DEFAULT_OUTPUT_LIMIT, MAX_OUTPUT_LIMIT
-from taskfleet.protocol.messages import AgentSettings
-from taskfleet.storage.models import AppliedVersion, Computer, Draft, TaskServer
+from taskfleet.protocol.fields import MAX_OUTPUT_LIMIT
+from taskfleet.storage.models import AppliedVersion, Draft, TaskServer
 
 POLICY = "policy"
 AGENT_CONFIG = "agent-config"
 KINDS = (POLICY, AGENT_CONFIG)
-DEFAULT_TRI_MIN = 5.0
-DEFAULT_SSI_S = 60.0
-DEFAULT_OUTPUT_KIB = DEFAULT_OUTPUT_LIMIT // 1024
-DEFAULT_INVENTORY_H = 24.0  # how often agents send their inventory (agent.inventory)
 MAX_ENTRIES = 1000
 
 
@@ -56,9 +67,13 @@ async def latest(session: AsyncSession, kind: str) -> AppliedVersion | None:
 
 
 @dataclass(frozen=True)
-class _Applied:
+class Applied:
+    """The applied documents as of the newest applied version: shared, never changed."""
+
     key: tuple[int, float] | None  # the newest applied version's id and time
-    documents: dict[str, dict[str, Any]]
+    documents: dict[str, dict[str, Any]]  # by kind, as stored (JSON)
+    policy: Policy
+    agent_config: AgentConfig
 
 
 # Per database (its engine): the applied documents, as of ``key``. Applied versions are
@@ -66,12 +81,17 @@ class _Applied:
 # row names the applied documents exactly: a reader that finds the same newest row in
 # its own transaction may use what was read before, whichever NS replica applied them.
 # (Its time is in the key too, in case a database is made again with the same ids.)
-_applied: WeakKeyDictionary[Engine, _Applied] = WeakKeyDictionary()
+_applied: WeakKeyDictionary[Engine, Applied] = WeakKeyDictionary()
 
 
 async def applied_documents(session: AsyncSession) -> dict[str, dict[str, Any]]:
-    """Every kind's applied document. Shared by every request: read them, never change
-    them (``copy.deepcopy`` first)."""
+    """Every kind's applied document as JSON. Shared by every request: read them, never
+    change them (``copy.deepcopy`` first)."""
+    return (await applied(session)).documents
+
+
+async def applied(session: AsyncSession) -> Applied:
+    """The applied policy and agent configuration, typed; made once per applied version."""
     newest = (
         await session.execute(
             select(AppliedVersion.id, AppliedVersion.applied_at)
@@ -84,7 +104,7 @@ async def applied_documents(session: AsyncSession) -> dict[str, dict[str, Any]]:
     engine = bind.engine if isinstance(bind, Connection) else bind
     cached = _applied.get(engine)
     if cached is not None and cached.key == key:
-        return cached.documents
+        return cached
     found = {kind: _empty() for kind in KINDS}
     if key is not None:
         for kind in KINDS:
@@ -96,8 +116,11 @@ async def applied_documents(session: AsyncSession) -> dict[str, dict[str, Any]]:
             )
             if version is not None:
                 found[kind] = version.document
-    _applied[engine] = _Applied(key, found)
-    return found
+    made = Applied(
+        key, found, Policy.from_json(found[POLICY]), AgentConfig.from_json(found[AGENT_CONFIG])
+    )
+    _applied[engine] = made
+    return made
 
 
 async def applied_document(session: AsyncSession, kind: str) -> dict[str, Any]:
@@ -112,14 +135,23 @@ async def draft_document(session: AsyncSession, kind: str) -> dict[str, Any]:
     return copy.deepcopy(await applied_document(session, kind))
 
 
-async def validate(session: AsyncSession, kind: str, document: Any) -> dict[str, Any]:
+async def draft_policy(session: AsyncSession) -> Policy:
+    return Policy.from_json(await draft_document(session, POLICY))
+
+
+async def draft_agent_config(session: AsyncSession) -> AgentConfig:
+    return AgentConfig.from_json(await draft_document(session, AGENT_CONFIG))
+
+
+async def validate(session: AsyncSession, kind: str, document: Any) -> Policy | AgentConfig:
     if not isinstance(document, dict) or not isinstance(document.get("entries"), list):
         raise InvalidInput('a document is {"entries": [...]}')
     entries = document["entries"]
     if len(entries) > MAX_ENTRIES:
         raise InvalidInput(f"at most {MAX_ENTRIES} entries")
     seen: set[str] = set()
-    out = []
+    policy_entries: list[PolicyEntry] = []
+    config_entries: list[ConfigEntry] = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("collection"), str):
             raise InvalidInput(f"entry {i + 1}: needs a 'collection' name")
@@ -129,13 +161,15 @@ async def validate(session: AsyncSession, kind: str, document: Any) -> dict[str,
         seen.add(name)
         await collections_.get(session, name)
         if kind == POLICY:
-            out.append(await _policy_entry(session, name, entry))
+            policy_entries.append(await _policy_entry(session, name, entry))
         else:
-            out.append(_config_entry(name, entry))
-    return {"entries": out}
+            config_entries.append(_config_entry(name, entry))
+    if kind == POLICY:
+        return Policy(tuple(policy_entries))
+    return AgentConfig(tuple(config_entries))
 
 
-async def _policy_entry(session: AsyncSession, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+async def _policy_entry(session: AsyncSession, name: str, entry: dict[str, Any]) -> PolicyEntry:
     servers = entry.get("task_servers")
     if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
         raise InvalidInput(f"{name!r}: task_servers must be a list of task server names")
@@ -145,7 +179,7 @@ async def _policy_entry(session: AsyncSession, name: str, entry: dict[str, Any])
     for ts in servers:
         if ts not in known:
             raise NotFound(f"{name!r}: no task server named {ts!r}")
-    return {"collection": name, "task_servers": servers}
+    return PolicyEntry(name, tuple(servers))
 
 
 def _number(entry: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -159,27 +193,25 @@ def _number(entry: dict[str, Any], key: str, default: float, low: float, high: f
     return float(value)
 
 
-def _config_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "collection": name,
-        "task_request_interval_min": _number(
+def _config_entry(name: str, entry: dict[str, Any]) -> ConfigEntry:
+    return ConfigEntry(
+        collection=name,
+        task_request_interval_min=_number(
             entry, "task_request_interval_min", DEFAULT_TRI_MIN, 0.01, 1440
         ),
-        "send_status_interval_s": _number(
-            entry, "send_status_interval_s", DEFAULT_SSI_S, 0.2, 86400
-        ),
+        send_status_interval_s=_number(entry, "send_status_interval_s", DEFAULT_SSI_S, 0.2, 86400),
         # Script output kept per instance (protocol.fields): 4 KiB to 4 MiB.
-        "output_limit_kib": int(
+        output_limit_kib=int(
             _number(entry, "output_limit_kib", DEFAULT_OUTPUT_KIB, 4, MAX_OUTPUT_LIMIT // 1024)
         ),
-        "inventory_interval_h": _number(
+        inventory_interval_h=_number(
             entry, "inventory_interval_h", DEFAULT_INVENTORY_H, 0.01, 24 * 365
         ),
-    }
+    )
 
 
 async def save_draft(session: AsyncSession, kind: str, document: Any, actor: str) -> dict[str, Any]:
-    document = await validate(session, kind, document)
+    document = (await validate(session, kind, document)).to_json()
     draft = await session.get(Draft, kind)
     if draft is None:
         draft = Draft(kind=kind, document=document, updated_at=time.time(), updated_by=actor)
@@ -219,8 +251,57 @@ async def remove_entry(session: AsyncSession, kind: str, collection: str, actor:
     await save_draft(session, kind, {"entries": kept}, actor)
 
 
+async def edit_policy(
+    session: AsyncSession, change: Callable[[Policy], Policy], actor: str
+) -> dict[str, Any]:
+    """Save the draft policy as ``change`` leaves it (checked again, as any draft is)."""
+    edited = change(await draft_policy(session))
+    return await save_draft(session, POLICY, edited.to_json(), actor)
+
+
+async def add_task_server(
+    session: AsyncSession, collection: str, task_server: str, actor: str
+) -> dict[str, Any]:
+    """Put ``task_server`` last on ``collection``'s list in the draft policy."""
+    return await edit_policy(session, lambda p: policy.add(p, collection, task_server), actor)
+
+
+async def move_task_server(
+    session: AsyncSession, collection: str, task_server: str, direction: str, actor: str
+) -> dict[str, Any]:
+    """Move ``task_server`` one place up or down on ``collection``'s list."""
+    return await edit_policy(
+        session, lambda p: policy.move(p, collection, task_server, direction), actor
+    )
+
+
+async def order_task_servers(
+    session: AsyncSession, collection: str, task_servers: list[str], actor: str
+) -> dict[str, Any]:
+    """``collection``'s list in a new order: the same task servers."""
+    return await edit_policy(session, lambda p: policy.order(p, collection, task_servers), actor)
+
+
+async def remove_task_server(
+    session: AsyncSession, collection: str, task_server: str, actor: str
+) -> dict[str, Any]:
+    """Take ``task_server`` off ``collection``'s list (an emptied list goes)."""
+    return await edit_policy(session, lambda p: policy.remove(p, collection, task_server), actor)
+
+
+async def move_entry(
+    session: AsyncSession, kind: str, collection: str, direction: str, actor: str
+) -> dict[str, Any]:
+    """Move ``collection``'s entry one place up or down: policy order, or priority."""
+    if kind == POLICY:
+        change = policy.move_collection(await draft_policy(session), collection, direction)
+        return await save_draft(session, kind, change.to_json(), actor)
+    moved = agent_config_.move(await draft_agent_config(session), collection, direction)
+    return await save_draft(session, kind, moved.to_json(), actor)
+
+
 async def apply(session: AsyncSession, kind: str, actor: str) -> AppliedVersion:
-    document = await validate(session, kind, await draft_document(session, kind))
+    document = (await validate(session, kind, await draft_document(session, kind))).to_json()
     number = (
         await session.scalar(
             select(func.max(AppliedVersion.version)).where(AppliedVersion.kind == kind)
@@ -268,39 +349,3 @@ async def reapply(session: AsyncSession, kind: str, number: int, actor: str) -> 
 async def unapplied(session: AsyncSession, kind: str) -> bool:
     draft = await session.get(Draft, kind)
     return draft is not None and draft.document != await applied_document(session, kind)
-
-
-def entry_for(
-    document: dict[str, Any], membership: Membership, computer: Computer
-) -> dict[str, Any] | None:
-    """R5: the first configuration, in priority order, of a collection the computer is in."""
-    return entry_in(document, membership.of.get(computer.id, set()))
-
-
-def entry_in(document: dict[str, Any], collections: Container[str]) -> dict[str, Any] | None:
-    """The first configuration, in priority order, of one of these collections."""
-    entries: list[dict[str, Any]] = document["entries"]
-    for entry in entries:
-        if entry["collection"] in collections:
-            return entry
-    return None
-
-
-def settings_for(
-    document: dict[str, Any], membership: Membership, computer: Computer
-) -> AgentSettings:
-    return settings_in(document, membership.of.get(computer.id, set()))
-
-
-def settings_in(document: dict[str, Any], collections: Container[str]) -> AgentSettings:
-    """R5: the agent settings of a computer in these collections."""
-    entry = entry_in(document, collections)
-    if entry is None:
-        return AgentSettings(DEFAULT_TRI_MIN * 60.0, DEFAULT_SSI_S)
-    return AgentSettings(
-        task_request_interval_s=entry["task_request_interval_min"] * 60.0,
-        send_status_interval_s=entry["send_status_interval_s"],
-        # Entries applied before the limit existed have none: the default.
-        output_limit_bytes=int(entry.get("output_limit_kib", DEFAULT_OUTPUT_KIB)) * 1024,
-        inventory_interval_s=float(entry.get("inventory_interval_h", DEFAULT_INVENTORY_H)) * 3600,
-    )

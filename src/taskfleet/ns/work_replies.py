@@ -3,8 +3,9 @@
 Each model lists exactly the keys the route has always returned: FastAPI validates a
 reply against its model and drops keys the model lacks, so a key added to a service's
 reply must be added here too (``tests/ns/test_api_shape.py`` checks that every reply
-has a schema). Free-form mappings the services own (a task's params, a document's
-entries, a run's requirements) stay ``dict[str, Any]`` fields.
+has a schema). Free-form mappings the services own (a task's params, a run's
+requirements) stay ``dict[str, Any]`` fields; a document's entries are the typed
+entries of ``ns.policy`` and ``ns.agent_config``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from taskfleet.ns import advice, runs, script_tasks
+from taskfleet.ns import advice, documents, runs, script_tasks
+from taskfleet.ns.agent_config import AgentConfig, ConfigEntry
+from taskfleet.ns.policy import Policy, PolicyEntry
 from taskfleet.storage.models import AppliedVersion, Task
 
 # --- policy and agent-configuration documents (ns.documents) ---------------------------
@@ -20,14 +23,9 @@ from taskfleet.storage.models import AppliedVersion, Task
 
 @dataclass
 class DocumentContent:
-    """A document: its entries in priority order, as ``ns.documents`` checked them.
+    """A document: its entries in priority order, as ``ns.documents`` checked them."""
 
-    policy: ``{"collection", "task_servers"}``; agent-config: ``{"collection",
-    "task_request_interval_min", "send_status_interval_s", "output_limit_kib",
-    "inventory_interval_h"}``.
-    """
-
-    entries: list[dict[str, Any]]
+    entries: list[PolicyEntry] | list[ConfigEntry]  # by the document's kind
 
 
 @dataclass
@@ -58,13 +56,19 @@ class AppliedNow:
     document: DocumentContent
 
 
-def content(document: dict[str, Any]) -> DocumentContent:
-    return DocumentContent(**document)
+def content(kind: str, document: dict[str, Any]) -> DocumentContent:
+    """A stored document (JSON) of ``kind`` as the reply shows it."""
+    if kind == documents.POLICY:
+        return DocumentContent(list(Policy.from_json(document).entries))
+    return DocumentContent(list(AgentConfig.from_json(document).entries))
 
 
 def applied(version: AppliedVersion) -> AppliedDocument:
     return AppliedDocument(
-        version.version, content(version.document), version.applied_at, version.applied_by
+        version.version,
+        content(version.kind, version.document),
+        version.applied_at,
+        version.applied_by,
     )
 
 
