@@ -11,25 +11,22 @@ POST /api/ts/refusals             a task server reports what it refused its agen
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
-from sqlalchemy import select
 
-from taskfleet.ns import audit, identity, tokens
+from taskfleet.ns import identity, tokens
 from taskfleet.ns.auth import Administrator, TaskServerApproved
 from taskfleet.ns.identity_replies import ComputerReset, TokenCreated, TokenView
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.fields import ShortText, text
 from taskfleet.protocol.messages import Refusals
-from taskfleet.storage.models import MAX_ID, Computer, TaskServer
+from taskfleet.storage.models import MAX_ID
 
 router = APIRouter(prefix="/api", tags=["identity"])
-log = logging.getLogger("taskfleet.ns.identity")
 MAX_REFUSALS = 100
 
 
@@ -94,36 +91,5 @@ async def refusals(request: Request, ts_id: TaskServerApproved, body: Refusals) 
     """What a task server refused its own agents (another computer's id in a request),
     for the audit log. Only about computers assigned to it; at most 100 a call."""
     items = [r for r in body.refusals[:MAX_REFUSALS] if 0 < r.computer_id <= MAX_ID]
-    state = ns_state(request)
-    async with state.session() as session:
-        ts_name = await session.scalar(select(TaskServer.name).where(TaskServer.id == ts_id))
-        ids = sorted({r.computer_id for r in items})
-        rows = await session.execute(
-            select(Computer.id, Computer.name).where(
-                Computer.id.in_(ids), Computer.task_server_id == ts_id
-            )
-        )
-        names = dict(rows.all())
-        for item in items:
-            if item.computer_id not in names:
-                log.warning(
-                    "task server %s reported a refusal for computer %s, not one of its own",
-                    ts_name,
-                    item.computer_id,
-                )
-                continue
-            audit.record(
-                session,
-                f"agent:{item.computer_id}",
-                "agent.forbidden",
-                names[item.computer_id],
-                tried=_plain(item.action, 64),
-                why=_plain(item.why, 500),
-                via=f"taskserver:{ts_name}",
-            )
-    return {"recorded": sum(1 for r in items if r.computer_id in names)}
-
-
-def _plain(text: str, limit: int) -> str:
-    """A task server's words for the audit log: printable, storable, bounded."""
-    return "".join(c for c in text[:limit] if c.isprintable() and not 0xD800 <= ord(c) < 0xE000)
+    async with ns_state(request).session() as session:
+        return {"recorded": await identity.record_refusals(session, ts_id, items)}

@@ -20,7 +20,9 @@ it was: its credential keeps working, its task server's URL and approval stay.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +34,16 @@ from taskfleet.errors import Conflict
 from taskfleet.ns import audit, certificates, computers
 from taskfleet.ns.identity_replies import ComputerReset
 from taskfleet.ns.state import NSState, agents_changed
-from taskfleet.protocol.messages import Approval
+from taskfleet.protocol.messages import Approval, Refusal
 from taskfleet.protocol.transport import (
     Credential,
     PrincipalKind,
     parse_credential,
     secret_matches,
 )
-from taskfleet.storage.models import TaskServer
+from taskfleet.storage.models import Computer, TaskServer
+
+log = logging.getLogger("taskfleet.ns.identity")
 
 
 @dataclass(frozen=True)
@@ -160,3 +164,39 @@ async def reset_computer(state: NSState, key: str, actor: str) -> ComputerReset:
         return ComputerReset(
             computer.id, computer.name, computer.reset_at, ts.name if ts is not None else None
         )
+
+
+async def record_refusals(session: AsyncSession, ts_id: int, refusals: Sequence[Refusal]) -> int:
+    """Audit what a task server refused its own agents (``agent.forbidden``); only
+    refusals about computers assigned to it count. Returns how many were recorded."""
+    ts_name = await session.scalar(select(TaskServer.name).where(TaskServer.id == ts_id))
+    ids = sorted({r.computer_id for r in refusals})
+    rows = await session.execute(
+        select(Computer.id, Computer.name).where(
+            Computer.id.in_(ids), Computer.task_server_id == ts_id
+        )
+    )
+    names = dict(rows.all())
+    for item in refusals:
+        if item.computer_id not in names:
+            log.warning(
+                "task server %s reported a refusal for computer %s, not one of its own",
+                ts_name,
+                item.computer_id,
+            )
+            continue
+        audit.record(
+            session,
+            f"agent:{item.computer_id}",
+            "agent.forbidden",
+            names[item.computer_id],
+            tried=_plain(item.action, 64),
+            why=_plain(item.why, 500),
+            via=f"taskserver:{ts_name}",
+        )
+    return sum(1 for r in refusals if r.computer_id in names)
+
+
+def _plain(text: str, limit: int) -> str:
+    """A task server's words for the audit log: printable, storable, bounded."""
+    return "".join(c for c in text[:limit] if c.isprintable() and not 0xD800 <= ord(c) < 0xE000)
