@@ -35,7 +35,7 @@ from taskfleet.ns.work_replies import (
 )
 from taskfleet.protocol.fields import Finite, Int32, Name, ShortText, bounded_list, text
 from taskfleet.protocol.messages import INTERPRETERS, TaskType
-from taskfleet.storage.models import AppliedVersion, Draft, Task
+from taskfleet.storage.models import AppliedVersion, Draft
 
 router = APIRouter(prefix="/api", tags=["work"])
 Kind = Annotated[str, Path(pattern="^(policy|agent-config)$", description="policy or agent-config")]
@@ -278,9 +278,7 @@ async def edit_task(
 @router.get("/tasks")
 async def list_tasks(request: Request, _: Viewer) -> list[TaskView]:
     async with ns_state(request).session() as session:
-        return [
-            task_view(t) for t in (await session.scalars(select(Task).order_by(Task.name))).all()
-        ]
+        return [task_view(t) for t in await tasks.listed(session)]
 
 
 @router.get("/tasks/{key:path}")
