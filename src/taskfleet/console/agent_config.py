@@ -130,10 +130,8 @@ async def remove(request: Request, user: Changing, collection: Text) -> Redirect
 @router.post("/apply")
 async def apply(request: Request, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
-    state = ns_state(request)
-    async with state.session() as session:
+    async with ns_state(request).session() as session:  # the epoch moves once committed
         version = await documents.apply(session, KIND, user.name)
-    state.agents_changed()
     return RedirectResponse(f"{HERE}?notice=Applied+as+version+{version.version}", status_code=303)
 
 

@@ -128,10 +128,8 @@ async def move_collection(
 @router.post("/apply")
 async def apply(request: Request, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
-    state = ns_state(request)
-    async with state.session() as session:
+    async with ns_state(request).session() as session:  # the epoch moves once committed
         version = await documents.apply(session, KIND, user.name)
-    state.agents_changed()
     return RedirectResponse(f"{HERE}?notice=Applied+as+version+{version.version}", status_code=303)
 
 
@@ -178,9 +176,7 @@ def _compare(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
 @router.post("/versions/{number}/reapply")
 async def reapply(request: Request, number: int, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
-    state = ns_state(request)
-    async with state.session() as session:
+    async with ns_state(request).session() as session:  # the epoch moves once committed
         version = await documents.reapply(session, KIND, number, user.name)
-    state.agents_changed()
     notice = f"Version+{number}+applied+again+as+version+{version.version}"
     return RedirectResponse(f"{HERE}?notice={notice}", status_code=303)

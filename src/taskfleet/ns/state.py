@@ -36,11 +36,6 @@ class NSState:
         between replicas."""
         return self.hub.agents_epoch
 
-    def agents_changed(self) -> None:
-        """Bump the epoch now; a change made in a transaction uses ``agents_changed(session)``
-        instead, which bumps only once that transaction has committed."""
-        self.hub.agents_changed()
-
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction; after it commits, the agents epoch moves if the
