@@ -69,6 +69,33 @@ def test_admin_tour_with_tables_and_json(fleet: Fleet) -> None:
     assert run_status["counts"] == {"Succeeded": 1}
 
 
+def test_policy_editing_steps_from_the_cli(fleet: Fleet) -> None:
+    # Given two task servers
+    fleet.start_ts("ts-a")
+    fleet.start_ts("ts-b")
+    # When the admin adds, moves and removes task servers and lists, step by step
+    for step in (
+        ["add", "All Computers", "ts-a"],
+        ["add", "All Computers", "ts-b"],
+        ["add", "Task Servers", "ts-a"],
+        ["move", "All Computers", "ts-b", "up"],
+        ["move-collection", "Task Servers", "up"],
+        ["remove", "Task Servers", "ts-a"],
+    ):
+        done = taskfleet(fleet, "policy", *step)
+        assert done.returncode == 0, done.stdout + done.stderr
+    # Then the draft is as the steps leave it (the emptied list gone), not yet applied
+    shown = json.loads(taskfleet(fleet, "policy", "show", "--json").stdout)
+    assert shown["draft"]["entries"] == [
+        {"collection": "All Computers", "task_servers": ["ts-b", "ts-a"]}
+    ]
+    assert shown["unapplied"] is True
+    # And a mistaken step fails with one line that says why
+    again = taskfleet(fleet, "policy", "add", "All Computers", "ts-a")
+    assert again.returncode != 0 and "on the list for 'All Computers' already" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
 def test_failures_exit_non_zero_with_one_line(fleet: Fleet) -> None:
     for args, expected in [
         (["computer", "show", "nope"], "no computer 'nope'"),

@@ -15,6 +15,7 @@ from taskfleet.cli import (
     identity,
     jobs,
     lifecycle,
+    policy,
     schedules,
     services,
     simulate,
@@ -70,8 +71,8 @@ app.add_typer(ca.ca, name="ca")
 app.add_typer(fleet.computer, name="computer")
 app.add_typer(fleet.collection, name="collection")
 app.add_typer(fleet.site, name="site")
-app.add_typer(work.policy, name="policy")
-app.add_typer(work.agent_config, name="agent-config")
+app.add_typer(policy.policy, name="policy")
+app.add_typer(policy.agent_config, name="agent-config")
 app.add_typer(users.user, name="user")
 app.add_typer(work.task, name="task")
 app.add_typer(jobs.job, name="job")
