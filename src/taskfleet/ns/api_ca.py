@@ -63,14 +63,10 @@ async def rotate(request: Request, admin: Administrator) -> CABundle:
     node keeps verifying; the NS serves a certificate of the new CA from now on."""
     state = ns_state(request)
     _tls_only(state)
-    authority = certificates.authority_of(state)
-    old = authority.fingerprint
-    authority.rotate()
+    authority = await certificates.rotate(state, admin.name)
     context = request.app.state.tls
     if context is not None:
         ns_tls.reload(context, authority, state.settings)
-    async with state.session() as session:
-        audit.record(session, admin.name, "ca.rotate", "ca", old=old, new=authority.fingerprint)
     return bundle_of(state)
 
 

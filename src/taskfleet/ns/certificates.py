@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskfleet.ns import audit
 from taskfleet.ns.authority import Authority, Issued, key_id, read_csr
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.messages import Approval
@@ -29,6 +30,17 @@ log = logging.getLogger("taskfleet.ns")
 def authority_of(state: NSState) -> Authority:
     authority = state.authority
     assert authority is not None, "the NS runs with --insecure-http: no CA"
+    return authority
+
+
+async def rotate(state: NSState, actor: str) -> Authority:
+    """A new CA, audited (``ca.rotate``): the old ones stay in the bundle and sign it, so
+    every node keeps verifying. The caller reloads its TLS context with it."""
+    authority = authority_of(state)
+    old = authority.fingerprint
+    authority.rotate()
+    async with state.session() as session:
+        audit.record(session, actor, "ca.rotate", "ca", old=old, new=authority.fingerprint)
     return authority
 
 
