@@ -12,18 +12,17 @@ from sqlalchemy import select
 
 from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, render
-from taskfleet.ns import advice, documents, registry, runs
+from taskfleet.ns import advice, documents, registry, run_queries, runs
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.state import ns_state
-from taskfleet.protocol.messages import Approval, InstanceState
-from taskfleet.storage.models import Computer, Instance, Run
+from taskfleet.protocol.messages import Approval
+from taskfleet.storage.models import Computer
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 # A computer counts as seen when it made contact within twice its Task Request
 # Interval (one interval, plus jitter and a missed poll) and a minute's grace.
 SEEN_INTERVALS = 2
 SEEN_GRACE_S = 60.0
-TERMINAL = [s.value for s in InstanceState if s.terminal]
 
 
 @dataclass
@@ -56,17 +55,7 @@ async def fleet_health(request: Request) -> Fleet:
 
 async def runs_in_progress(request: Request, limit: int = 20) -> list[runs.RunSummary]:
     async with ns_state(request).session() as session:
-        ids = await session.scalars(
-            select(Run.id)
-            .where(
-                select(Instance.id)
-                .where(Instance.run_id == Run.id, Instance.state.not_in(TERMINAL))
-                .exists()
-            )
-            .order_by(Run.id.desc())
-            .limit(limit)
-        )
-        return [await runs.summary(session, i, with_instances=False) for i in ids]
+        return await run_queries.in_progress(session, limit)
 
 
 @router.get("/")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import secrets
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -20,14 +19,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
-from sqlalchemy import delete, select
 
 from taskfleet.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
-from taskfleet.ns import audit, users
+from taskfleet.ns import audit, console_sessions, users
 from taskfleet.ns.auth import Admin
 from taskfleet.ns.state import ns_state
-from taskfleet.protocol.transport import hash_secret
-from taskfleet.storage.models import ApiUser, ConsoleSession
 
 COOKIE = "taskfleet_session"
 SESSION_S = 12 * 3600
@@ -96,7 +92,7 @@ async def log_in(request: Request, response: Response, name: str, password: str)
     keys = (f"user:{name}", f"addr:{client_address(request)}")
     stamp = brake.attempt(*keys)
     async with ns_state(request).session() as session:
-        user = await session.scalar(select(ApiUser).where(ApiUser.name == name))
+        user = await console_sessions.user_named(session, name)
         stored = user.password_hash if user is not None and not user.disabled else None
         # scrypt takes ~50 ms of CPU: off the event loop that also serves agents.
         matches = await asyncio.to_thread(users.password_matches, password, stored)
@@ -106,25 +102,12 @@ async def log_in(request: Request, response: Response, name: str, password: str)
             logged_in = None
         else:
             brake.succeeded(stamp, *keys)
-            token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
-            await session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
+            # A new log-in replaces whatever session this browser had.
             previous = request.cookies.get(COOKIE)
-            if previous:  # a new log-in replaces whatever session this browser had
-                await session.execute(
-                    delete(ConsoleSession).where(ConsoleSession.token_hash == hash_secret(previous))
-                )
-            session.add(
-                ConsoleSession(
-                    token_hash=hash_secret(token),
-                    user_id=user.id,
-                    csrf_token=csrf,
-                    created_at=now,
-                    expires_at=now + SESSION_S,
-                )
-            )
-            user.last_login = now
+            opened = await console_sessions.open_session(session, user, SESSION_S, previous)
+            token = opened.token
             audit.record(session, user.name, "console.login", user.name)
-            logged_in = ConsoleUser(user.name, users.Role(user.role), csrf)
+            logged_in = ConsoleUser(opened.holder.name, opened.holder.role, opened.holder.csrf)
     if logged_in is None:
         raise Unauthenticated("wrong user name or password")
     response.set_cookie(
@@ -143,9 +126,7 @@ async def log_out(request: Request, response: Response) -> None:
     token = request.cookies.get(COOKIE)
     if token:
         async with ns_state(request).session() as session:
-            await session.execute(
-                delete(ConsoleSession).where(ConsoleSession.token_hash == hash_secret(token))
-            )
+            await console_sessions.close_session(session, token)
     response.delete_cookie(COOKIE, path="/")
 
 
@@ -161,16 +142,10 @@ async def _current(request: Request) -> ConsoleUser:
     if not token:
         raise Unauthenticated("log in first")
     async with ns_state(request).session() as session:
-        row = (
-            await session.execute(
-                select(ConsoleSession, ApiUser)
-                .join(ApiUser, ApiUser.id == ConsoleSession.user_id)
-                .where(ConsoleSession.token_hash == hash_secret(token))
-            )
-        ).first()
-    if row is None or row[0].expires_at < time.time() or row[1].disabled:
+        found = await console_sessions.holder(session, token)
+    if found is None:
         raise Unauthenticated("your session ended; log in again")
-    user = ConsoleUser(row[1].name, users.Role(row[1].role), row[0].csrf_token)
+    user = ConsoleUser(found.name, found.role, found.csrf)
     request.state.console_user = user
     return user
 

@@ -31,6 +31,7 @@ from taskfleet.storage.models import MAX_ID, Collection, Computer, Instance, Run
 
 MAX_PAGE = 500
 _MARKER_HEAD = TRUNCATION_MARKER.split("{", 1)[0]
+TERMINAL = [s.value for s in InstanceState if s.terminal]
 
 
 @dataclass
@@ -167,3 +168,16 @@ async def instance_output(session: AsyncSession, run_id: int, computer_key: str)
         output=output,
         steps=await instance_steps.of_instance(session, instance.id),
     )
+
+
+async def in_progress(session: AsyncSession, limit: int = 20) -> list[runs.RunSummary]:
+    """The newest runs with an instance not yet in a terminal state (the dashboard's)."""
+    unfinished = (
+        select(Instance.id)
+        .where(Instance.run_id == Run.id, Instance.state.not_in(TERMINAL))
+        .exists()
+    )
+    ids = await session.scalars(
+        select(Run.id).where(unfinished).order_by(Run.id.desc()).limit(limit)
+    )
+    return [await runs.summary(session, i, with_instances=False) for i in ids]
