@@ -11,7 +11,6 @@ from sqlalchemy import select, update
 
 from taskfleet.errors import InvalidInput, NotAssigned
 from taskfleet.ns import (
-    audit,
     cancel,
     certificates,
     registration,
@@ -119,9 +118,7 @@ async def heartbeat(request: Request, ts_id: TaskServerAny, body: Heartbeat) -> 
         if body.dead_letters is not None:  # (None: a task server older than dead letters)
             ts.dead_letters = body.dead_letters
             ts.dead_letter_reason = body.dead_letter_reason if body.dead_letters else None
-        changed = registry.report(ts, body.client_limit, body.heartbeat_period_s)
-        if changed:  # it restarted with new values: say so in the audit log
-            audit.record(session, f"taskserver:{ts.name}", "taskserver.report", ts.name, **changed)
+        registry.heartbeat_report(session, ts, body.client_limit, body.heartbeat_period_s)
         reply = HeartbeatReply(Approval(ts.approval), ts.enabled, state.agents_epoch)
         if state.authority is not None:
             reply.crl_number = state.revocations.number

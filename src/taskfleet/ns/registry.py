@@ -70,6 +70,19 @@ def report(
     return changed
 
 
+def heartbeat_report(
+    session: AsyncSession,
+    ts: TaskServer,
+    client_limit: int | None,
+    heartbeat_period_s: float | None,
+) -> None:
+    """``report`` from a heartbeat: a task server that restarted with new values says so
+    in the audit log (``taskserver.report``); registration audits its own."""
+    changed = report(ts, client_limit, heartbeat_period_s)
+    if changed:
+        audit.record(session, f"taskserver:{ts.name}", "taskserver.report", ts.name, **changed)
+
+
 def _in_effect(ts: TaskServer) -> None:
     admin_limit, admin_period = ts.admin_client_limit, ts.admin_heartbeat_period_s
     ts.client_limit = ts.reported_client_limit if admin_limit is None else admin_limit
