@@ -46,7 +46,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskfleet.ns import api_fleet, api_taskserver, bootstrap, documents, runs
+from taskfleet.ns import api_fleet, api_taskserver, bootstrap, drafts, runs
 from taskfleet.ns import collections as collections_
 from taskfleet.ns import computers as computers_
 from taskfleet.ns.settings import NSSettings
@@ -123,14 +123,14 @@ async def seed(state: NSState, count: int) -> dict[str, int]:
         policy = [("Web servers", ["ts-1"]), ("Subnet 10.1", ["ts-2"])]
         config = [("Pilot", 2), ("Web servers", 10), ("Windows", 15)]
         documents_ = {
-            documents.POLICY: [{"collection": c, "task_servers": s} for c, s in policy],
-            documents.AGENT_CONFIG: [
+            drafts.POLICY: [{"collection": c, "task_servers": s} for c, s in policy],
+            drafts.AGENT_CONFIG: [
                 {"collection": c, "task_request_interval_min": m} for c, m in config
             ],
         }
         for kind, entries in documents_.items():
-            await documents.save_draft(session, kind, {"entries": entries}, "bench")
-            await documents.apply(session, kind, "bench")
+            await drafts.save_draft(session, kind, {"entries": entries}, "bench")
+            await drafts.apply(session, kind, "bench")
     return ids
 
 
@@ -180,7 +180,7 @@ async def measure(url: str, count: int, repeat: int) -> list[tuple[str, float, s
                 computer = await session.get(Computer, one.id)
                 assert computer is not None
                 found = await collections_.load_membership(session, [computer.id])
-                applied = await documents.applied(session)
+                applied = await drafts.applied(session)
                 applied.agent_config.settings_for(found, computer)
                 return sum(found.contains(e.collection, computer) for e in applied.policy.entries)
 

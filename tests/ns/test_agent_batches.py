@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from taskfleet.errors import Conflict, InvalidInput, TaskfleetError, Unauthenticated
-from taskfleet.ns import agent_batches, collections, documents, tokens
+from taskfleet.ns import agent_batches, collections, drafts, tokens
 from taskfleet.ns.agent_batches import Ask
 from taskfleet.ns.enrolment import EnrolRequest
 from taskfleet.ns.identity import Presented
@@ -191,14 +191,14 @@ def test_a_re_ask_that_keeps_its_server_tells_no_task_server(db_url: str, tmp_pa
         # When it comes back with another name: stored, membership and settings follow
         async with state.session() as session:
             await collections.create(session, "Web", "", {"name_pattern": "web-*"}, "test")
-            await documents.set_entry(
+            await drafts.set_entry(
                 session,
-                documents.AGENT_CONFIG,
+                drafts.AGENT_CONFIG,
                 {"collection": "Web", "task_request_interval_min": 1},
                 None,
                 "test",
             )
-            await documents.apply(session, documents.AGENT_CONFIG, "test")
+            await drafts.apply(session, drafts.AGENT_CONFIG, "test")
         renamed = Facts(name="web-1", hardware_id="hw-pc-1", addresses=["10.1.1.50/24"])
         [reply] = await ask(state, asking(credential(one), renamed))
         assert reply.settings.task_request_interval_s == 60.0
@@ -217,22 +217,22 @@ def test_applied_documents_are_cached_until_any_replica_applies(
         try:
             other_sessions = database.sessionmaker(other)
             async with state.session() as session:
-                first = await documents.applied_document(session, documents.POLICY)
+                first = await drafts.applied_document(session, drafts.POLICY)
             async with state.session() as session:
                 # Then a second read is the cached document itself
-                assert await documents.applied_document(session, documents.POLICY) is first
+                assert await drafts.applied_document(session, drafts.POLICY) is first
             # When the other replica applies a new agent configuration
             async with other_sessions() as session, session.begin():
                 await collections.create(session, "Lab", "", {}, "test")
-                await documents.set_entry(
-                    session, documents.AGENT_CONFIG, {"collection": "Lab"}, None, "test"
+                await drafts.set_entry(
+                    session, drafts.AGENT_CONFIG, {"collection": "Lab"}, None, "test"
                 )
-                await documents.apply(session, documents.AGENT_CONFIG, "test")
+                await drafts.apply(session, drafts.AGENT_CONFIG, "test")
             # Then this one sees it at once
             async with state.session() as session:
-                applied = await documents.applied_documents(session)
-            assert [e["collection"] for e in applied[documents.AGENT_CONFIG]["entries"]] == ["Lab"]
-            assert applied[documents.POLICY] == first
+                applied = await drafts.applied_documents(session)
+            assert [e["collection"] for e in applied[drafts.AGENT_CONFIG]["entries"]] == ["Lab"]
+            assert applied[drafts.POLICY] == first
         finally:
             await other.dispose()
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taskfleet.ns import collections, computers, documents, membership, runs
+from taskfleet.ns import collections, computers, drafts, membership, runs
 from taskfleet.ns.rules import Evaluator, Subject
 from taskfleet.protocol.messages import Facts
 from taskfleet.storage import database, migrate
@@ -240,9 +240,9 @@ def test_readers_use_the_stored_membership(db_url: str) -> None:
             assert named.of == {ids["web-a"]: {"Web"}, ids["web-b"]: {"Web"}}
             assert (await collections.load_membership(session, only, names=[])).of == {}
             document = {"entries": [{"collection": "Web", "task_request_interval_min": 9}]}
-            await documents.save_draft(session, documents.AGENT_CONFIG, document, "test")
-            await documents.apply(session, documents.AGENT_CONFIG, "test")
-            config = (await documents.applied(session)).agent_config
+            await drafts.save_draft(session, drafts.AGENT_CONFIG, document, "test")
+            await drafts.apply(session, drafts.AGENT_CONFIG, "test")
+            config = (await drafts.applied(session)).agent_config
             everyone = await collections.load_membership(session)
             for computer in (await session.scalars(select(Computer))).all():
                 settings = config.settings_for(everyone, computer)

@@ -1,4 +1,4 @@
-"""The Task Servers policy's editing steps (ns.documents), shared by the console, the API
+"""The Task Servers policy's editing steps (ns.drafts), shared by the console, the API
 and the CLI, on SQLite and PostgreSQL alike: each changes the draft only, a mistake
 changes nothing, and what is applied is read back typed (ns.policy, ns.agent_config)."""
 
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
-from taskfleet.ns import collections, computers, documents
+from taskfleet.ns import collections, computers, drafts
 from taskfleet.ns.agent_config import AgentConfig, ConfigEntry
 from taskfleet.ns.policy import Policy, PolicyEntry
 from taskfleet.protocol.messages import Facts
@@ -54,15 +54,15 @@ def run(db_url: str, body: Callable[[Sessions], Awaitable[None]]) -> None:
 
 
 async def step(sessions: Sessions, name: str, *args: Any) -> dict[str, Any]:
-    """One editing step of ns.documents, in its own transaction, as an admin."""
+    """One editing step of ns.drafts, in its own transaction, as an admin."""
     async with sessions() as session, session.begin():
-        saved: dict[str, Any] = await getattr(documents, name)(session, *args, "admin")
+        saved: dict[str, Any] = await getattr(drafts, name)(session, *args, "admin")
         return saved
 
 
 async def draft(sessions: Sessions) -> list[tuple[str, list[str]]]:
     async with sessions() as session:
-        document = await documents.draft_document(session, documents.POLICY)
+        document = await drafts.draft_document(session, drafts.POLICY)
     return [(e["collection"], e["task_servers"]) for e in document["entries"]]
 
 
@@ -81,7 +81,7 @@ def test_each_step_edits_the_draft_and_apply_makes_it_the_typed_policy(db_url: s
         }
         # When ts-b moves up, and Task Servers' list moves before All Computers'
         await step(sessions, "move_task_server", ALL, "ts-b", "up")
-        await step(sessions, "move_entry", documents.POLICY, SERVERS, "up")
+        await step(sessions, "move_entry", drafts.POLICY, SERVERS, "up")
         # Then the draft says so
         assert await draft(sessions) == [(SERVERS, ["ts-c"]), (ALL, ["ts-b", "ts-a"])]
         # When a list is put in a new order, as dragging leaves it
@@ -92,15 +92,15 @@ def test_each_step_edits_the_draft_and_apply_makes_it_the_typed_policy(db_url: s
         assert await draft(sessions) == [(ALL, ["ts-a", "ts-b"])]
         # Then nothing is applied until Apply
         async with sessions() as session:
-            assert (await documents.applied(session)).policy == Policy()
-            assert await documents.unapplied(session, documents.POLICY)
+            assert (await drafts.applied(session)).policy == Policy()
+            assert await drafts.unapplied(session, drafts.POLICY)
         # When applied: readers get the typed policy
         async with sessions() as session, session.begin():
-            await documents.apply(session, documents.POLICY, "admin")
+            await drafts.apply(session, drafts.POLICY, "admin")
         async with sessions() as session:
-            applied = await documents.applied(session)
+            applied = await drafts.applied(session)
         assert applied.policy == Policy((PolicyEntry(ALL, ("ts-a", "ts-b")),))
-        assert applied.documents[documents.POLICY] == applied.policy.to_json()
+        assert applied.documents[drafts.POLICY] == applied.policy.to_json()
 
     run(db_url, body)
 
@@ -139,16 +139,16 @@ def test_a_mistaken_step_says_what_is_wrong_and_changes_nothing(
 def test_agent_configuration_entries_move_in_priority_and_read_back_typed(db_url: str) -> None:
     async def body(sessions: Sessions) -> None:
         # Given two entries in the draft agent configuration
-        kind = documents.AGENT_CONFIG
+        kind = drafts.AGENT_CONFIG
         async with sessions() as session, session.begin():
             for name, minutes in ((ALL, 5), (SERVERS, 2)):
                 entry = {"collection": name, "task_request_interval_min": minutes}
-                await documents.set_entry(session, kind, entry, None, "admin")
+                await drafts.set_entry(session, kind, entry, None, "admin")
         # When the second moves up
         await step(sessions, "move_entry", kind, SERVERS, "up")
         # Then it comes first, with every setting typed (the defaults filled in)
         async with sessions() as session:
-            config = await documents.draft_agent_config(session)
+            config = await drafts.draft_agent_config(session)
         assert config == AgentConfig(
             (ConfigEntry(SERVERS, task_request_interval_min=2.0), ConfigEntry(ALL))
         )

@@ -16,14 +16,14 @@ from sqlalchemy import select
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
-from taskfleet.ns import advice, documents
+from taskfleet.ns import advice, drafts
 from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TRI_MIN
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection
 
 router = APIRouter(prefix=PREFIX + "/agent-config", include_in_schema=False)
-KIND = documents.AGENT_CONFIG
+KIND = drafts.AGENT_CONFIG
 HERE = PREFIX + "/agent-config"
 Text = Annotated[str, Form()]
 
@@ -33,8 +33,8 @@ async def _page(
 ) -> HTMLResponse:
     state = ns_state(request)
     async with state.session() as session:
-        draft = await documents.draft_agent_config(session)
-        latest = await documents.latest(session, KIND)
+        draft = await drafts.draft_agent_config(session)
+        latest = await drafts.latest(session, KIND)
         names = (await session.scalars(select(Collection.name).order_by(Collection.name))).all()
         found = await advice.fleet_advice(session, state.settings.ts_capacity_rps, draft=True)
     context = {
@@ -85,7 +85,7 @@ async def set_entry(
             "send_status_interval_s": _number(ssi, "ssi", "Send Status Interval"),
         }
         async with ns_state(request).session() as session:
-            draft = await documents.draft_agent_config(session)
+            draft = await drafts.draft_agent_config(session)
             kept = [e for e in draft.entries if e.collection == collection]
             if inv.strip():
                 entry["inventory_interval_h"] = _number(inv, "inv", "Inventory interval")
@@ -95,9 +95,9 @@ async def set_entry(
                 entry["output_limit_kib"] = _number(out, "out", "Output kept")
             elif kept:  # left empty: the entry's own
                 entry["output_limit_kib"] = kept[0].output_limit_kib
-            await documents.set_entry(session, KIND, entry, None, user.name)
+            await drafts.set_entry(session, KIND, entry, None, user.name)
     except TaskfleetError as exc:
-        # The documents layer names the JSON keys; the form's fields are shorter.
+        # ns.drafts names the JSON keys; the form's fields are shorter.
         exc.field = {
             "task_request_interval_min": "tri",
             "send_status_interval_s": "ssi",
@@ -114,7 +114,7 @@ async def move(
 ) -> RedirectResponse:
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
-        await documents.move_entry(session, KIND, collection, direction, user.name)
+        await drafts.move_entry(session, KIND, collection, direction, user.name)
     return RedirectResponse(HERE, status_code=303)
 
 
@@ -123,7 +123,7 @@ async def remove(request: Request, user: Changing, collection: Text) -> Redirect
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
         with contextlib.suppress(NotFound):  # gone already (another tab): nothing to do
-            await documents.remove_entry(session, KIND, collection, user.name)
+            await drafts.remove_entry(session, KIND, collection, user.name)
     return RedirectResponse(HERE, status_code=303)
 
 
@@ -131,7 +131,7 @@ async def remove(request: Request, user: Changing, collection: Text) -> Redirect
 async def apply(request: Request, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:  # the epoch moves once committed
-        version = await documents.apply(session, KIND, user.name)
+        version = await drafts.apply(session, KIND, user.name)
     return RedirectResponse(f"{HERE}?notice=Applied+as+version+{version.version}", status_code=303)
 
 
@@ -139,5 +139,5 @@ async def apply(request: Request, user: Changing) -> RedirectResponse:
 async def discard(request: Request, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
-        await documents.discard_draft(session, KIND, user.name)
+        await drafts.discard_draft(session, KIND, user.name)
     return RedirectResponse(f"{HERE}?notice=Unapplied+changes+discarded", status_code=303)

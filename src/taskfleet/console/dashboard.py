@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, render
-from taskfleet.ns import advice, documents, registry, run_queries, runs
+from taskfleet.ns import advice, drafts, registry, run_queries, runs
 from taskfleet.ns.collections import load_membership
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Approval
@@ -37,7 +37,7 @@ async def fleet_health(request: Request) -> Fleet:
     async with ns_state(request).session() as session:
         computers = list(await session.scalars(select(Computer)))
         membership = await load_membership(session)  # the whole fleet: no id list
-        config = (await documents.applied(session)).agent_config
+        config = (await drafts.applied(session)).agent_config
     now, fleet = time.time(), Fleet(total=len(computers))
     for computer in computers:
         if computer.id in membership.task_servers:

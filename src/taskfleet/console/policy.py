@@ -19,14 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.console.sessions import Changing, ConsoleUser, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import documents
+from taskfleet.ns import drafts
 from taskfleet.ns.policy import Policy
 from taskfleet.ns.state import NSState, ns_state
 from taskfleet.ns.users import Role
 from taskfleet.storage.models import Collection, TaskServer
 
 router = APIRouter(prefix=PREFIX + "/policy", include_in_schema=False)
-KIND = documents.POLICY
+KIND = drafts.POLICY
 Text = Annotated[str, Form()]
 HERE = PREFIX + "/policy"
 
@@ -34,8 +34,8 @@ HERE = PREFIX + "/policy"
 @router.get("")
 async def policy_page(request: Request, user: Viewing) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        draft = await documents.draft_policy(session)
-        latest = await documents.latest(session, KIND)
+        draft = await drafts.draft_policy(session)
+        latest = await drafts.latest(session, KIND)
         collections = (
             await session.scalars(select(Collection.name).order_by(Collection.name))
         ).all()
@@ -58,7 +58,7 @@ async def _edit(
     change: Callable[[AsyncSession], Awaitable[object]],
     form: str = "list",
 ) -> RedirectResponse:
-    """Run one of the NS's editing steps (``ns.documents``) on the draft.
+    """Run one of the NS's editing steps (``ns.drafts``) on the draft.
 
     A mistake comes back to the page, shown by the form it came from (``form``).
     """
@@ -77,7 +77,7 @@ async def add(
     request: Request, user: Changing, collection: Text = "", task_server: Text = ""
 ) -> RedirectResponse:
     def change(session: AsyncSession) -> Awaitable[object]:
-        return documents.add_task_server(session, collection, task_server, user.name)
+        return drafts.add_task_server(session, collection, task_server, user.name)
 
     return await _edit(ns_state(request), user, change, form="add")
 
@@ -87,7 +87,7 @@ async def move(
     request: Request, user: Changing, collection: Text, task_server: Text, direction: Text
 ) -> RedirectResponse:
     def change(session: AsyncSession) -> Awaitable[object]:
-        return documents.move_task_server(session, collection, task_server, direction, user.name)
+        return drafts.move_task_server(session, collection, task_server, direction, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -100,7 +100,7 @@ async def order(
     wanted = [name for name in order.split(",") if name]
 
     def change(session: AsyncSession) -> Awaitable[object]:
-        return documents.order_task_servers(session, collection, wanted, user.name)
+        return drafts.order_task_servers(session, collection, wanted, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -110,7 +110,7 @@ async def remove(
     request: Request, user: Changing, collection: Text, task_server: Text
 ) -> RedirectResponse:
     def change(session: AsyncSession) -> Awaitable[object]:
-        return documents.remove_task_server(session, collection, task_server, user.name)
+        return drafts.remove_task_server(session, collection, task_server, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -120,7 +120,7 @@ async def move_collection(
     request: Request, user: Changing, collection: Text, direction: Text
 ) -> RedirectResponse:
     def change(session: AsyncSession) -> Awaitable[object]:
-        return documents.move_entry(session, KIND, collection, direction, user.name)
+        return drafts.move_entry(session, KIND, collection, direction, user.name)
 
     return await _edit(ns_state(request), user, change)
 
@@ -129,7 +129,7 @@ async def move_collection(
 async def apply(request: Request, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:  # the epoch moves once committed
-        version = await documents.apply(session, KIND, user.name)
+        version = await drafts.apply(session, KIND, user.name)
     return RedirectResponse(f"{HERE}?notice=Applied+as+version+{version.version}", status_code=303)
 
 
@@ -137,7 +137,7 @@ async def apply(request: Request, user: Changing) -> RedirectResponse:
 async def discard(request: Request, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:
-        await documents.discard_draft(session, KIND, user.name)
+        await drafts.discard_draft(session, KIND, user.name)
     return RedirectResponse(f"{HERE}?notice=Unapplied+changes+discarded", status_code=303)
 
 
@@ -146,7 +146,7 @@ async def versions(
     request: Request, user: Viewing, a: int | None = None, b: int | None = None
 ) -> HTMLResponse:
     async with ns_state(request).session() as session:
-        applied = await documents.versions(session, KIND)
+        applied = await drafts.versions(session, KIND)
     by_number = {v.version: v for v in applied}
     compare = None
     if a is not None and b is not None:
@@ -177,6 +177,6 @@ def _compare(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
 async def reapply(request: Request, number: int, user: Changing) -> RedirectResponse:
     user.require(Role.ADMIN)
     async with ns_state(request).session() as session:  # the epoch moves once committed
-        version = await documents.reapply(session, KIND, number, user.name)
+        version = await drafts.reapply(session, KIND, number, user.name)
     notice = f"Version+{number}+applied+again+as+version+{version.version}"
     return RedirectResponse(f"{HERE}?notice={notice}", status_code=303)

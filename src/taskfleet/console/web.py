@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from taskfleet import __version__
-from taskfleet.ns import documents
+from taskfleet.ns import drafts
 from taskfleet.ns.state import ns_state
 
 PREFIX = "/console"
@@ -81,7 +81,7 @@ async def render(
     if user is not None:
         async with ns_state(request).session() as session:
             ctx["unapplied"] = [
-                kind for kind in documents.KINDS if await documents.unapplied(session, kind)
+                kind for kind in drafts.KINDS if await drafts.unapplied(session, kind)
             ]
     response = templates.TemplateResponse(request, template, ctx, status_code=status_code)
     return secure_headers(response)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskfleet.ns import documents
+from taskfleet.ns import drafts
 from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TRI_MIN, AgentConfig
 from taskfleet.ns.collections import load_membership
 from taskfleet.server.capacity import open_files_for
@@ -173,9 +173,9 @@ async def fleet_advice(
     """Advice for every configuration entry (and the defaults) and every task server,
     for the applied agent configuration, or for the draft as if it were applied."""
     config: AgentConfig = (
-        await documents.draft_agent_config(session)
+        await drafts.draft_agent_config(session)
         if draft
-        else (await documents.applied(session)).agent_config
+        else (await drafts.applied(session)).agent_config
     )
     membership = await load_membership(session)  # the whole fleet: no id list
     governed: dict[str, list[Computer]] = {e.collection: [] for e in config.entries}

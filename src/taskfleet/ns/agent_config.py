@@ -1,7 +1,7 @@
 """The agent configuration (R5, R9) as a value: intervals per collection, in priority order.
 
 A computer in several collections takes the first entry, in this order, of one it is in;
-one in none takes the defaults. ``ns.documents`` checks a configuration against the
+one in none takes the defaults. ``ns.drafts`` checks a configuration against the
 database once (when a draft is saved or applied) and stores its JSON form; what it
 reads back is made into an ``AgentConfig`` here without checking again.
 
@@ -73,7 +73,7 @@ class AgentConfig:
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> AgentConfig:
-        """A stored document, already checked by ``ns.documents.validate``."""
+        """A stored document, already checked by ``ns.drafts.validate``."""
         return cls(tuple(ConfigEntry.from_json(e) for e in document["entries"]))
 
     def to_json(self) -> dict[str, Any]:

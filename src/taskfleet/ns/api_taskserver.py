@@ -20,7 +20,7 @@ from taskfleet.ns import (
 )
 from taskfleet.ns.auth import TaskServerAny, TaskServerApproved
 from taskfleet.ns.collections import load_membership
-from taskfleet.ns.documents import applied
+from taskfleet.ns.drafts import applied
 from taskfleet.ns.identity import presented
 from taskfleet.ns.metrics import ns_metrics
 from taskfleet.ns.openapi import errors

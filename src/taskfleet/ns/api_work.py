@@ -14,7 +14,7 @@ from pydantic import Field
 from sqlalchemy import select
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import advice, api_scripts, documents, runs, task_retries, tasks
+from taskfleet.ns import advice, api_scripts, drafts, runs, task_retries, tasks
 from taskfleet.ns.api_schedules import RequirementsBody
 from taskfleet.ns.api_scripts import RunParams, ScriptOptions, script_params
 from taskfleet.ns.auth import Administrator, Operator, Viewer
@@ -46,7 +46,7 @@ MAX_SCRIPT_CHARS = tasks.MAX_SCRIPT_BYTES  # a character is at least a byte
 
 @dataclass
 class Document:
-    # Each entry is checked by ns.documents, which names the entry and field at fault.
+    # Each entry is checked by ns.drafts, which names the entry and field at fault.
     entries: Annotated[list[dict[str, Any]], bounded_list(MAX_ENTRIES)]
 
 
@@ -90,13 +90,13 @@ class ServerOrder:
 @router.get("/documents/{kind}")
 async def show_document(request: Request, kind: Kind, _: Viewer) -> DocumentView:
     async with ns_state(request).session() as session:
-        latest = await documents.latest(session, kind)
+        latest = await drafts.latest(session, kind)
         draft = await session.get(Draft, kind)
         return DocumentView(
             kind,
             None if latest is None else applied(latest),
-            content(kind, await documents.draft_document(session, kind)),
-            await documents.unapplied(session, kind),
+            content(kind, await drafts.draft_document(session, kind)),
+            await drafts.unapplied(session, kind),
             draft.updated_by if draft else None,
         )
 
@@ -106,7 +106,7 @@ async def put_draft(
     request: Request, kind: Kind, body: Document, admin: Administrator
 ) -> DocumentContent:
     async with ns_state(request).session() as session:
-        return content(kind, await documents.save_draft(session, kind, asdict(body), admin.name))
+        return content(kind, await drafts.save_draft(session, kind, asdict(body), admin.name))
 
 
 @router.post("/documents/{kind}/draft/entries", responses=errors(409))
@@ -116,7 +116,7 @@ async def set_entry(
     if body.position is not None and body.position < 1:
         raise InvalidInput("position counts from 1", field="position")
     async with ns_state(request).session() as session:
-        saved = await documents.set_entry(session, kind, body.entry, body.position, admin.name)
+        saved = await drafts.set_entry(session, kind, body.entry, body.position, admin.name)
         return content(kind, saved)
 
 
@@ -125,8 +125,8 @@ async def remove_entry(
     request: Request, kind: Kind, body: EntryKey, admin: Administrator
 ) -> DocumentContent:
     async with ns_state(request).session() as session:
-        await documents.remove_entry(session, kind, body.collection, admin.name)
-        return content(kind, await documents.draft_document(session, kind))
+        await drafts.remove_entry(session, kind, body.collection, admin.name)
+        return content(kind, await drafts.draft_document(session, kind))
 
 
 @router.post("/documents/{kind}/draft/entries/move", responses=errors(409))
@@ -134,23 +134,19 @@ async def move_entry(
     request: Request, kind: Kind, body: EntryMove, admin: Administrator
 ) -> DocumentContent:
     async with ns_state(request).session() as session:
-        saved = await documents.move_entry(
-            session, kind, body.collection, body.direction, admin.name
-        )
+        saved = await drafts.move_entry(session, kind, body.collection, body.direction, admin.name)
         return content(kind, saved)
 
 
-# The Task Servers policy's editing steps, as the console offers them (ns.documents).
+# The Task Servers policy's editing steps, as the console offers them (ns.drafts).
 @router.post("/documents/policy/draft/task-servers", responses=errors(404, 409))
 async def add_task_server(
     request: Request, body: ListedServer, admin: Administrator
 ) -> DocumentContent:
     """Put a task server last on a collection's list (a new list if it has none)."""
     async with ns_state(request).session() as session:
-        saved = await documents.add_task_server(
-            session, body.collection, body.task_server, admin.name
-        )
-        return content(documents.POLICY, saved)
+        saved = await drafts.add_task_server(session, body.collection, body.task_server, admin.name)
+        return content(drafts.POLICY, saved)
 
 
 @router.post("/documents/policy/draft/task-servers/move", responses=errors(409))
@@ -159,10 +155,10 @@ async def move_task_server(
 ) -> DocumentContent:
     """Move a task server one place up or down on its collection's list."""
     async with ns_state(request).session() as session:
-        saved = await documents.move_task_server(
+        saved = await drafts.move_task_server(
             session, body.collection, body.task_server, body.direction, admin.name
         )
-        return content(documents.POLICY, saved)
+        return content(drafts.POLICY, saved)
 
 
 @router.post("/documents/policy/draft/task-servers/order", responses=errors(409))
@@ -171,10 +167,10 @@ async def order_task_servers(
 ) -> DocumentContent:
     """A collection's whole list in a new order: the same task servers."""
     async with ns_state(request).session() as session:
-        saved = await documents.order_task_servers(
+        saved = await drafts.order_task_servers(
             session, body.collection, body.task_servers, admin.name
         )
-        return content(documents.POLICY, saved)
+        return content(drafts.POLICY, saved)
 
 
 @router.post("/documents/policy/draft/task-servers/remove", responses=errors(409))
@@ -183,19 +179,19 @@ async def remove_task_server(
 ) -> DocumentContent:
     """Take a task server off a collection's list; a list left empty goes."""
     async with ns_state(request).session() as session:
-        saved = await documents.remove_task_server(
+        saved = await drafts.remove_task_server(
             session, body.collection, body.task_server, admin.name
         )
-        return content(documents.POLICY, saved)
+        return content(drafts.POLICY, saved)
 
 
 @router.post("/documents/{kind}/apply")
 async def apply(request: Request, kind: Kind, admin: Administrator) -> AppliedNow:
     state = ns_state(request)
     async with state.session() as session:
-        version = await documents.apply(session, kind, admin.name)
+        version = await drafts.apply(session, kind, admin.name)
         made = AppliedNow(kind, version.version, content(kind, version.document))
-    return made  # documents.apply moved the agents epoch once this committed
+    return made  # drafts.apply moved the agents epoch once this committed
 
 
 @router.get("/advice")

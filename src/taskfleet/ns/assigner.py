@@ -31,7 +31,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from taskfleet.ns import documents, registry, sites
+from taskfleet.ns import drafts, registry, sites
 from taskfleet.ns.agent_config import AgentConfig
 from taskfleet.ns.assignment import Candidate, Decision, PolicyEntry, SiteInfo, choose
 from taskfleet.ns.state import NSState, after_commit, agents_changed
@@ -109,7 +109,7 @@ async def picture(session: AsyncSession) -> Picture:
         )
         urls[ts.id] = ts.url
         by_name[ts.name] = ts.id
-    applied = await documents.applied(session)
+    applied = await drafts.applied(session)
     policy = [
         PolicyEntry(e.collection, tuple(by_name[n] for n in e.task_servers if n in by_name))
         for e in applied.policy.entries
@@ -344,4 +344,4 @@ async def assign(
 
 async def agent_settings(session: AsyncSession, computer: Computer) -> AgentSettings:
     collections = (await collections_of(session, [computer.id])).get(computer.id, set())
-    return (await documents.applied(session)).agent_config.settings_in(collections)
+    return (await drafts.applied(session)).agent_config.settings_in(collections)

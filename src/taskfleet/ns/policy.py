@@ -1,10 +1,10 @@
 """The Task Servers policy (R3, R9) as a value: per collection, an ordered list of task servers.
 
-``ns.documents`` checks a policy against the database once (when a draft is saved or
+``ns.drafts`` checks a policy against the database once (when a draft is saved or
 applied) and stores its JSON form; what it reads back is made into a ``Policy`` here
 without checking again. The editing steps (add, move, reorder, remove) are pure: each
 returns the new policy, or raises ``InvalidInput`` with a message a person can act on.
-``ns.documents`` runs them on the draft for the console, the API and the CLI alike.
+``ns.drafts`` runs them on the draft for the console, the API and the CLI alike.
 
 JSON form: ``{"entries": [{"collection": "Lab", "task_servers": ["ts-1", "ts-2"]}]}``.
 """
@@ -39,7 +39,7 @@ class Policy:
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Policy:
-        """A stored document, already checked by ``ns.documents.validate``."""
+        """A stored document, already checked by ``ns.drafts.validate``."""
         return cls(
             tuple(
                 PolicyEntry(e["collection"], tuple(e["task_servers"])) for e in document["entries"]

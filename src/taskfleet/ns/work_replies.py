@@ -13,17 +13,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from taskfleet.ns import advice, documents, runs, script_tasks
+from taskfleet.ns import advice, drafts, runs, script_tasks
 from taskfleet.ns.agent_config import AgentConfig, ConfigEntry
 from taskfleet.ns.policy import Policy, PolicyEntry
 from taskfleet.storage.models import AppliedVersion, Task
 
-# --- policy and agent-configuration documents (ns.documents) ---------------------------
+# --- policy and agent-configuration documents (ns.drafts) ---------------------------
 
 
 @dataclass
 class DocumentContent:
-    """A document: its entries in priority order, as ``ns.documents`` checked them."""
+    """A document: its entries in priority order, as ``ns.drafts`` checked them."""
 
     entries: list[PolicyEntry] | list[ConfigEntry]  # by the document's kind
 
@@ -58,7 +58,7 @@ class AppliedNow:
 
 def content(kind: str, document: dict[str, Any]) -> DocumentContent:
     """A stored document (JSON) of ``kind`` as the reply shows it."""
-    if kind == documents.POLICY:
+    if kind == drafts.POLICY:
         return DocumentContent(list(Policy.from_json(document).entries))
     return DocumentContent(list(AgentConfig.from_json(document).entries))
 

@@ -1,4 +1,4 @@
-"""Drafts and applied versions of the Task Servers policy and the agent configuration (R9).
+"""Drafts and Apply (R9) of the Task Servers policy and the agent configuration.
 
 Edits change only the draft. ``apply`` copies the draft into a new numbered
 version, which is what assignment and agents use from then on.
