@@ -2,55 +2,25 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
 from taskfleet.console.sessions import Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.ns import advice, drafts, registry, run_queries, runs
-from taskfleet.ns.collections import load_membership
+from taskfleet.ns.fleet_health import Fleet, of_fleet
 from taskfleet.ns.state import ns_state
 from taskfleet.protocol.messages import Approval
-from taskfleet.storage.models import Computer
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-# A computer counts as seen when it made contact within twice its Task Request
-# Interval (one interval, plus jitter and a missed poll) and a minute's grace.
-SEEN_INTERVALS = 2
-SEEN_GRACE_S = 60.0
-
-
-@dataclass
-class Fleet:
-    total: int = 0
-    seen: int = 0
-    never: int = 0
-    not_seen: list[Computer] = field(default_factory=list)
 
 
 async def fleet_health(request: Request) -> Fleet:
     async with ns_state(request).session() as session:
-        computers = list(await session.scalars(select(Computer)))
-        membership = await load_membership(session)  # the whole fleet: no id list
         config = (await drafts.applied(session)).agent_config
-    now, fleet = time.time(), Fleet(total=len(computers))
-    for computer in computers:
-        if computer.id in membership.task_servers:
-            fleet.total -= 1  # task servers report through heartbeats, shown below
-            continue
-        interval = config.settings_for(membership, computer).task_request_interval_s
-        if computer.last_contact is None:
-            fleet.never += 1
-        elif now - computer.last_contact <= SEEN_INTERVALS * interval + SEEN_GRACE_S:
-            fleet.seen += 1
-        else:
-            fleet.not_seen.append(computer)
-    return fleet
+        return await of_fleet(session, config)
 
 
 async def runs_in_progress(request: Request, limit: int = 20) -> list[runs.RunSummary]:
