@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from taskfleet.errors import Forbidden, InvalidInput
-from taskfleet.ns import audit, certificates
+from taskfleet.errors import InvalidInput
+from taskfleet.ns import certificates
 from taskfleet.ns import tls as ns_tls
-from taskfleet.ns.auth import Administrator, agent_credential, authenticate_agent
+from taskfleet.ns.auth import Administrator, agent_credential
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import NSState, ns_state
 from taskfleet.protocol import pki
@@ -83,32 +83,7 @@ async def agent_certificate(request: Request, body: CertificateRequest) -> Issue
     state = ns_state(request)
     _tls_only(state)
     credential = await agent_credential(request, certificate=False)
-    peer = peer_of(request.scope)
-    wanted = certificates.csr_key_id(body.csr)
-    async with state.session() as session:
-        computer = await authenticate_agent(session, credential.principal, credential.secret)
-        holds_certificate = (
-            peer is not None
-            and peer.kind == "agent"
-            and peer.principal == computer.id
-            and peer.serial not in state.revocations.serials
-        )
-        refused = not holds_certificate and computer.key_id not in (None, wanted)
-        if not refused:
-            issued, key = await certificates.issue(state, session, "agent", computer.id, body.csr)
-            computer.key_id = key
-    if refused:
-        async with state.session() as session:  # the refusal is kept: its own transaction
-            audit.record(
-                session,
-                f"agent:{computer.id}",
-                "certificate.refused",
-                computer.name,
-                reason="a new key without the current certificate",
-            )
-        raise Forbidden(
-            "this computer's certificate was issued for another key: call with the "
-            "current certificate to change keys, or ask an admin for "
-            f"'taskfleet computer reset {computer.name}'"
-        )
+    issued = await certificates.for_agent(
+        state, credential.principal, credential.secret, peer_of(request.scope), body.csr
+    )
     return IssuedCertificate(certificate=issued.pem, ca_bundle=bundle_of(state).bundle)

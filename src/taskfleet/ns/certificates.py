@@ -18,10 +18,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskfleet.errors import Forbidden
 from taskfleet.ns import audit
+from taskfleet.ns.auth import authenticate_agent
 from taskfleet.ns.authority import Authority, Issued, key_id, read_csr
 from taskfleet.ns.state import NSState, after_commit
 from taskfleet.protocol.messages import Approval
+from taskfleet.protocol.pki import PeerCertificate
 from taskfleet.storage.models import Certificate, TaskServer
 
 log = logging.getLogger("taskfleet.ns")
@@ -66,6 +69,42 @@ async def issue(
         )
     )
     return issued, key_id(csr.public_key())
+
+
+async def for_agent(
+    state: NSState, computer_id: int, secret: str, peer: PeerCertificate | None, csr: str
+) -> Issued:
+    """A new certificate for an enrolled agent: to renew, or for one enrolled before the
+    NS had a CA. The key must be the one its certificate names, unless the agent calls
+    with its current certificate (a new key) or never had one; a refusal is audited
+    (``certificate.refused``) in a transaction of its own and raises ``Forbidden``."""
+    wanted = csr_key_id(csr)
+    async with state.session() as session:
+        computer = await authenticate_agent(session, computer_id, secret)
+        holds_certificate = (
+            peer is not None
+            and peer.kind == "agent"
+            and peer.principal == computer.id
+            and peer.serial not in state.revocations.serials
+        )
+        refused = not holds_certificate and computer.key_id not in (None, wanted)
+        if not refused:
+            issued, key = await issue(state, session, "agent", computer.id, csr)
+            computer.key_id = key  # proof of this computer from now on
+            return issued
+    async with state.session() as session:  # the refusal is kept: its own transaction
+        audit.record(
+            session,
+            f"agent:{computer.id}",
+            "certificate.refused",
+            computer.name,
+            reason="a new key without the current certificate",
+        )
+    raise Forbidden(
+        "this computer's certificate was issued for another key: call with the "
+        "current certificate to change keys, or ask an admin for "
+        f"'taskfleet computer reset {computer.name}'"
+    )
 
 
 def csr_key_id(csr_text: str) -> str:
