@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from taskfleet.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
-from taskfleet.ns import audit, console_sessions, users
+from taskfleet.ns import console_sessions, users
 from taskfleet.ns.auth import Admin
 from taskfleet.ns.state import ns_state
 
@@ -98,7 +98,7 @@ async def log_in(request: Request, response: Response, name: str, password: str)
         matches = await asyncio.to_thread(users.password_matches, password, stored)
         if user is None or not matches:
             # Recorded and committed before refusing: a failed log-in is worth auditing.
-            audit.record(session, f"console:{name}"[:255], "console.login-failed", name[:255])
+            console_sessions.refused(session, name)
             logged_in = None
         else:
             brake.succeeded(stamp, *keys)
@@ -106,7 +106,6 @@ async def log_in(request: Request, response: Response, name: str, password: str)
             previous = request.cookies.get(COOKIE)
             opened = await console_sessions.open_session(session, user, SESSION_S, previous)
             token = opened.token
-            audit.record(session, user.name, "console.login", user.name)
             logged_in = ConsoleUser(opened.holder.name, opened.holder.role, opened.holder.csrf)
     if logged_in is None:
         raise Unauthenticated("wrong user name or password")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskfleet.ns import audit
 from taskfleet.ns.users import Role
 from taskfleet.protocol.transport import hash_secret
 from taskfleet.storage.models import ApiUser, ConsoleSession
@@ -39,7 +40,8 @@ async def open_session(
     session: AsyncSession, user: ApiUser, lasts_s: float, replaces: str | None = None
 ) -> Opened:
     """A new session for ``user`` (who just proved their password), replacing the
-    session of the token ``replaces`` (the browser's previous one); expired sessions go."""
+    session of the token ``replaces`` (the browser's previous one); expired sessions go.
+    Audited (``console.login``)."""
     token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
     await session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
     if replaces:
@@ -54,7 +56,14 @@ async def open_session(
         )
     )
     user.last_login = now
+    audit.record(session, user.name, "console.login", user.name)
     return Opened(token, Holder(user.name, Role(user.role), csrf))
+
+
+def refused(session: AsyncSession, name: str) -> None:
+    """A failed log-in as ``name`` (unknown, disabled or a wrong password), audited; the
+    caller commits it before refusing."""
+    audit.record(session, f"console:{name}"[:255], "console.login-failed", name[:255])
 
 
 async def close_session(session: AsyncSession, token: str) -> None:
