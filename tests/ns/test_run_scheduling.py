@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
 from taskfleet.ns import collections as collections_
 from taskfleet.ns import completion, computers, preview, runs, schedules, tasks, window_hold
-from taskfleet.ns.api_schedules import set_windows
+from taskfleet.ns.collection_windows import set_windows
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import Facts, TaskType

@@ -19,7 +19,7 @@ from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
 from taskfleet.ns import collections as collections_
 from taskfleet.ns import expiry, schedules, tasks
-from taskfleet.ns.api_schedules import set_windows, windows_view
+from taskfleet.ns.collection_windows import set_windows, windows_view
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 

@@ -7,16 +7,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns import audit, expiry, parameters, schedules, window_hold
 from taskfleet.ns import collections as collections_
+from taskfleet.ns import expiry, parameters, schedules
 from taskfleet.ns.auth import Administrator, Operator, Viewer
+from taskfleet.ns.collection_windows import WindowsView, set_windows, windows_view
 from taskfleet.ns.openapi import errors
 from taskfleet.ns.state import ns_state
-from taskfleet.ns.windows import next_open, parse_all
 from taskfleet.protocol.fields import (
     MAX_ID,
     Count,
@@ -24,10 +22,9 @@ from taskfleet.protocol.fields import (
     LongText,
     Name,
     ShortText,
-    Time,
     bounded_list,
 )
-from taskfleet.storage.models import Collection, MaintenanceWindow, Schedule
+from taskfleet.storage.models import Schedule
 
 router = APIRouter(prefix="/api", tags=["schedules"])
 MAX_TARGETS = 10_000
@@ -180,64 +177,12 @@ class WindowsRequest:
     windows: Annotated[list[ShortText], bounded_list(50)]
 
 
-@dataclass
-class WindowsView:
-    collection_id: int
-    collection: str
-    windows: list[str]
-    open_now: bool  # True also when there are no windows: nothing is held
-    next_open_at: Time | None  # when the first window opens; None without windows
-
-
-async def windows_view(session: AsyncSession, collection: Collection) -> WindowsView:
-    rows = (
-        await session.scalars(
-            select(MaintenanceWindow)
-            .where(MaintenanceWindow.collection_id == collection.id)
-            .order_by(MaintenanceWindow.id)
-        )
-    ).all()
-    windows = [window_hold.to_window(r) for r in rows]
-    now = dt.datetime.now(dt.UTC).timestamp()
-    opens = next_open(windows, now)
-    return WindowsView(
-        collection.id,
-        collection.name,
-        [w.text() for w in windows],
-        opens is None or opens <= now,
-        opens,
-    )
-
-
 @router.get(
     "/collections/{collection_id}/windows", response_model=WindowsView, responses=errors(404)
 )
 async def show_windows(request: Request, collection_id: CollectionId, _: Viewer) -> WindowsView:
     async with ns_state(request).session() as session:
         return await windows_view(session, await collections_.by_id(session, collection_id))
-
-
-async def set_windows(
-    session: AsyncSession, collection: Collection, specs: list[str], actor: str
-) -> WindowsView:
-    """Replace a collection's windows (the console does this too)."""
-    windows = parse_all(specs)
-    await session.execute(
-        delete(MaintenanceWindow).where(MaintenanceWindow.collection_id == collection.id)
-    )
-    for w in windows:
-        session.add(
-            MaintenanceWindow(
-                collection_id=collection.id, start_day=w.start_day, start_s=w.start_s,
-                end_day=w.end_day, end_s=w.end_s, timezone=w.timezone,
-            )
-        )  # fmt: skip
-    await session.flush()
-    window_hold.forget(session)
-    audit.record(
-        session, actor, "collection.windows", collection.name, windows=[w.text() for w in windows]
-    )
-    return await windows_view(session, collection)
 
 
 @router.put(
