@@ -1,6 +1,6 @@
 """Schedules (list, create, pause, resume, remove) and collections' maintenance windows.
 
-Forms call the same services as the REST API (``ns.schedules``, ``api_schedules.set_windows``).
+Forms call the same services as the REST API (``ns.schedules``, ``collection_windows.set_windows``).
 A form with a mistake comes back with the message next to the field at fault and
 everything typed still in it.
 """
