@@ -1,4 +1,4 @@
-"""Assign computers to task servers: gather the facts, ask ``assignment.choose``, record it.
+"""Assign computers to task servers: gather the facts, ask ``assignment_rules.choose``, record it.
 
 Many at a time. After a power cut thousands of agents ask within their start-up
 window (R11), so their requests are assigned in batches (``ns.batches``), each one
@@ -33,7 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from taskfleet.ns import drafts, registry, sites
 from taskfleet.ns.agent_config import AgentConfig
-from taskfleet.ns.assignment import Candidate, Decision, PolicyEntry, SiteInfo, choose
+from taskfleet.ns.assignment_rules import Candidate, Decision, ResolvedEntry, SiteInfo, choose
 from taskfleet.ns.state import NSState, after_commit, agents_changed
 from taskfleet.protocol.messages import AgentSettings, Assignment
 from taskfleet.storage.models import (
@@ -66,7 +66,7 @@ class Picture:
 
     servers: dict[int, Candidate]
     urls: dict[int, str]
-    policy: list[PolicyEntry]
+    policy: list[ResolvedEntry]
     sites: list[SiteInfo]
     config: AgentConfig  # the applied agent configuration
     # Task servers found at their limit when taking places in this transaction.
@@ -111,7 +111,7 @@ async def picture(session: AsyncSession) -> Picture:
         by_name[ts.name] = ts.id
     applied = await drafts.applied(session)
     policy = [
-        PolicyEntry(e.collection, tuple(by_name[n] for n in e.task_servers if n in by_name))
+        ResolvedEntry(e.collection, tuple(by_name[n] for n in e.task_servers if n in by_name))
         for e in applied.policy.entries
     ]
     return Picture(servers, urls, policy, site_list, applied.agent_config)

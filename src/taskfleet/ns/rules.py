@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from taskfleet.errors import InvalidInput
-from taskfleet.ns.assignment import Interface, Network, interfaces, networks, within
+from taskfleet.ns.assignment_rules import Interface, Network, interfaces, networks, within
 from taskfleet.protocol.messages import Approval
 
 RULE_KEYS = {"name_pattern", "cidr", "os", "fact", "include", "exclude"}

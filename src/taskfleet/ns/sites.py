@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import Conflict, InvalidInput, NotFound
 from taskfleet.ns import audit
-from taskfleet.ns.assignment import SiteInfo, interfaces, networks, within
+from taskfleet.ns.assignment_rules import SiteInfo, interfaces, networks, within
 from taskfleet.storage.models import Computer, Site, TaskServer, TaskServerSite, is_id
 
 

@@ -57,7 +57,9 @@ class SiteInfo:
 
 
 @dataclass(frozen=True)
-class PolicyEntry:
+class ResolvedEntry:
+    """A Task Servers policy entry, its task servers resolved to ids (``ns.policy`` has names)."""
+
     collection: str
     task_server_ids: tuple[int, ...]
 
@@ -106,7 +108,7 @@ def choose(
     *,
     addresses: Sequence[str],
     member_of: frozenset[str],
-    policy: Sequence[PolicyEntry],
+    policy: Sequence[ResolvedEntry],
     servers: dict[int, Candidate],
     sites: Sequence[SiteInfo],
     exclude: frozenset[int] = frozenset(),

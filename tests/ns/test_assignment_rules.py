@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from taskfleet.ns.assignment import (
+from taskfleet.ns.assignment_rules import (
     STEP_NS,
     STEP_POLICY,
     STEP_SITE,
     STEP_SUBNET,
     Candidate,
-    PolicyEntry,
+    ResolvedEntry,
     SiteInfo,
     choose,
 )
@@ -36,7 +36,7 @@ class Case:
     expect: str | None  # task server name, None for the NS
     step: str
     reason_has: list[str]
-    policy: list[PolicyEntry] = field(default_factory=list)
+    policy: list[ResolvedEntry] = field(default_factory=list)
     member_of: frozenset[str] = frozenset({"Lab"})
     addresses: tuple[str, ...] = ("10.1.1.50/24",)
     sites: list[SiteInfo] = field(default_factory=list)
@@ -59,7 +59,7 @@ CASES = [
         "ts-1",
         STEP_POLICY,
         ["first available on the policy list for 'Lab'"],
-        policy=[PolicyEntry("Lab", (1, 2))],
+        policy=[ResolvedEntry("Lab", (1, 2))],
     ),
     Case(
         "failover down the list",
@@ -71,7 +71,7 @@ CASES = [
         "ts-3",
         STEP_POLICY,
         ["ts-1 skipped, heartbeat stale", "ts-2 skipped, pending, not approved", "first available"],
-        policy=[PolicyEntry("Lab", (1, 2, 3))],
+        policy=[ResolvedEntry("Lab", (1, 2, 3))],
     ),
     Case(
         "list of a collection the computer is not in does not apply",
@@ -79,7 +79,7 @@ CASES = [
         "ts-1",
         STEP_SUBNET,
         ["no Task Servers policy list applies", "same subnet (10.1.1.0/24)"],
-        policy=[PolicyEntry("Servers", (2,))],
+        policy=[ResolvedEntry("Servers", (2,))],
     ),
     Case(
         "collections walked in policy order",
@@ -88,9 +88,9 @@ CASES = [
         STEP_POLICY,
         ["'Desktops'"],
         policy=[
-            PolicyEntry("Servers", (1,)),
-            PolicyEntry("Desktops", (2,)),
-            PolicyEntry("Lab", (1,)),
+            ResolvedEntry("Servers", (1,)),
+            ResolvedEntry("Desktops", (2,)),
+            ResolvedEntry("Lab", (1,)),
         ],
         member_of=frozenset({"Desktops", "Lab"}),
     ),
@@ -100,7 +100,7 @@ CASES = [
         "ts-near",
         STEP_SUBNET,
         ["ts-1 skipped", "same subnet"],
-        policy=[PolicyEntry("Lab", (1,))],
+        policy=[ResolvedEntry("Lab", (1,))],
     ),
     Case(
         "proximity: exact subnet, not merely a nearby one",
@@ -155,7 +155,7 @@ CASES = [
         "ts-2",
         STEP_POLICY,
         ["ts-full skipped, at its client limit (5000/5000)"],
-        policy=[PolicyEntry("Lab", (1, 2))],
+        policy=[ResolvedEntry("Lab", (1, 2))],
     ),
     Case(
         "at its limit on the subnet too: NS fallback, and the reason names it",
@@ -237,7 +237,7 @@ CASES = [
         None,
         STEP_NS,
         ["ts-1 skipped", "the notification server serves it"],
-        policy=[PolicyEntry("Lab", (1,))],
+        policy=[ResolvedEntry("Lab", (1,))],
     ),
     Case(
         "no task servers at all: the NS serves it",
@@ -252,7 +252,7 @@ CASES = [
         "ts-2",
         STEP_POLICY,
         ["ts-1 skipped, the agent could not reach it"],
-        policy=[PolicyEntry("Lab", (1, 2))],
+        policy=[ResolvedEntry("Lab", (1, 2))],
         exclude=frozenset({1}),
     ),
 ]
