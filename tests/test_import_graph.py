@@ -47,13 +47,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 # Files allowed one more part than their own part's rule, each only until the work named
 # beside it lands; keep this narrow (a file, what else it may import, why). An allowance
 # no longer used fails the tests below, so it cannot outlive its reason.
-EXCEPTIONS: dict[str, frozenset[str]] = {
-    # Their collection and task server names still come from their own select()s: the
-    # policy work (issue 10, policy editing in the NS) moves them onto ns.collections.names
-    # and the registry.
-    "console/policy.py": frozenset({"storage"}),
-    "console/agent_config.py": frozenset({"storage"}),
-}
+EXCEPTIONS: dict[str, frozenset[str]] = {}
 # The console reads through the NS (ns.*_queries, ns.*_views and the services): no query
 # of its own, so no database library, except in the files EXCEPTIONS still lists.
 CONSOLE_DATABASE_EXCEPTIONS = frozenset(EXCEPTIONS)

@@ -11,16 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
-from taskfleet.ns import advice, drafts
+from taskfleet.ns import advice, collections, drafts
 from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TRI_MIN
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
-from taskfleet.storage.models import Collection
 
 router = APIRouter(prefix=PREFIX + "/agent-config", include_in_schema=False)
 KIND = drafts.AGENT_CONFIG
@@ -35,7 +33,7 @@ async def _page(
     async with state.session() as session:
         draft = await drafts.draft_agent_config(session)
         latest = await drafts.latest(session, KIND)
-        names = (await session.scalars(select(Collection.name).order_by(Collection.name))).all()
+        names = await collections.names(session)
         found = await advice.fleet_advice(session, state.settings.ts_capacity_rps, draft=True)
     context = {
         "entries": draft.entries,

@@ -13,17 +13,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.console.sessions import Changing, ConsoleUser, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, TaskfleetError
-from taskfleet.ns import drafts
+from taskfleet.ns import collections, computer_views, drafts
 from taskfleet.ns.policy import Policy
-from taskfleet.ns.state import NSState, ns_state
+from taskfleet.ns.state import NSState, Session, ns_state
 from taskfleet.ns.users import Role
-from taskfleet.storage.models import Collection, TaskServer
 
 router = APIRouter(prefix=PREFIX + "/policy", include_in_schema=False)
 KIND = drafts.POLICY
@@ -36,14 +33,12 @@ async def policy_page(request: Request, user: Viewing) -> HTMLResponse:
     async with ns_state(request).session() as session:
         draft = await drafts.draft_policy(session)
         latest = await drafts.latest(session, KIND)
-        collections = (
-            await session.scalars(select(Collection.name).order_by(Collection.name))
-        ).all()
-        servers = (await session.scalars(select(TaskServer.name).order_by(TaskServer.name))).all()
+        collection_names = await collections.names(session)
+        servers = sorted((await computer_views.task_server_names(session)).values())
     context = {
         "entries": draft.entries,
         "latest": latest,
-        "collections": collections,
+        "collections": collection_names,
         "servers": servers,
         "notice": request.query_params.get("notice", ""),
         "form_error": request.query_params.get("error", ""),
@@ -55,7 +50,7 @@ async def policy_page(request: Request, user: Viewing) -> HTMLResponse:
 async def _edit(
     state: NSState,
     user: ConsoleUser,
-    change: Callable[[AsyncSession], Awaitable[object]],
+    change: Callable[[Session], Awaitable[object]],
     form: str = "list",
 ) -> RedirectResponse:
     """Run one of the NS's editing steps (``ns.drafts``) on the draft.
@@ -76,7 +71,7 @@ async def _edit(
 async def add(
     request: Request, user: Changing, collection: Text = "", task_server: Text = ""
 ) -> RedirectResponse:
-    def change(session: AsyncSession) -> Awaitable[object]:
+    def change(session: Session) -> Awaitable[object]:
         return drafts.add_task_server(session, collection, task_server, user.name)
 
     return await _edit(ns_state(request), user, change, form="add")
@@ -86,7 +81,7 @@ async def add(
 async def move(
     request: Request, user: Changing, collection: Text, task_server: Text, direction: Text
 ) -> RedirectResponse:
-    def change(session: AsyncSession) -> Awaitable[object]:
+    def change(session: Session) -> Awaitable[object]:
         return drafts.move_task_server(session, collection, task_server, direction, user.name)
 
     return await _edit(ns_state(request), user, change)
@@ -99,7 +94,7 @@ async def order(
     """The whole list in a new order, as dragging leaves it."""
     wanted = [name for name in order.split(",") if name]
 
-    def change(session: AsyncSession) -> Awaitable[object]:
+    def change(session: Session) -> Awaitable[object]:
         return drafts.order_task_servers(session, collection, wanted, user.name)
 
     return await _edit(ns_state(request), user, change)
@@ -109,7 +104,7 @@ async def order(
 async def remove(
     request: Request, user: Changing, collection: Text, task_server: Text
 ) -> RedirectResponse:
-    def change(session: AsyncSession) -> Awaitable[object]:
+    def change(session: Session) -> Awaitable[object]:
         return drafts.remove_task_server(session, collection, task_server, user.name)
 
     return await _edit(ns_state(request), user, change)
@@ -119,7 +114,7 @@ async def remove(
 async def move_collection(
     request: Request, user: Changing, collection: Text, direction: Text
 ) -> RedirectResponse:
-    def change(session: AsyncSession) -> Awaitable[object]:
+    def change(session: Session) -> Awaitable[object]:
         return drafts.move_entry(session, KIND, collection, direction, user.name)
 
     return await _edit(ns_state(request), user, change)

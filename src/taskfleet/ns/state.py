@@ -15,6 +15,10 @@ from taskfleet.ns.revocations import Revocations
 from taskfleet.ns.secrets import SecretBox
 from taskfleet.ns.settings import NSSettings
 
+# What ``NSState.session()`` yields, by the name the console and routes type it with:
+# they hand it to the NS's services and never query it themselves (import graph test).
+Session = AsyncSession
+
 
 @dataclass
 class NSState:
