@@ -9,7 +9,7 @@ task server ts-1), then runs the NS's start-up step (``bootstrap.ensure_builtins
 and times, as the median of ``--repeat`` rounds, each in its own transaction:
 
 - run targets: ``runs.resolve_targets`` for All Computers and for rule collections;
-- assignment: the membership of one computer as ``assigner.assign`` reads it;
+- assignment: the membership of one computer as ``assignment.assign`` reads it;
 - the agent map of ts-1 (5,000 computers with their settings), as ``GET /api/ts/agents``
   builds it, and the membership it loads for that;
 - the collection list with member counts (``GET /api/collections``);
@@ -174,7 +174,7 @@ async def measure(url: str, count: int, repeat: int) -> list[tuple[str, float, s
             assert one is not None
 
         async def membership_of_one() -> int:
-            # What assigner.assign needs: the policy collections the computer is in (R3)
+            # What assignment.assign needs: the policy collections the computer is in (R3)
             # and its agent settings (the first configuration entry it is in).
             async with state.session() as session:
                 computer = await session.get(Computer, one.id)

@@ -24,7 +24,7 @@ from taskfleet.storage.models import (
     Computer,
     EnrolmentToken,
 )
-from tests.ns.test_assigner import counts, run, task_server
+from tests.ns.test_assignment import counts, run, task_server
 
 
 def facts(name: str, host: int = 50, **extra: str) -> Facts:

@@ -15,7 +15,7 @@ from taskfleet.ns import api_taskserver, collections, identity
 from taskfleet.ns.state import NSState, agents_changed
 from taskfleet.protocol.messages import AgentMap
 from taskfleet.storage.models import CollectionMember, Computer
-from tests.ns.test_assigner import computer, run, task_server
+from tests.ns.test_assignment import computer, run, task_server
 
 
 def as_task_server(state: NSState) -> Request:

@@ -3,7 +3,7 @@
 After a power cut 100,000 agents enrol or ask for their task server within their
 start-up window (R11). Each kind of request goes through a ``Batcher``: the
 requests that arrive while one batch is written go together in the next, one
-transaction each (``enrolment.enrol_many``, ``assigner.assign_many``). An agent
+transaction each (``enrolment.enrol_many``, ``assignment.assign_many``). An agent
 that asks again with its credential and keeps its task server (most of them after
 a power cut) costs its share of a few statements: its computer and collections
 are read with the batch's, its row and record written with theirs, and no task
@@ -20,8 +20,8 @@ from fastapi import Request
 from sqlalchemy import select, update
 
 from taskfleet.errors import Forbidden, TaskfleetError, Unauthenticated
-from taskfleet.ns import assigner, audit, certificates, computers, enrolment
-from taskfleet.ns.assigner import Asker
+from taskfleet.ns import assignment, audit, certificates, computers, enrolment
+from taskfleet.ns.assignment import Asker
 from taskfleet.ns.batches import Batcher
 from taskfleet.ns.enrolment import EnrolRequest
 from taskfleet.ns.state import NSState, agents_changed, ns_state
@@ -142,7 +142,7 @@ async def assign(state: NSState, asks: Sequence[Ask]) -> list[Assignment | Taskf
             ):
                 computers.apply_facts(computer, moved[computer.id])
             await session.flush()
-        collections = await assigner.collections_of(session, [a.computer_id for _, a, _ in known])
+        collections = await assignment.collections_of(session, [a.computer_id for _, a, _ in known])
         askers = [
             Asker(
                 id=ask.computer_id,
@@ -156,7 +156,7 @@ async def assign(state: NSState, asks: Sequence[Ask]) -> list[Assignment | Taskf
             )
             for _, ask, facts in known
         ]
-        assigned = await assigner.assign_many(state, session, askers) if askers else []
-    for (i, _, _), assignment in zip(known, assigned, strict=True):
-        out[i] = assignment
+        assigned = await assignment.assign_many(state, session, askers) if askers else []
+    for (i, _, _), reply in zip(known, assigned, strict=True):
+        out[i] = reply
     return out

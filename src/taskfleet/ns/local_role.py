@@ -9,7 +9,7 @@ import time
 from taskfleet.agent_endpoints.tickle import Tickler
 from taskfleet.errors import NotAssigned
 from taskfleet.ns import audit, cancel, runs, status_intake
-from taskfleet.ns.assigner import agent_settings
+from taskfleet.ns.assignment import agent_settings
 from taskfleet.ns.assignment_rules import STEP_NS
 from taskfleet.ns.auth import authenticate_agent
 from taskfleet.ns.state import NSState

@@ -99,7 +99,7 @@ class TaskServer(Base):
     # Set by an admin ('taskfleet taskserver set'): wins over the reported value until cleared.
     admin_client_limit: Mapped[int | None] = mapped_column(Integer)
     admin_heartbeat_period_s: Mapped[float | None] = mapped_column(Float)
-    # Computers assigned to it. Changed only by ``assigner``, in the transaction that
+    # Computers assigned to it. Changed only by ``ns.assignment``, in the transaction that
     # changes Computer.task_server_id, by a conditional UPDATE: that is what makes the
     # client limit hold when many agents are assigned at once (R3).
     assigned_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from taskfleet.ns import assigner, collections, computers
+from taskfleet.ns import assignment, collections, computers
 from taskfleet.ns.settings import NSSettings
 from taskfleet.ns.state import NSState
 from taskfleet.protocol.messages import Assignment, Facts
@@ -69,7 +69,7 @@ async def assign(state: NSState, computer_id: int, failed: int | None = None) ->
     async with state.session() as session:
         found = await session.get(Computer, computer_id)
         assert found is not None
-        return await assigner.assign(state, session, found, failed)
+        return await assignment.assign(state, session, found, failed)
 
 
 async def counts(state: NSState) -> dict[str, tuple[int, int]]:
@@ -98,11 +98,11 @@ def test_an_assignment_that_lost_the_last_place_chooses_again(
         slow, fast = await computer(state, "pc-slow", 50), await computer(state, "pc-fast", 51)
 
         # When pc-slow decides on ts-1, and before it takes the place, pc-fast takes it
-        decide = assigner.decide
+        decide = assignment.decide
         decided, taken = asyncio.Event(), asyncio.Event()
         seen: list[str] = []
 
-        async def interleaved(session: Any, comp: assigner.Asker, *args: Any, **kw: Any) -> Any:
+        async def interleaved(session: Any, comp: assignment.Asker, *args: Any, **kw: Any) -> Any:
             decision = await decide(session, comp, *args, **kw)
             if comp.name == "pc-slow":
                 seen.append(decision.task_server_name)
@@ -111,7 +111,7 @@ def test_an_assignment_that_lost_the_last_place_chooses_again(
                     await taken.wait()
             return decision
 
-        monkeypatch.setattr(assigner, "decide", interleaved)
+        monkeypatch.setattr(assignment, "decide", interleaved)
 
         async def fast_one() -> Assignment:
             await decided.wait()
