@@ -20,11 +20,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("computers", "tri", "ssi", "warned", "recommended"), CASES)
+@pytest.mark.parametrize(
+    ("computers", "task_request_interval_min", "ssi", "warned", "recommended"), CASES
+)
 def test_collection_advice(
-    computers: int, tri: float, ssi: float, warned: bool, recommended: tuple[float, float] | None
+    computers: int,
+    task_request_interval_min: float,
+    ssi: float,
+    warned: bool,
+    recommended: tuple[float, float] | None,
 ) -> None:
-    found = advice.for_collection("Lab", computers, tri, ssi)
+    found = advice.for_collection("Lab", computers, task_request_interval_min, ssi)
     assert found.ok is not warned
     if recommended is None:
         assert found.recommended_task_request_interval_min is None
@@ -45,9 +51,12 @@ def test_task_server_over_capacity_gets_an_interval_that_fits() -> None:
     # 2,000 agents polling every second on a server that answers 1,000/s
     found = advice.for_task_server("ts-a", [1.0] * 2000, 1000.0)
     assert not found.ok
-    minutes = found.recommended_task_request_interval_min
-    assert minutes is not None
-    assert advice.request_rate([minutes * 60.0] * 2000) <= 1000.0 * advice.TARGET_SHARE
+    task_request_interval_min = found.recommended_task_request_interval_min
+    assert task_request_interval_min is not None
+    assert (
+        advice.request_rate([task_request_interval_min * 60.0] * 2000)
+        <= 1000.0 * advice.TARGET_SHARE
+    )
     assert "set their Task Request Interval to at least" in found.warnings[0]
 
 

@@ -133,7 +133,10 @@ def agent_config_show(ctx: typer.Context, json: JsonOpt = False) -> None:
 def agent_config_set(
     ctx: typer.Context,
     collection: str,
-    task_request_interval: Annotated[float, typer.Option(help="minutes between polls")] = 5.0,
+    # The flag keeps its name; the value is in minutes, like the document's key.
+    task_request_interval_min: Annotated[
+        float, typer.Option("--task-request-interval", help="minutes between polls")
+    ] = 5.0,
     send_status_interval: Annotated[
         float, typer.Option(help="seconds between status sends")
     ] = 60.0,
@@ -156,7 +159,7 @@ def agent_config_set(
     else:
         entry = {
             "collection": collection,
-            "task_request_interval_min": task_request_interval,
+            "task_request_interval_min": task_request_interval_min,
             "send_status_interval_s": send_status_interval,
             "output_limit_kib": output_limit_kib,
             "inventory_interval_h": inventory_interval,

@@ -41,7 +41,7 @@ from taskfleet.server.capacity import open_files_for
 from taskfleet.storage.models import Computer, TaskServer
 
 DEFAULT_INTERVAL_LIMIT = 500
-TRI_STEP_MIN, TRI_MAX_MIN = DEFAULT_TRI_MIN, 60.0
+TASK_REQUEST_INTERVAL_STEP_MIN, TASK_REQUEST_INTERVAL_MAX_MIN = DEFAULT_TRI_MIN, 60.0
 SSI_STEP_S, SSI_MAX_S = DEFAULT_SSI_S, 900.0
 CHANNEL_RENEW_S = 50.0  # the agent's default --channel-wait
 TARGET_SHARE = 0.5
@@ -66,29 +66,41 @@ class Advice:
         return not self.warnings
 
 
-def on_defaults(tri_min: float, ssi_s: float) -> bool:
+def on_defaults(task_request_interval_min: float, ssi_s: float) -> bool:
     """Either interval at its default or shorter: that one still needs raising."""
-    return tri_min <= DEFAULT_TRI_MIN or ssi_s <= DEFAULT_SSI_S
+    return task_request_interval_min <= DEFAULT_TRI_MIN or ssi_s <= DEFAULT_SSI_S
 
 
 def scaled(computers: int) -> tuple[float, float]:
     """Intervals for ``computers``: one step per started 500, capped."""
     steps = max(1, math.ceil(computers / DEFAULT_INTERVAL_LIMIT))
-    return min(TRI_MAX_MIN, TRI_STEP_MIN * steps), min(SSI_MAX_S, SSI_STEP_S * steps)
+    return (
+        min(TASK_REQUEST_INTERVAL_MAX_MIN, TASK_REQUEST_INTERVAL_STEP_MIN * steps),
+        min(SSI_MAX_S, SSI_STEP_S * steps),
+    )
 
 
-def for_collection(name: str, computers: int, tri_min: float, ssi_s: float) -> Advice:
-    advice = Advice(f"collection {name}", computers, tri_min, ssi_s, collection=name)
-    if computers > DEFAULT_INTERVAL_LIMIT and on_defaults(tri_min, ssi_s):
-        tri, ssi = scaled(computers)
-        tri, ssi = max(tri, tri_min), max(ssi, ssi_s)  # never advise shortening one
-        advice.recommended_task_request_interval_min = tri
+def for_collection(
+    name: str, computers: int, task_request_interval_min: float, ssi_s: float
+) -> Advice:
+    advice = Advice(
+        f"collection {name}", computers, task_request_interval_min, ssi_s, collection=name
+    )
+    if computers > DEFAULT_INTERVAL_LIMIT and on_defaults(task_request_interval_min, ssi_s):
+        recommended_task_request_interval_min, ssi = scaled(computers)
+        # never advise shortening one
+        recommended_task_request_interval_min = max(
+            recommended_task_request_interval_min, task_request_interval_min
+        )
+        ssi = max(ssi, ssi_s)
+        advice.recommended_task_request_interval_min = recommended_task_request_interval_min
         advice.recommended_send_status_interval_s = ssi
         advice.warnings.append(
-            f"{computers} computers on the default intervals ({tri_min:g} min, {ssi_s:g} s): "
+            f"{computers} computers on the default intervals "
+            f"({task_request_interval_min:g} min, {ssi_s:g} s): "
             f"more than {DEFAULT_INTERVAL_LIMIT} is too many; set the Task Request Interval to "
-            f"{tri:g} min and the Send Status Interval to {ssi:g} s (runs still start at once "
-            "by tickle)"
+            f"{recommended_task_request_interval_min:g} min and the Send Status Interval to "
+            f"{ssi:g} s (runs still start at once by tickle)"
         )
     return advice
 
@@ -104,8 +116,10 @@ def for_task_server(
     name: str, task_request_intervals_s: list[float], capacity_rps: float
 ) -> Advice:
     n = len(task_request_intervals_s)
-    mean_tri = sum(task_request_intervals_s) / n / 60.0 if n else DEFAULT_TRI_MIN
-    advice = Advice(f"task server {name}", n, mean_tri, DEFAULT_SSI_S)
+    mean_task_request_interval_min = (
+        sum(task_request_intervals_s) / n / 60.0 if n else DEFAULT_TRI_MIN
+    )
+    advice = Advice(f"task server {name}", n, mean_task_request_interval_min, DEFAULT_SSI_S)
     budget = capacity_rps * TARGET_SHARE
     rate = request_rate(task_request_intervals_s)
     if n and rate > budget:
@@ -117,12 +131,12 @@ def for_task_server(
                 f"({capacity_rps:g}/s): add a task server and split the agents"
             )
             return advice
-        tri_s = n / (budget - channels)
-        advice.recommended_task_request_interval_min = math.ceil(tri_s / 60.0)
+        task_request_interval_s = n / (budget - channels)
+        advice.recommended_task_request_interval_min = math.ceil(task_request_interval_s / 60.0)
         advice.warnings.append(
             f"{n} agents make {rate:.0f} requests/s, more than {TARGET_SHARE:.0%} of this task "
             f"server's capacity ({capacity_rps:g}/s): set their Task Request Interval to at "
-            f"least {math.ceil(tri_s / 60.0):g} min, or add a task server"
+            f"least {math.ceil(task_request_interval_s / 60.0):g} min, or add a task server"
         )
     return advice
 
@@ -186,16 +200,18 @@ async def fleet_advice(
             continue  # a task server's own computer runs no agent
         entry = config.entry_for(membership, computer)
         governed[entry.collection if entry else DEFAULTS].append(computer)
-        tri_min = entry.task_request_interval_min if entry else DEFAULT_TRI_MIN
+        task_request_interval_min = entry.task_request_interval_min if entry else DEFAULT_TRI_MIN
         if computer.task_server_id is not None:
-            per_server.setdefault(computer.task_server_id, []).append(tri_min * 60.0)
+            per_server.setdefault(computer.task_server_id, []).append(
+                task_request_interval_min * 60.0
+            )
     intervals = {e.collection: e for e in config.entries}
     out = []
     for name, members in governed.items():
         known = intervals.get(name)
-        tri = known.task_request_interval_min if known else DEFAULT_TRI_MIN
+        task_request_interval_min = known.task_request_interval_min if known else DEFAULT_TRI_MIN
         ssi = known.send_status_interval_s if known else DEFAULT_SSI_S
-        found = for_collection(name, len(members), tri, ssi)
+        found = for_collection(name, len(members), task_request_interval_min, ssi)
         if name == DEFAULTS:
             found.collection = "All Computers"  # the defaults are set on All Computers
         out.append(found)
