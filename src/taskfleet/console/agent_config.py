@@ -16,7 +16,7 @@ from taskfleet.console.sessions import Changing, Viewing
 from taskfleet.console.web import PREFIX, render
 from taskfleet.errors import InvalidInput, NotFound, TaskfleetError
 from taskfleet.ns import advice, collections, drafts
-from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TRI_MIN
+from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TASK_REQUEST_INTERVAL_MIN
 from taskfleet.ns.state import ns_state
 from taskfleet.ns.users import Role
 
@@ -44,7 +44,7 @@ async def _page(
         "field_errors": {error.field: error.message} if error and error.field else {},
         "error": error.message if error and not error.field else "",
         "notice": request.query_params.get("notice", ""),
-        "defaults": (DEFAULT_TRI_MIN, DEFAULT_SSI_S),
+        "defaults": (DEFAULT_TASK_REQUEST_INTERVAL_MIN, DEFAULT_SSI_S),
     }
     status = error.status_code if error else 200
     return await render(
@@ -69,17 +69,26 @@ async def set_entry(
     request: Request,
     user: Changing,
     collection: Text = "",
-    tri: Text = "",
+    # The form field keeps its short name, "tri" (the page's HTML id), like its neighbours.
+    task_request_interval_min: Annotated[str, Form(alias="tri")] = "",
     ssi: Text = "",
     inv: Text = "",
     out: Text = "",
 ) -> Response:
     user.require(Role.ADMIN)
-    form = {"collection": collection, "tri": tri, "ssi": ssi, "inv": inv, "out": out}
+    form = {
+        "collection": collection,
+        "tri": task_request_interval_min,
+        "ssi": ssi,
+        "inv": inv,
+        "out": out,
+    }
     try:
         entry: dict[str, Any] = {
             "collection": collection,
-            "task_request_interval_min": _number(tri, "tri", "Task Request Interval"),
+            "task_request_interval_min": _number(
+                task_request_interval_min, "tri", "Task Request Interval"
+            ),
             "send_status_interval_s": _number(ssi, "ssi", "Send Status Interval"),
         }
         async with ns_state(request).session() as session:

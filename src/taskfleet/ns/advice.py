@@ -35,13 +35,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.ns import drafts
-from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TRI_MIN, AgentConfig
+from taskfleet.ns.agent_config import DEFAULT_SSI_S, DEFAULT_TASK_REQUEST_INTERVAL_MIN, AgentConfig
 from taskfleet.ns.collections import load_membership
 from taskfleet.server.capacity import open_files_for
 from taskfleet.storage.models import Computer, TaskServer
 
 DEFAULT_INTERVAL_LIMIT = 500
-TASK_REQUEST_INTERVAL_STEP_MIN, TASK_REQUEST_INTERVAL_MAX_MIN = DEFAULT_TRI_MIN, 60.0
+TASK_REQUEST_INTERVAL_STEP_MIN, TASK_REQUEST_INTERVAL_MAX_MIN = (
+    DEFAULT_TASK_REQUEST_INTERVAL_MIN,
+    60.0,
+)
 SSI_STEP_S, SSI_MAX_S = DEFAULT_SSI_S, 900.0
 CHANNEL_RENEW_S = 50.0  # the agent's default --channel-wait
 TARGET_SHARE = 0.5
@@ -68,7 +71,7 @@ class Advice:
 
 def on_defaults(task_request_interval_min: float, ssi_s: float) -> bool:
     """Either interval at its default or shorter: that one still needs raising."""
-    return task_request_interval_min <= DEFAULT_TRI_MIN or ssi_s <= DEFAULT_SSI_S
+    return task_request_interval_min <= DEFAULT_TASK_REQUEST_INTERVAL_MIN or ssi_s <= DEFAULT_SSI_S
 
 
 def scaled(computers: int) -> tuple[float, float]:
@@ -117,7 +120,7 @@ def for_task_server(
 ) -> Advice:
     n = len(task_request_intervals_s)
     mean_task_request_interval_min = (
-        sum(task_request_intervals_s) / n / 60.0 if n else DEFAULT_TRI_MIN
+        sum(task_request_intervals_s) / n / 60.0 if n else DEFAULT_TASK_REQUEST_INTERVAL_MIN
     )
     advice = Advice(f"task server {name}", n, mean_task_request_interval_min, DEFAULT_SSI_S)
     budget = capacity_rps * TARGET_SHARE
@@ -200,7 +203,9 @@ async def fleet_advice(
             continue  # a task server's own computer runs no agent
         entry = config.entry_for(membership, computer)
         governed[entry.collection if entry else DEFAULTS].append(computer)
-        task_request_interval_min = entry.task_request_interval_min if entry else DEFAULT_TRI_MIN
+        task_request_interval_min = (
+            entry.task_request_interval_min if entry else DEFAULT_TASK_REQUEST_INTERVAL_MIN
+        )
         if computer.task_server_id is not None:
             per_server.setdefault(computer.task_server_id, []).append(
                 task_request_interval_min * 60.0
@@ -209,7 +214,9 @@ async def fleet_advice(
     out = []
     for name, members in governed.items():
         known = intervals.get(name)
-        task_request_interval_min = known.task_request_interval_min if known else DEFAULT_TRI_MIN
+        task_request_interval_min = (
+            known.task_request_interval_min if known else DEFAULT_TASK_REQUEST_INTERVAL_MIN
+        )
         ssi = known.send_status_interval_s if known else DEFAULT_SSI_S
         found = for_collection(name, len(members), task_request_interval_min, ssi)
         if name == DEFAULTS:

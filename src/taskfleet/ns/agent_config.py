@@ -22,7 +22,7 @@ from taskfleet.protocol.fields import DEFAULT_OUTPUT_LIMIT
 from taskfleet.protocol.messages import AgentSettings
 from taskfleet.storage.models import Computer
 
-DEFAULT_TRI_MIN = 5.0
+DEFAULT_TASK_REQUEST_INTERVAL_MIN = 5.0
 DEFAULT_SSI_S = 60.0
 DEFAULT_OUTPUT_KIB = DEFAULT_OUTPUT_LIMIT // 1024
 DEFAULT_INVENTORY_H = 24.0  # how often agents send their inventory (agent.inventory)
@@ -33,7 +33,7 @@ class ConfigEntry:
     """One collection's intervals."""
 
     collection: str
-    task_request_interval_min: float = DEFAULT_TRI_MIN
+    task_request_interval_min: float = DEFAULT_TASK_REQUEST_INTERVAL_MIN
     send_status_interval_s: float = DEFAULT_SSI_S
     output_limit_kib: int = DEFAULT_OUTPUT_KIB  # script output kept per instance
     inventory_interval_h: float = DEFAULT_INVENTORY_H
@@ -94,7 +94,7 @@ class AgentConfig:
         """R5: the agent settings of a computer in these collections."""
         entry = self.entry_in(collections)
         if entry is None:
-            return AgentSettings(DEFAULT_TRI_MIN * 60.0, DEFAULT_SSI_S)
+            return AgentSettings(DEFAULT_TASK_REQUEST_INTERVAL_MIN * 60.0, DEFAULT_SSI_S)
         return entry.settings()
 
     def settings_for(self, membership: Membership, computer: Computer) -> AgentSettings:

@@ -38,7 +38,7 @@ from taskfleet.ns.agent_config import (
     DEFAULT_INVENTORY_H,
     DEFAULT_OUTPUT_KIB,
     DEFAULT_SSI_S,
-    DEFAULT_TRI_MIN,
+    DEFAULT_TASK_REQUEST_INTERVAL_MIN,
     AgentConfig,
     ConfigEntry,
 )
@@ -197,7 +197,7 @@ def _config_entry(name: str, entry: dict[str, Any]) -> ConfigEntry:
     return ConfigEntry(
         collection=name,
         task_request_interval_min=_number(
-            entry, "task_request_interval_min", DEFAULT_TRI_MIN, 0.01, 1440
+            entry, "task_request_interval_min", DEFAULT_TASK_REQUEST_INTERVAL_MIN, 0.01, 1440
         ),
         send_status_interval_s=_number(entry, "send_status_interval_s", DEFAULT_SSI_S, 0.2, 86400),
         # Script output kept per instance (protocol.fields): 4 KiB to 4 MiB.
