@@ -80,7 +80,7 @@ def test_jobs_with_a_power_control_step_in_test_mode(fleet: Fleet, tmp_path: Pat
     # Then the restart was a step run like any: recorded, Succeeded, and the job went on
     assert server["ended_by"] == "job_succeeded", server
     assert [s["name"] for s in server["steps"]] == ["install", "reboot", "check"]
-    assert [s["ended_by"] for s in server["steps"]] != [None, None, None]
+    assert all(s["ended_by"] is not None for s in server["steps"]), server["steps"]
     (line,) = [json.loads(x) for x in record.read_text().splitlines()]
     assert line["action"] == "restart" and line["commands"] == [
         ["shutdown", "-r", "now", "patched"]

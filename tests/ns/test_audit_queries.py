@@ -3,15 +3,15 @@ SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import audit_queries, like
-from taskfleet.storage import database, migrate
 from taskfleet.storage.models import AuditEntry
+from tests.ns.seeded import seeded
 
 SEED = [  # (actor, action, target), oldest first
     ("alice", "collection.create", "web"),
@@ -22,24 +22,16 @@ SEED = [  # (actor, action, target), oldest first
 ]
 
 
-def run(db_url: str, check: Any) -> Any:
-    async def go() -> Any:
-        engine = database.create_engine(db_url)
-        try:
-            await migrate.upgrade(engine)
-            sessions = database.sessionmaker(engine)
-            async with sessions() as session, session.begin():
-                for i, (actor, action, target) in enumerate(SEED):
-                    session.add(
-                        AuditEntry(at=float(i), actor=actor, action=action, target=target,
-                                   detail={"i": i})
-                    )  # fmt: skip
-            async with sessions() as session:
-                return await check(session)
-        finally:
-            await engine.dispose()
+async def _seed(session: AsyncSession) -> None:
+    for i, (actor, action, target) in enumerate(SEED):
+        session.add(
+                AuditEntry(at=float(i), actor=actor, action=action, target=target,
+                           detail={"i": i})
+            )  # fmt: skip
 
-    return asyncio.run(go())
+
+def run(db_url: str, check: Any) -> Any:
+    return seeded(db_url, _seed, lambda session, _: check(session))
 
 
 def actions(rows: list[Any]) -> list[str]:

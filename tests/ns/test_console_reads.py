@@ -3,31 +3,18 @@ runs in progress, a job run's steps, and log-in sessions, on SQLite and PostgreS
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from taskfleet.ns import console_sessions, run_queries, run_steps
 from taskfleet.ns.users import Role
 from taskfleet.protocol.jobs import JobKind
-from taskfleet.storage import database, migrate
 from taskfleet.storage.models import ApiUser, Computer, Instance, Run, Task
+from tests.ns.seeded import seeded
 
 
 def run(db_url: str, check: Any) -> Any:
-    async def go() -> Any:
-        engine = database.create_engine(db_url)
-        try:
-            await migrate.upgrade(engine)
-            sessions = database.sessionmaker(engine)
-            async with sessions() as session, session.begin():
-                ids = await seed(session)
-            async with sessions() as session, session.begin():
-                return await check(session, ids)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return seeded(db_url, seed, check)
 
 
 async def seed(session: Any) -> dict[str, int]:

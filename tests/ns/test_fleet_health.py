@@ -3,41 +3,32 @@ PostgreSQL alike."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.ns import fleet_health
 from taskfleet.ns.agent_config import AgentConfig
-from taskfleet.storage import database, migrate
 from taskfleet.storage.models import Computer, TaskServer
+from tests.ns.seeded import seeded
 
 NOW = 1_000_000.0
 DAY = 86_400.0
 
 
-def run(db_url: str, check: Any) -> Any:
-    async def go() -> Any:
-        engine = database.create_engine(db_url)
-        try:
-            await migrate.upgrade(engine)
-            sessions = database.sessionmaker(engine)
-            async with sessions() as session, session.begin():
-                contacts = {"fresh": NOW - 60, "stale": NOW - 10 * DAY, "never": None}
-                for name, contact in (*contacts.items(), ("relay", None)):
-                    session.add(Computer(name=name, hardware_id=f"hw-{name}", enrolled_at=1.0,
-                                         last_contact=contact))  # fmt: skip
-                await session.flush()
-                relay = await session.scalar(
-                    Computer.__table__.select().where(Computer.name == "relay")
-                )
-                session.add(TaskServer(computer_id=relay, name="ts", url="http://x",
-                                       credential_hash="x", registered_at=1.0))  # fmt: skip
-            async with sessions() as session:
-                return await check(session)
-        finally:
-            await engine.dispose()
+async def _seed(session: AsyncSession) -> None:
+    contacts = {"fresh": NOW - 60, "stale": NOW - 10 * DAY, "never": None}
+    for name, contact in (*contacts.items(), ("relay", None)):
+        session.add(Computer(name=name, hardware_id=f"hw-{name}", enrolled_at=1.0,
+                                 last_contact=contact))  # fmt: skip
+    await session.flush()
+    relay = await session.scalar(Computer.__table__.select().where(Computer.name == "relay"))
+    session.add(TaskServer(computer_id=relay, name="ts", url="http://x",
+                               credential_hash="x", registered_at=1.0))  # fmt: skip
 
-    return asyncio.run(go())
+
+def run(db_url: str, check: Any) -> Any:
+    return seeded(db_url, _seed, lambda session, _: check(session))
 
 
 def test_computers_are_counted_by_their_last_contact_and_task_servers_left_out(

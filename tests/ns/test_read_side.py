@@ -4,36 +4,28 @@ next time, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import NotFound
 from taskfleet.ns import collections, jobs, schedules, tasks
-from taskfleet.storage import database, migrate
 from taskfleet.storage.models import Collection, Job, Schedule, Task
+from tests.ns.seeded import seeded
+
+
+async def _seed(session: AsyncSession) -> None:
+    for name in ("web/eu", "db", "12"):  # "12": a name that looks like an id
+        session.add(Collection(name=name, created_at=1.0))
+    for name in ("zip", "backup"):
+        session.add(Task(name=name, type="run-script", params={}, created_at=1.0))
+    for name in ("nightly", "deploy"):
+        session.add(Job(name=name, kind="client", created_at=1.0))
 
 
 def run(db_url: str, check: Any) -> Any:
-    async def go() -> Any:
-        engine = database.create_engine(db_url)
-        try:
-            await migrate.upgrade(engine)
-            sessions = database.sessionmaker(engine)
-            async with sessions() as session, session.begin():
-                for name in ("web/eu", "db", "12"):  # "12": a name that looks like an id
-                    session.add(Collection(name=name, created_at=1.0))
-                for name in ("zip", "backup"):
-                    session.add(Task(name=name, type="run-script", params={}, created_at=1.0))
-                for name in ("nightly", "deploy"):
-                    session.add(Job(name=name, kind="client", created_at=1.0))
-            async with sessions() as session:
-                return await check(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return seeded(db_url, _seed, lambda session, _: check(session))
 
 
 def test_names_and_lists_are_sorted_by_name(db_url: str) -> None:

@@ -3,28 +3,15 @@ serves it, with assignment's subnet test, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from taskfleet.ns import sites
-from taskfleet.storage import database, migrate
 from taskfleet.storage.models import Computer, Site, TaskServer, TaskServerSite
+from tests.ns.seeded import seeded
 
 
 def run(db_url: str, check: Any) -> Any:
-    async def go() -> Any:
-        engine = database.create_engine(db_url)
-        try:
-            await migrate.upgrade(engine)
-            sessions = database.sessionmaker(engine)
-            async with sessions() as session, session.begin():
-                await seed(session)
-            async with sessions() as session:
-                return await check(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return seeded(db_url, seed, lambda session, _: check(session))
 
 
 async def seed(session: Any) -> None:

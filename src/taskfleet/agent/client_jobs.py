@@ -194,8 +194,10 @@ async def _run_task(walk: _Walk, sub: WorkItem, path: str, remaining: float) -> 
     at = [int(i) - 1 for i in path.split(".")]
     deadline_at = time.time() + (walk.deadline - time.monotonic())
     try:
-        paused = Paused(at, walk.executions, list(walk.sections), deadline_at)
-        walk.keep(replace(paused, records=list(walk.records)))
+        paused = Paused(
+            at, walk.executions, list(walk.sections), deadline_at, records=list(walk.records)
+        )
+        walk.keep(paused)
     except OSError as exc:
         return failed(f"cannot keep the job's progress: {exc}")
     outcome = await walk.run_step(replace(sub, timeout_s=remaining))

@@ -21,7 +21,6 @@ later in the job fails its instance as any other, and no step ever runs twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,9 +54,8 @@ def _path(directory: Path, instance_id: int) -> Path:
 
 def keep(directory: Path, item: WorkItem, paused: Paused | None, test_mode: bool = False) -> None:
     """Store (``None``: remove) job ``item``'s progress, durably: a restart follows."""
-    path = _path(directory, item.instance_id)
     if paused is None:
-        path.unlink(missing_ok=True)
+        forget(directory, item.instance_id)
         return
     data = {
         "item": to_json(item),
@@ -65,7 +63,7 @@ def keep(directory: Path, item: WorkItem, paused: Paused | None, test_mode: bool
         "boot": process_tree.boot_id(),
         "test_mode": test_mode,
     }
-    write_private_json(path, data)
+    write_private_json(_path(directory, item.instance_id), data)
 
 
 def load(directory: Path, instance_id: int) -> Saved | None:
@@ -91,8 +89,7 @@ def load(directory: Path, instance_id: int) -> Saved | None:
 
 
 def forget(directory: Path, instance_id: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        _path(directory, instance_id).unlink()
+    _path(directory, instance_id).unlink(missing_ok=True)
 
 
 def step_of(saved: Saved) -> Mapping[str, Any]:

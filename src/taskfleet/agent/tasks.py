@@ -86,7 +86,7 @@ class Tasks:
             return await job_resume.power_step(
                 item,
                 self._power_test_file(),
-                self.status.send,
+                self.status.send_soon,  # bounded, and a task server away does not stop it
                 lambda: self.stopper.canceled(item.instance_id),
             )
         if item.task_type != TaskType.RUN_SCRIPT:

@@ -29,13 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskfleet.errors import InvalidInput
 from taskfleet.ns import audit
-from taskfleet.protocol.messages import InstanceState
+from taskfleet.protocol.messages import UNFINISHED, InstanceState
 from taskfleet.storage.models import Instance, Run
 
 MAX_WAIT_S = 366 * 86_400.0
 ALL_DONE, MIN_COUNT, MIN_SHARE, MAX_WAIT = "all_done", "min_count", "min_share", "max_wait"
 BATCH = 500  # open runs read per query by settle
-_UNFINISHED = [s.value for s in InstanceState if not s.terminal]
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ def _may_be_complete() -> ColumnElement[bool]:
     expiry), so they are left out without counting their instances."""
     has_requirements = cast(Run.requirements, Text) != "{}"  # as stored: json.dumps({})
     any_instance = exists().where(Instance.run_id == Run.id)
-    to_do = exists().where(Instance.run_id == Run.id, Instance.state.in_(_UNFINISHED))
+    to_do = exists().where(Instance.run_id == Run.id, Instance.state.in_(UNFINISHED))
     return or_(has_requirements, and_(any_instance, ~to_do))
 
 

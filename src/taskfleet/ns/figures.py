@@ -25,13 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskfleet.ns import registry
 from taskfleet.ns.advice import TaskServerCapacity, task_server_capacities
 from taskfleet.ns.state import NSState
-from taskfleet.protocol.messages import Approval, InstanceState
+from taskfleet.protocol.messages import UNFINISHED, Approval, InstanceState
 from taskfleet.storage.models import Computer, Instance, Run, TaskServer
 
 log = logging.getLogger("taskfleet.ns.metrics")
 MIN_AGE_S = 5.0
 COST_FACTOR = 20.0
-IN_PROGRESS = [s.value for s in InstanceState if not s.terminal]
 UNASSIGNED = "none"
 AVAILABILITY = ("available", "pending", "revoked", "disabled", "stale")
 
@@ -63,7 +62,7 @@ async def take(session: AsyncSession) -> Snapshot:
     for state, count in rows.all():
         by_state[state] = count
     in_progress = await session.scalar(
-        select(func.count(distinct(Instance.run_id))).where(Instance.state.in_(IN_PROGRESS))
+        select(func.count(distinct(Instance.run_id))).where(Instance.state.in_(UNFINISHED))
     )
     runs = await session.scalar(select(func.count()).select_from(Run))
     steps = await session.execute(

@@ -36,14 +36,13 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from taskfleet.protocol.messages import InstanceState
+from taskfleet.protocol.messages import UNFINISHED
 from taskfleet.storage.models import AuditEntry, Instance, Run, RunTarget, StatusSeen
 
 log = logging.getLogger("taskfleet.ns.retention")
 BATCH = 2000  # rows per DELETE
 RUNS_PER_BATCH = 100
 PAUSE_S = 0.05  # between batches: other transactions get the tables in between
-_UNFINISHED = [s.value for s in InstanceState if not s.terminal]
 
 Sessions = Callable[[], Any]  # NSState.session: an async context manager of AsyncSession
 
@@ -64,11 +63,11 @@ async def _old_runs(session: AsyncSession, cutoff: float) -> list[int]:
     """Up to RUNS_PER_BATCH old runs that may go, with the step runs of those that are
     server job runs: a job run and its steps go together, in one transaction."""
     step, parent = aliased(Run), aliased(Run)
-    in_progress = exists().where(Instance.run_id == Run.id, Instance.state.in_(_UNFINISHED))
+    in_progress = exists().where(Instance.run_id == Run.id, Instance.state.in_(UNFINISHED))
     step_in_progress = exists(
         select(step.id)
         .join(Instance, Instance.run_id == step.id)
-        .where(step.parent_run_id == Run.id, Instance.state.in_(_UNFINISHED))
+        .where(step.parent_run_id == Run.id, Instance.state.in_(UNFINISHED))
     )
     has_steps = exists().where(step.parent_run_id == Run.id)
     # A step run goes only with its job run; one whose job run is gone already (pruned

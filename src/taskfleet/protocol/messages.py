@@ -86,6 +86,8 @@ _TERMINAL = frozenset(
         InstanceState.EXPIRED,
     }
 )
+# The states of an instance not yet ended, as stored: what "still to do" queries match.
+UNFINISHED = tuple(s.value for s in InstanceState if s not in _TERMINAL)
 _RANK = {
     InstanceState.PENDING: 0,
     InstanceState.RECEIVED: 1,
@@ -320,14 +322,16 @@ def event_size(event: StatusEvent) -> int:
 
 
 def by_request_size(
-    events: list[StatusEvent], budget: int = STATUS_REQUEST_BYTES
+    events: list[StatusEvent],
+    budget: int = STATUS_REQUEST_BYTES,
+    size_of: Callable[[StatusEvent], int] = event_size,
 ) -> list[list[StatusEvent]]:
-    """``events`` in order, in requests of at most ``budget`` bytes (``event_size``); an
-    event larger than the budget goes in a request of its own."""
+    """``events`` in order, in requests of at most ``budget`` bytes (as ``size_of`` tells);
+    an event larger than the budget goes in a request of its own."""
     requests: list[list[StatusEvent]] = [[]]
     size = 0
     for event in events:
-        weight = event_size(event)
+        weight = size_of(event)
         if requests[-1] and size + weight > budget:
             requests.append([])
             size = 0

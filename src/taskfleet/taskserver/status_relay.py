@@ -28,7 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from taskfleet.errors import InvalidInput, PayloadTooLarge
 from taskfleet.protocol import step_records
-from taskfleet.protocol.messages import StatusAck, StatusEvent, event_json
+from taskfleet.protocol.messages import StatusAck, StatusEvent, by_request_size, event_json
 from taskfleet.protocol.spool import Spool
 from taskfleet.server.validation import describe_validation
 from taskfleet.taskserver.dead_letters import DeadLetters
@@ -55,16 +55,11 @@ def checked(events: list[StatusEvent]) -> tuple[list[StatusEvent], list[tuple[St
 def by_size(events: list[StatusEvent], budget: int = MAX_REQUEST_BYTES) -> list[list[StatusEvent]]:
     """Events in requests of at most ``budget`` bytes, as far as an estimate tells
     (an output's character may take up to 6 bytes as JSON: ``\\uXXXX``)."""
-    requests: list[list[StatusEvent]] = [[]]
-    size = 0
-    for event in events:
-        weight = 256 + 6 * (len(event.output or "") + step_records.output_size(event.steps))
-        if requests[-1] and size + weight > budget:
-            requests.append([])
-            size = 0
-        requests[-1].append(event)
-        size += weight
-    return [r for r in requests if r]
+    return by_request_size(events, budget, _estimate)
+
+
+def _estimate(event: StatusEvent) -> int:
+    return 256 + 6 * (len(event.output or "") + step_records.output_size(event.steps))
 
 
 class StatusRelay:
